@@ -1,0 +1,377 @@
+"""Local checks: turn each row of a lead file into a CloudAgent request body, or say what is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .mapping import ColumnMap, build_column_map
+from .outcomes import ConfigError, InputError, RowOutcome, Status
+from .readers import LeadFile
+
+PHONE_FORMATS = ("as-is", "e164", "national")
+CAMPAIGN_TYPES = ("any", "agent-wise", "skill-wise")
+
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
+_TRAILING_ZERO = re.compile(r"\.0+$")
+_PHONE = re.compile(r"^\+?\d{3,16}$")
+_PRIORITY = re.compile(r"^\d+(?:\.0*)?$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+_YMD_DATE = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
+_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+_TRUE = frozenset({"true", "yes", "y", "1", "t"})
+_FALSE = frozenset({"false", "no", "n", "0", "f"})
+
+
+@dataclass
+class RowDefaults:
+    """Values used where a row's cell is absent or empty (a cell value wins)."""
+
+    campaign: str | None = None
+    skill: str | None = None
+    agent_id: str | None = None
+    priority: str | None = None
+    expiry_date: str | None = None
+    action: str | None = None
+    check_duplicate: bool = True
+
+
+@dataclass
+class CheckSettings:
+    defaults: RowDefaults = field(default_factory=RowDefaults)
+    region: str | None = None
+    phone_format: str = "as-is"
+    date_order: str | None = None  # None, "day" or "month"
+    allow_past_expiry: bool = False
+    campaign_type: str = "any"
+    keep_duplicates: bool = False
+    user_map: dict[str, str | None] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- single fields
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value).strip()
+
+
+def clean_phone(value: Any) -> tuple[str | None, str | None]:
+    """(cleaned phone, None) or (None, problem). Empty gives (None, None)."""
+    raw = _text(value)
+    if not raw:
+        return None, None
+    text = raw.lstrip("'").strip()
+    if _SCIENTIFIC.match(text):
+        return None, (f"phone number {raw!r} is in scientific notation, so the spreadsheet has already "
+                      f"lost its last digits; format the column as text and export the file again")
+    text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", text))
+    if _PHONE.match(text):
+        return text, None
+    digits = sum(c.isdigit() for c in text)
+    if digits and text.lstrip("+").isdigit():
+        return None, (f"phone number {raw!r} has {digits} digits; CloudAgent takes 3 to 16 "
+                      f"(an optional leading + allowed)")
+    return None, (f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional leading +; "
+                  f"spaces, dashes, dots and brackets are removed for you")
+
+
+def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None, str | None]:
+    """Check a cleaned phone against a region with `phonenumbers`, and rewrite it if asked."""
+    import phonenumbers  # noqa: PLC0415 — only when --region is used
+
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException as e:
+        return None, f"phone number {phone!r} cannot be read as a {region} number ({e._msg})"
+    if not phonenumbers.is_valid_number(number):
+        return None, f"phone number {phone!r} is not a valid {region} number"
+    actual = phonenumbers.region_code_for_number(number)
+    if actual != region:
+        return None, f"phone number {phone!r} is a number of {actual}, not of {region}"
+    if phone_format == "e164":
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+    if phone_format == "national":
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        return re.sub(r"\D", "", national), None
+    return phone, None
+
+
+def clean_priority(value: Any) -> tuple[str | None, str | None]:
+    raw = _text(value)
+    if not raw:
+        return None, None
+    if _PRIORITY.match(raw):
+        number = int(raw.split(".")[0])
+        if number <= 99:
+            return str(number), None
+    return None, f"priority {raw!r} is not valid: use a whole number from 0 to 99"
+
+
+def clean_expiry(value: Any, *, today: dt.date, date_order: str | None = None,
+                 allow_past: bool = False) -> tuple[str | None, str | None]:
+    """An expiry date as YYYY-MM-DD, reading other forms only where they can mean one date."""
+    if isinstance(value, dt.datetime):
+        day: dt.date | None = value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    else:
+        raw = _text(value)
+        if not raw:
+            return None, None
+        day, problem = _read_date(raw, date_order)
+        if problem:
+            return None, problem
+    assert day is not None
+    if day < today and not allow_past:
+        return None, (f"expiry date {day.isoformat()} is in the past; fix it, or pass "
+                      f"--allow-past-expiry to send it anyway")
+    return day.isoformat(), None
+
+
+def _read_date(raw: str, date_order: str | None) -> tuple[dt.date | None, str | None]:
+    m = _ISO_DATE.match(raw) or _YMD_DATE.match(raw)
+    if m:
+        try:
+            return dt.date(int(m[1]), int(m[2]), int(m[3])), None
+        except ValueError:
+            return None, f"expiry date {raw!r} is not a real date"
+    if _NUMBER.match(raw):
+        return None, (f"expiry date {raw!r} is a number, not a date (an Excel date serial?); "
+                      f"write it as YYYY-MM-DD")
+    readings = {}
+    for order in ([date_order] if date_order else ["day", "month"]):
+        reading = _dateutil_read(raw, dayfirst=(order == "day"))
+        if reading == "incomplete":
+            return None, f"expiry date {raw!r} is incomplete: give day, month and year (YYYY-MM-DD)"
+        if reading is not None:
+            readings[order] = reading
+    distinct = set(readings.values())
+    if not distinct:
+        return None, f"expiry date {raw!r} is not a date: write it as YYYY-MM-DD"
+    if len(distinct) > 1:
+        return None, (f"expiry date {raw!r} is ambiguous: {readings['day'].isoformat()} (day first) or "
+                      f"{readings['month'].isoformat()} (month first); pass --dayfirst or --monthfirst, "
+                      f"or write YYYY-MM-DD")
+    return distinct.pop(), None
+
+
+def _dateutil_read(raw: str, *, dayfirst: bool) -> dt.date | str | None:
+    from dateutil import parser  # noqa: PLC0415 — slow import, only for non-ISO dates
+
+    try:
+        # Two different defaults tell whether a part (day, month, year) was missing.
+        a = parser.parse(raw, dayfirst=dayfirst, default=dt.datetime(2000, 1, 1))
+        b = parser.parse(raw, dayfirst=dayfirst, default=dt.datetime(2001, 2, 2))
+    except (ValueError, OverflowError, parser.ParserError):
+        return None
+    if a.date() != b.date():
+        return "incomplete"
+    return a.date()
+
+
+def clean_check_duplicate(value: Any) -> tuple[bool | None, str | None]:
+    raw = _text(value).lower()
+    if not raw:
+        return None, None
+    if raw in _TRUE:
+        return True, None
+    if raw in _FALSE:
+        return False, None
+    return None, f"checkDuplicate {_text(value)!r} is not valid: use TRUE or FALSE (yes/no, 1/0 work too)"
+
+
+def clean_action(value: Any) -> tuple[str | None, str | None]:
+    raw = _text(value)
+    if not raw:
+        return None, None
+    if raw.upper() in ("START", "STOP"):
+        return raw.upper(), None
+    return None, f"action {raw!r} is not valid: use START, STOP or leave it empty"
+
+
+# ---------------------------------------------------------------------------- rows
+
+class Checker:
+    """Checks rows one by one; keeps only the in-file duplicate index between rows."""
+
+    def __init__(self, settings: CheckSettings, *, today: dt.date) -> None:
+        self.settings = settings
+        self.today = today
+        if settings.phone_format not in PHONE_FORMATS:
+            raise ConfigError(f"--phone-format must be one of {', '.join(PHONE_FORMATS)}")
+        if settings.phone_format != "as-is" and not settings.region:
+            raise ConfigError("--phone-format e164/national needs --region (the country to read numbers in)")
+        if settings.region:
+            import phonenumbers  # noqa: PLC0415
+
+            settings.region = settings.region.upper()
+            if settings.region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ConfigError(f"--region {settings.region!r} is not a known region code (e.g. IN, US, GB)")
+        if settings.campaign_type not in CAMPAIGN_TYPES:
+            raise ConfigError(f"--campaign-type must be one of {', '.join(CAMPAIGN_TYPES)}")
+        self.defaults = self._checked_defaults(settings.defaults)
+        self._seen: dict[Any, int] = {}
+        self._campaign_ids: dict[str, int] = {}
+        self._maps: dict[tuple[str, ...], ColumnMap] = {}
+
+    def _checked_defaults(self, d: RowDefaults) -> dict[str, Any]:
+        out: dict[str, Any] = {"campaignName": _text(d.campaign) or None,
+                               "skill": _text(d.skill) or None, "agentId": _text(d.agent_id) or None,
+                               "checkDuplicate": d.check_duplicate}
+        for name, option, value, cleaner in (
+                ("priority", "--priority", d.priority, clean_priority),
+                ("action", "--action", d.action, clean_action)):
+            cleaned, problem = cleaner(value)
+            if problem:
+                raise ConfigError(f"{option}: {problem}")
+            out[name] = cleaned
+        cleaned, problem = clean_expiry(d.expiry_date, today=self.today, date_order=self.settings.date_order,
+                                        allow_past=self.settings.allow_past_expiry)
+        if problem:
+            raise ConfigError(f"--expiry-date: {problem}")
+        out["expiryDate"] = cleaned
+        return out
+
+    def column_map_for(self, lead_file: LeadFile, keys: tuple[str, ...]) -> ColumnMap:
+        cmap = self._maps.get(keys)
+        if cmap is None:
+            cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
+            if not cmap.has_phone and not self._maps:
+                raise InputError(
+                    f"{lead_file.name}: no phone number column (columns: "
+                    f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phoneNumber' or "
+                    f"map it with --map \"Your column=phoneNumber\"")
+            self._maps[keys] = cmap
+        return cmap
+
+    @property
+    def column_map(self) -> ColumnMap | None:
+        """Every column seen, for reports (JSON objects may each bring their own keys)."""
+        maps = list(self._maps.values())
+        if not maps:
+            return None
+        fields: dict[str, str] = {}
+        passthrough: list[tuple[str, str]] = []
+        ignored: list[str] = []
+        for m in maps:
+            for f, col in m.fields.items():
+                fields.setdefault(f, col)
+            passthrough += [p for p in m.passthrough if p not in passthrough]
+            ignored += [i for i in m.ignored if i not in ignored]
+        return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored)
+
+    def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
+        """(outcome, body to send or None) for every row, in file order."""
+        cmap = self.column_map_for(lead_file, tuple(lead_file.keys)) if lead_file.keys is not None else None
+        last_keys: Any = None
+        for row, values in lead_file.rows():
+            # JSON objects may each have their own keys; CSV and XLSX rows share the header's.
+            if cmap is None or (lead_file.keys is None and values.keys() != last_keys):
+                last_keys = values.keys()
+                cmap = self.column_map_for(lead_file, tuple(last_keys))
+            yield self.check_row(row, values, cmap)
+
+    def check_row(self, row: int, values: dict[str, Any],
+                  cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:
+        fields = cmap.fields
+        problems: list[str] = []
+        body: dict[str, str] = {}
+        d = self.defaults
+
+        def cell(name: str) -> Any:
+            key = fields.get(name)
+            return values.get(key, "") if key is not None else ""
+
+        raw_phone = cell("phoneNumber")
+        phone, problem = clean_phone(raw_phone)
+        if problem:
+            problems.append(problem)
+        elif phone is None:
+            problems.append("phone number is empty")
+        elif self.settings.region:
+            phone, problem = region_phone(phone, self.settings.region, self.settings.phone_format)
+            if problem:
+                problems.append(problem)
+
+        campaign = _text(cell("campaignName")) or d["campaignName"] or ""
+        if not campaign:
+            problems.append("no campaign: add a campaignName column or pass --campaign")
+
+        name = _text(cell("Name"))
+        skill = _text(cell("skill")) or d["skill"]
+        agent = _text(cell("agentId")) or d["agentId"]
+        if self.settings.campaign_type == "agent-wise" and not agent:
+            problems.append("agentId is empty and the campaign is agent-wise; add an agent column "
+                            "or pass --agent-id")
+        if self.settings.campaign_type == "skill-wise" and not skill:
+            problems.append("skill is empty and the campaign is skill-wise; add a skill column or pass --skill")
+
+        priority, problem = clean_priority(cell("priority"))
+        if problem:
+            problems.append(problem)
+        expiry, problem = clean_expiry(cell("expiryDate"), today=self.today,
+                                       date_order=self.settings.date_order,
+                                       allow_past=self.settings.allow_past_expiry)
+        if problem:
+            problems.append(problem)
+        action, problem = clean_action(cell("action"))
+        if problem:
+            problems.append(problem)
+        check_dup, problem = clean_check_duplicate(cell("checkDuplicate"))
+        if problem:
+            problems.append(problem)
+
+        shown_phone = phone or _text(raw_phone)
+        if problems:
+            return RowOutcome(row, Status.INVALID, "; ".join(problems), shown_phone, campaign,
+                              source=values), None
+
+        assert phone is not None
+        if not self.settings.keep_duplicates:
+            first = self._remember(campaign, phone, row)
+            if first is not None:
+                return RowOutcome(row, Status.SKIPPED, f"duplicate of row {first}", phone, campaign,
+                                  source=values), None
+
+        body["campaignName"] = campaign
+        body["phoneNumber"] = phone
+        if name:
+            body["Name"] = name
+        for key, value in (("action", action or d["action"]), ("skill", skill), ("agentId", agent),
+                           ("priority", priority or d["priority"]),
+                           ("expiryDate", expiry or d["expiryDate"])):
+            if value:
+                body[key] = value
+        body["checkDuplicate"] = "TRUE" if (d["checkDuplicate"] if check_dup is None else check_dup) \
+            else "FALSE"
+        for key, sent_as in cmap.passthrough:
+            value = _text(values.get(key))
+            if value:
+                body[sent_as] = value
+        return RowOutcome(row, Status.VALID, "", phone, campaign, source=values), body
+
+    def _remember(self, campaign: str, phone: str, row: int) -> int | None:
+        """Record (campaign, phone); return the first row that had it, if any.
+
+        The key is one int (phone digits with a marker digit for '+' and leading zeros, shifted
+        over a campaign number) so a million rows cost tens of MB, not hundreds.
+        """
+        cid = self._campaign_ids.setdefault(campaign, len(self._campaign_ids))
+        marker = "1" if phone.startswith("+") else "2"
+        key = (int(marker + phone.lstrip("+")) << 20) | cid if cid < (1 << 20) else (cid, phone)
+        first = self._seen.setdefault(key, row)
+        return None if first == row else first

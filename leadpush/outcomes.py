@@ -1,0 +1,83 @@
+"""Row statuses, row outcomes, leadpush's errors, and the one mapping from them to exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class Status(str, Enum):
+    """What became of one row. Every row ends with exactly one."""
+
+    VALID = "valid"  # dry run: would be sent
+    INVALID = "invalid"  # failed a local check, never sent
+    SKIPPED = "skipped"  # deliberately not sent (duplicate in the file, done in an earlier run)
+    ADDED = "added"  # CloudAgent stored it
+    EXISTS = "exists"  # CloudAgent already had it (checkDuplicate TRUE)
+    REJECTED = "rejected"  # CloudAgent refused it
+    FAILED = "failed"  # no verdict could be obtained (faults, retries exhausted, outcome unknown)
+    ABORTED = "aborted"  # never sent because the run, or its campaign, stopped
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Rows with these statuses go to the failures file and make the exit code 1.
+FAILURE_STATUSES = frozenset({Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED})
+STATUS_ORDER = list(Status)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ROW_FAILURES = 1
+    USAGE = 2  # usage error, unreadable input, bad configuration
+    ACCOUNT_REFUSED = 3  # the run was stopped by an account-level refusal
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class LeadpushError(Exception):
+    """An error meant for the user: one line, no traceback."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(LeadpushError):
+    """The input file cannot be read (missing, empty, broken)."""
+
+
+class ConfigError(LeadpushError):
+    """A setting is missing or wrong."""
+
+
+class AccountRefusal(LeadpushError):
+    """CloudAgent refused the account (credentials, auth mode, token cap): nothing more can be sent."""
+
+    exit_code = ExitCode.ACCOUNT_REFUSED
+
+
+@dataclass(slots=True)
+class RowOutcome:
+    """The verdict on one row, with what the reports need of it."""
+
+    row: int
+    status: Status
+    message: str = ""
+    phone: str = ""
+    campaign: str = ""
+    attempts: int = 0
+    http_status: int | None = None
+    # The row as read (column -> value, in file order); kept only while a failures file needs it.
+    source: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
+                  interrupted: bool = False) -> ExitCode:
+    """The exit code of a finished (or stopped) run, from its status counts."""
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    if account_refused:
+        return ExitCode.ACCOUNT_REFUSED
+    if any(counts.get(s, 0) for s in FAILURE_STATUSES):
+        return ExitCode.ROW_FAILURES
+    return ExitCode.OK

@@ -1,0 +1,43 @@
+"""Shared test helpers: the real CLI through Typer's runner, and files in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leadpush.cli import app
+
+# Wide enough that rich never wraps a table cell the tests look for.
+ENV = {"COLUMNS": "250", "NO_COLOR": "1", "LEADPUSH_API_KEY": None, "LEADPUSH_USERNAME": None,
+       "LEADPUSH_BASE_URL": None, "LEADPUSH_TOKEN": None}
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | bytes | None = None, env: dict | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, env={**ENV, **(env or {})})
+
+    return invoke
+
+
+def write_csv(path: Path, rows: list[list[str]], **kw) -> Path:
+    buf = io.StringIO()
+    csv.writer(buf, **kw).writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
