@@ -196,6 +196,54 @@ def validate(**o: Any) -> None:
     _run(body)
 
 
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 = any free port).")] = 8765,
+    config: Annotated[Optional[Path], typer.Option(
+        help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
+    token_ttl: Annotated[float, typer.Option(help="Token lifetime in seconds.")] = 3600.0,
+    token_cap: Annotated[int, typer.Option(help="Token generations per account per hour (0 = no cap).")] = 10,
+    rate_limit: Annotated[str, typer.Option(
+        help="Add Campaign Data requests per account, such as 100/min (0 = no limit).")] = "100/min",
+    latency_ms: Annotated[float, typer.Option(help="Delay before each Add Campaign Data answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(help="Random +/- spread around --latency-ms.")] = 0.0,
+    fail_rate: Annotated[float, typer.Option(
+        help="Share of requests answered 503 (HTML), lead not stored.", min=0.0, max=1.0)] = 0.0,
+    drop_rate: Annotated[float, typer.Option(
+        help="Share of requests whose lead is stored but the connection closed unanswered.",
+        min=0.0, max=1.0)] = 0.0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the faults and jitter, to reproduce a run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
+) -> None:
+    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
+    def body() -> ExitCode:
+        from .pacing import parse_rate
+        from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
+
+        limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
+        server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
+                         token_ttl=token_ttl, token_cap=token_cap,
+                         rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
+                         latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
+                         drop_rate=drop_rate, seed=seed, log=None if quiet else _stderr)
+        print(f"CloudAgent sandbox listening on {server.base_url}", flush=True)
+        if config is None:
+            campaigns = ", ".join(c["name"] for c in server.state.config["accounts"][0]["campaigns"])
+            print(f"Demo account: user {DEMO_USER}, API key {DEMO_KEY}; campaigns: {campaigns}")
+            print(f"Try: LEADPUSH_API_KEY={DEMO_KEY} leadpush upload sample_data/leads.csv "
+                  f"--base-url {server.base_url} --username {DEMO_USER}", flush=True)
+        _stderr("Press Ctrl-C to stop.")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            _stderr("Sandbox stopped.")
+        finally:
+            server.server.server_close()
+        return ExitCode.OK
+    _run(body)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"leadpush {__version__}")
