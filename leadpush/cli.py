@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
 import json
+import os
+import signal
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -15,8 +21,9 @@ import typer
 
 from . import __version__, jobs, report
 from .checks import CheckSettings, RowDefaults
+from .cloudagent import DEFAULT_BASE_URL, check_secret
 from .mapping import parse_map_options
-from .outcomes import ExitCode, LeadpushError
+from .outcomes import ConfigError, ExitCode, LeadpushError
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -194,6 +201,110 @@ def validate(**o: Any) -> None:
                 summary = jobs.validate(opts, lead_file, today=dt.date.today(), progress=progress)
         return _finish(summary, as_json)
     _run(body)
+
+
+CONNECTING = "Connecting to CloudAgent"
+
+
+def _upload_options(
+    base_url: Annotated[str, typer.Option(
+        envvar="LEADPUSH_BASE_URL", rich_help_panel=CONNECTING,
+        help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).",
+    )] = DEFAULT_BASE_URL,
+    username: Annotated[Optional[str], typer.Option(
+        envvar="LEADPUSH_USERNAME", rich_help_panel=CONNECTING, help="CloudAgent user name.")] = None,
+    rate: Annotated[str, typer.Option(
+        rich_help_panel=CONNECTING,
+        help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.",
+    )] = "100/min",
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = 4,
+    retries: Annotated[int, typer.Option(
+        min=0, max=20, rich_help_panel=CONNECTING, help="Retries per row for transient faults.")] = 3,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = 30.0,
+    use_sandbox: Annotated[bool, typer.Option(
+        "--sandbox", rich_help_panel=CONNECTING,
+        help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.",
+    )] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")] = False,
+) -> None:
+    """Holds the options of `upload` beyond those of every lead-file command."""
+
+
+def _api_key(use_prompt: bool) -> str:
+    key = os.environ.get("LEADPUSH_API_KEY")
+    if key is None and use_prompt:
+        key = typer.prompt("CloudAgent API key", hide_input=True)
+    if key is None:
+        raise ConfigError("no API key: set LEADPUSH_API_KEY (there is no flag for it: command-line "
+                          "arguments are visible to every user of the machine)")
+    return check_secret(key, "the API key (LEADPUSH_API_KEY)")
+
+
+def _install_interrupt(event: threading.Event) -> Callable[[], None]:
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        event.set()
+        _stderr("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]  # type: ignore[func-returns-value]
+
+
+@app.command()
+@_with_options(_lead_file_options, _upload_options)
+def upload(**o: Any) -> None:
+    """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
+    if o["dry_run"]:
+        return validate(**{k: v for k, v in o.items() if k not in _UPLOAD_ONLY})
+
+    def body() -> ExitCode:
+        from .cloudagent import Connection, check_base_url, default_cache_dir, make_session
+        from .pacing import parse_rate
+        from .upload import UploadSettings, upload as run_upload
+
+        opts, as_json = _input_options(o)
+        rate = parse_rate(o["rate"])
+        with contextlib.ExitStack() as stack:
+            if o["use_sandbox"]:
+                from .sandbox import DEMO_KEY, DEMO_USER, Sandbox
+
+                server = stack.enter_context(Sandbox())
+                conn = Connection(server.base_url, DEMO_USER, DEMO_KEY)
+                cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
+                _stderr(f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
+            else:
+                if not o["username"]:
+                    raise ConfigError("no user name: pass --username or set LEADPUSH_USERNAME")
+                token = os.environ.get("LEADPUSH_TOKEN")
+                conn = Connection(check_base_url(o["base_url"]), o["username"].strip(),
+                                  _api_key(use_prompt=sys.stdin.isatty() and opts.file != "-"),
+                                  check_secret(token, "LEADPUSH_TOKEN") if token else None)
+                cache_dir = default_cache_dir()
+            lead_file = stack.enter_context(
+                jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None))
+            if lead_file.encoding_note:
+                _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                        f"(choose another with --encoding).")
+            settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=o["workers"],
+                                      retries=o["retries"], timeout=o["timeout"])
+            session = stack.enter_context(make_session(o["workers"]))
+            interrupt = threading.Event()
+            stack.callback(_install_interrupt(interrupt))
+            progress = stack.enter_context(
+                report.progress_bar(sys.stderr, "Uploading", enabled=sys.stderr.isatty() and not as_json))
+            summary = run_upload(opts, settings, lead_file, today=dt.date.today(), session=session,
+                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
+                                 progress=progress, interrupt=interrupt)
+        return _finish(summary, as_json)
+    _run(body)
+
+
+_UPLOAD_ONLY = set(inspect.signature(_upload_options).parameters)
 
 
 @app.command()

@@ -25,7 +25,9 @@ class Status(str, Enum):
 
 # Rows with these statuses go to the failures file and make the exit code 1.
 FAILURE_STATUSES = frozenset({Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED})
-STATUS_ORDER = list(Status)
+# How summaries list them: what went through first, then what needs the user's attention.
+STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.SKIPPED,
+                Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED]
 
 
 class ExitCode(IntEnum):

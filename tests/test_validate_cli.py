@@ -32,7 +32,7 @@ def test_problem_rows_exit_1_and_land_in_a_failures_file_that_round_trips(cli, t
     p = write_csv(tmp_path / "leads.csv", rows)
     r = cli("validate", p)
     assert r.exit_code == 1
-    assert "5 rows: 2 valid, 2 invalid, 1 skipped" in r.stdout
+    assert "5 rows: 2 valid, 1 skipped, 2 invalid" in r.stdout
     failures = tmp_path / "leads.failures.csv"
     got = read_csv(failures)
     assert [f["leadpush_row"] for f in got] == ["4", "5"]
