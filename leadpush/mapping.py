@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .outcomes import ConfigError, InputError
 from .readers import UNNAMED_PREFIX
@@ -68,6 +69,11 @@ class ColumnMap:
     @property
     def has_phone(self) -> bool:
         return "phoneNumber" in self.fields
+
+    @cached_property
+    def field_keys(self) -> tuple[str | None, ...]:
+        """The column key of each of FIELDS, in that order (None where no column feeds it)."""
+        return tuple(self.fields.get(f) for f in FIELDS)
 
 
 def build_column_map(columns: Iterable[str], user_map: dict[str, str | None], *,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .mapping import IGNORED_PREFIX
-from .outcomes import FAILURE_STATUSES, ConfigError, RowOutcome, Status
+from .outcomes import ConfigError, RowOutcome, Status
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -140,21 +140,26 @@ class Recorder:
                  table: str = "auto") -> None:
         self.results = results
         self.failures = failures
-        self.counts: Counter[Status] = Counter()
+        self._counts = [0] * len(Status)
         self.table_mode = table  # auto | all | problems | none
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
 
     @property
+    def counts(self) -> Counter[Status]:
+        return Counter({s: self._counts[s.index] for s in Status if self._counts[s.index]})  # type: ignore[attr-defined]
+
+    @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(self._counts)
 
     def record(self, o: RowOutcome) -> None:
-        self.counts[o.status] += 1
+        status = o.status
+        self._counts[status.index] += 1  # type: ignore[attr-defined]
         if self.results:
             self.results.write(o)
-        failed = o.status in FAILURE_STATUSES
+        failed = status.is_failure  # type: ignore[attr-defined]
         if failed and self.failures:
             self.failures.write(o)
         if self.table_mode != "none":
@@ -165,7 +170,7 @@ class Recorder:
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
             self._filtered = True  # a big file: keep only the problems
-            self.table_rows = [r for r in self.table_rows if r.status in FAILURE_STATUSES]
+            self.table_rows = [r for r in self.table_rows if r.status.is_failure]  # type: ignore[attr-defined]
         if self._filtered and not failed:
             return
         if len(self.table_rows) >= TABLE_MAX_ROWS:

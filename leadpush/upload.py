@@ -73,7 +73,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     """Send every valid row; `interrupt` (set by Ctrl-C) stops dispatching and lets in-flight rows finish."""
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
-    first_pass = Checker(opts.checks, today=today)
+    first_pass = Checker(opts.checks, today=today, build_bodies=False)
     total = sum(1 for _ in first_pass.check_file(lead_file))
     progress.set_total(total)
 
