@@ -63,6 +63,7 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
+        self._last_sent = float("-inf")
         self._lock = threading.Lock()
 
     def reserve(self) -> float:
@@ -74,15 +75,25 @@ class Pacer:
             return slot
 
     def wait(self, stop: Callable[[], bool] | None = None) -> bool:
-        """Take the next slot and sleep until it; False if `stop()` turned true meanwhile."""
-        slot = self.reserve()
+        """Take the next slot and sleep until it; False if `stop()` turned true meanwhile.
+
+        Besides its slot, a request also waits until one interval after the previous request
+        actually went: a worker that woke late must not land just ahead of one that woke on time.
+        """
+        return self.wait_for(self.reserve(), stop)
+
+    def wait_for(self, slot: float, stop: Callable[[], bool] | None = None) -> bool:
+        """Sleep until a reserved slot (and one interval after the previous send)."""
         while True:
-            remaining = slot - self._clock()
-            if remaining <= 0:
-                return True
+            now = self._clock()
+            with self._lock:
+                due = max(slot, self._last_sent + self.interval)
+                if now >= due:
+                    self._last_sent = now
+                    return True
             if stop is not None and stop():
                 return False
-            self._sleep(min(remaining, 0.25))
+            self._sleep(min(due - now, 0.25))
 
     def pause_until(self, when: float) -> None:
         with self._lock:

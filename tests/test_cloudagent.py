@@ -243,3 +243,15 @@ def test_parse_answer_brace_less_and_keys_any_case():
     assert parse_answer('{"STATUS": "x"}') == {"status": "x"}
     assert parse_answer("[1]") is None and parse_answer("<html>") is None
     assert json.loads('{"a": 1}') == {"a": 1}
+
+
+def test_pacer_keeps_actual_sends_apart_when_a_worker_wakes_late():
+    clock = FakeClock(0.0)
+    pacer = Pacer(parse_rate("100/min"), clock=clock, sleep=clock.sleep)
+    interval = 0.6 * (1 + HEADROOM)
+    assert pacer.wait_for(pacer.reserve()) and clock() == 0.0
+    slot_b, slot_c = pacer.reserve(), pacer.reserve()
+    clock.advance(slot_b + 0.5 * interval)  # b's worker oversleeps its slot by half an interval
+    assert pacer.wait_for(slot_b) and clock() == pytest.approx(1.5 * interval)
+    assert pacer.wait_for(slot_c)  # c's slot (2 intervals) has come, but b went late
+    assert clock() == pytest.approx(2.5 * interval)
