@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import inspect
 import json
 import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -24,10 +24,15 @@ from .checks import CheckSettings, RowDefaults
 from .cloudagent import DEFAULT_BASE_URL, check_secret
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
+from .settings import PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Load leads from CSV, JSON and spreadsheet files into Ozonetel CloudAgent campaigns.")
+config_app = typer.Typer(no_args_is_help=True, help="Show leadpush's effective settings.")
+auth_app = typer.Typer(no_args_is_help=True, help="Check the CloudAgent credentials.")
+app.add_typer(config_app, name="config")
+app.add_typer(auth_app, name="auth")
 
 
 class TableChoice(str, Enum):
@@ -59,6 +64,23 @@ class InputFormat(str, Enum):
 READING = "Reading the file"
 ROWS = "Row defaults and checks"
 OUTPUT = "Output"
+CONNECTING = "Connecting to CloudAgent"
+UNATTENDED = "Unattended runs"
+ENV_VARS = {"base_url": "LEADPUSH_BASE_URL", "username": "LEADPUSH_USERNAME"}
+
+
+def _profile_options(
+    ctx: typer.Context,
+    profile: Annotated[Optional[str], typer.Option(
+        envvar="LEADPUSH_PROFILE", rich_help_panel=UNATTENDED,
+        help="Take settings from [profiles.NAME] of the config file (flags and environment still win).",
+    )] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        envvar="LEADPUSH_CONFIG", rich_help_panel=UNATTENDED,
+        help="Config file; by default config.toml in the user config folder (~/.config/leadpush).",
+    )] = None,
+) -> None:
+    """Holds the options that choose a config profile (see `_with_options`)."""
 
 
 def _lead_file_options(
@@ -116,6 +138,8 @@ def _lead_file_options(
     json_summary: Annotated[bool, typer.Option(
         "--json", help="Print one JSON summary object on stdout instead of the table and summary.",
         rich_help_panel=OUTPUT)] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only errors and a one-line summary.", rich_help_panel=OUTPUT)] = False,
     results: Annotated[Optional[Path], typer.Option(
         help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).",
         rich_help_panel=OUTPUT)] = None,
@@ -124,47 +148,117 @@ def _lead_file_options(
         rich_help_panel=OUTPUT)] = None,
     no_failures: Annotated[bool, typer.Option(
         "--no-failures", help="Write no failures file.", rich_help_panel=OUTPUT)] = False,
+    log_file: Annotated[Optional[Path], typer.Option(
+        help="Append a timestamped line per row, and start and end lines, to this file.",
+        rich_help_panel=OUTPUT)] = None,
 ) -> None:
     """Holds the options every command that reads a lead file takes (see `_with_options`)."""
+
+
+def _connection_options(
+    base_url: Annotated[str, typer.Option(
+        envvar="LEADPUSH_BASE_URL", rich_help_panel=CONNECTING,
+        help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).",
+    )] = DEFAULT_BASE_URL,
+    username: Annotated[Optional[str], typer.Option(
+        envvar="LEADPUSH_USERNAME", rich_help_panel=CONNECTING, help="CloudAgent user name.")] = None,
+) -> None:
+    """Holds the options that say where and as whom to connect."""
+
+
+def _upload_options(
+    rate: Annotated[str, typer.Option(
+        rich_help_panel=CONNECTING,
+        help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.",
+    )] = "100/min",
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = 4,
+    retries: Annotated[int, typer.Option(
+        min=0, max=20, rich_help_panel=CONNECTING, help="Retries per row for transient faults.")] = 3,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = 30.0,
+    use_sandbox: Annotated[bool, typer.Option(
+        "--sandbox", rich_help_panel=CONNECTING,
+        help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.",
+    )] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")] = False,
+    journal: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=UNATTENDED,
+        help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.",
+    )] = None,
+    no_journal: Annotated[bool, typer.Option(
+        "--no-journal", rich_help_panel=UNATTENDED, help="Keep no journal (no --resume after a crash).",
+    )] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", rich_help_panel=UNATTENDED,
+        help="Skip rows an earlier run of this file added (from the journal); send the rest.")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", rich_help_panel=UNATTENDED,
+        help="Start over although an earlier run of this file did not finish.")] = False,
+) -> None:
+    """Holds the options of `upload` beyond those of every lead-file command."""
 
 
 def _with_options(*holders: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the parameters of the holder functions, so shared options are declared once."""
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         params = [p for h in holders for p in inspect.signature(h, eval_str=True).parameters.values()]
+        params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # required ones first
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
     return decorate
 
 
-def _input_options(o: dict[str, Any]) -> tuple[jobs.InputOptions, bool]:
+def _settings(ctx: typer.Context, o: dict[str, Any]) -> tuple[dict[str, Setting], Any]:
+    """Every setting the command took, resolved flag > environment > profile > default."""
+    profile = load_profile(o.get("profile"), o.get("config"), explicit_path=o.get("config") is not None)
+    for warning in profile.warnings:
+        _stderr(f"Warning: {warning}")
+    given = {}
+    for name in PROFILE_KEYS:
+        if name not in o:
+            continue
+        value = o[name].value if isinstance(o[name], Enum) else o[name]
+        source = ctx.get_parameter_source(name)
+        how = getattr(source, "name", "DEFAULT")
+        given[name] = (value, "flag" if how == "COMMANDLINE" else
+                       f"environment ({ENV_VARS.get(name, '?')})" if how == "ENVIRONMENT" else "default")
+    return resolve(given, profile), profile
+
+
+def _input_options(ctx: typer.Context, o: dict[str, Any]) -> tuple[jobs.InputOptions, dict[str, Setting], Any]:
     if o["dayfirst"] and o["monthfirst"]:
-        raise LeadpushError("--dayfirst and --monthfirst exclude each other")
+        raise ConfigError("--dayfirst and --monthfirst exclude each other")
+    s, profile = _settings(ctx, o)
     settings = CheckSettings(
-        defaults=RowDefaults(campaign=o["campaign"], skill=o["skill"], agent_id=o["agent_id"],
-                             priority=o["priority"], expiry_date=o["expiry_date"], action=o["action"],
-                             check_duplicate=o["check_duplicate"]),
-        region=o["region"], phone_format=o["phone_format"].value,
+        defaults=RowDefaults(campaign=s["campaign"].value, skill=s["skill"].value, agent_id=s["agent_id"].value,
+                             priority=s["priority"].value, expiry_date=s["expiry_date"].value,
+                             action=s["action"].value, check_duplicate=s["check_duplicate"].value),
+        region=s["region"].value, phone_format=s["phone_format"].value,
         date_order="day" if o["dayfirst"] else "month" if o["monthfirst"] else None,
-        allow_past_expiry=o["allow_past_expiry"], campaign_type=o["campaign_type"].value,
+        allow_past_expiry=o["allow_past_expiry"], campaign_type=s["campaign_type"].value,
         keep_duplicates=o["keep_duplicates"], user_map=parse_map_options(o["map"] or []))
+    quiet_table = o["json_summary"] or o["quiet"]
     opts = jobs.InputOptions(
         file=o["file"], fmt=o["format"].value if o["format"] else None, encoding=o["encoding"],
         delimiter=o["delimiter"], sheet=o["sheet"], checks=settings,
-        table="none" if o["json_summary"] else o["table"].value, results=o["results"],
-        failures=o["failures"], write_failures=not o["no_failures"])
-    return opts, o["json_summary"]
+        table="none" if quiet_table else o["table"].value, results=o["results"],
+        failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"])
+    return opts, s, profile
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _finish(summary: report.RunSummary, as_json: bool) -> ExitCode:
+def _finish(summary: report.RunSummary, o: dict[str, Any]) -> ExitCode:
     """Print the run's outcome on stdout, and return its exit code."""
-    if as_json:
+    if o["json_summary"]:
         print(json.dumps(report.summary_object(summary), ensure_ascii=False))
+    elif o["quiet"]:
+        print(jobs.one_line(summary))
     else:
         out = report.make_console(sys.stdout)
         report.print_table(out, summary)
@@ -187,67 +281,60 @@ def _run(body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
+def _note_encoding(lead_file: Any) -> None:
+    if lead_file.encoding_note:
+        _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                f"(choose another with --encoding).")
+
+
+def _progress_enabled(o: dict[str, Any]) -> bool:
+    return sys.stderr.isatty() and not o["json_summary"] and not o["quiet"]
+
+
 @app.command()
-@_with_options(_lead_file_options)
+@_with_options(_profile_options, _lead_file_options)
 def validate(**o: Any) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
+    ctx = o.pop("ctx")
+
     def body() -> ExitCode:
-        opts, as_json = _input_options(o)
+        opts, _, _ = _input_options(ctx, o)
         with jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None) as lead_file:
-            if lead_file.encoding_note:
-                _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                        f"(choose another with --encoding).")
-            with report.progress_bar(sys.stderr, "Checking", enabled=sys.stderr.isatty()) as progress:
+            _note_encoding(lead_file)
+            with report.progress_bar(sys.stderr, "Checking", enabled=_progress_enabled(o)) as progress:
                 summary = jobs.validate(opts, lead_file, today=dt.date.today(), progress=progress)
-        return _finish(summary, as_json)
+        return _finish(summary, o)
     _run(body)
 
 
-CONNECTING = "Connecting to CloudAgent"
-
-
-def _upload_options(
-    base_url: Annotated[str, typer.Option(
-        envvar="LEADPUSH_BASE_URL", rich_help_panel=CONNECTING,
-        help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).",
-    )] = DEFAULT_BASE_URL,
-    username: Annotated[Optional[str], typer.Option(
-        envvar="LEADPUSH_USERNAME", rich_help_panel=CONNECTING, help="CloudAgent user name.")] = None,
-    rate: Annotated[str, typer.Option(
-        rich_help_panel=CONNECTING,
-        help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.",
-    )] = "100/min",
-    workers: Annotated[int, typer.Option(
-        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = 4,
-    retries: Annotated[int, typer.Option(
-        min=0, max=20, rich_help_panel=CONNECTING, help="Retries per row for transient faults.")] = 3,
-    timeout: Annotated[float, typer.Option(
-        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = 30.0,
-    use_sandbox: Annotated[bool, typer.Option(
-        "--sandbox", rich_help_panel=CONNECTING,
-        help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.",
-    )] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")] = False,
-) -> None:
-    """Holds the options of `upload` beyond those of every lead-file command."""
-
-
-def _api_key(use_prompt: bool) -> str:
-    key = os.environ.get("LEADPUSH_API_KEY")
+def _api_key(s: dict[str, Setting], profile: Any, use_prompt: bool) -> Setting:
+    key = resolve_api_key(profile, os.environ)
     if key is None and use_prompt:
-        key = typer.prompt("CloudAgent API key", hide_input=True)
+        key = Setting(typer.prompt("CloudAgent API key", hide_input=True), "prompt")
     if key is None:
-        raise ConfigError("no API key: set LEADPUSH_API_KEY (there is no flag for it: command-line "
-                          "arguments are visible to every user of the machine)")
-    return check_secret(key, "the API key (LEADPUSH_API_KEY)")
+        raise ConfigError("no API key: set LEADPUSH_API_KEY, or api_key_env in a --profile (there is no flag "
+                          "for it: command-line arguments are visible to every user of the machine)")
+    return Setting(check_secret(key.value, f"the API key (from {key.source})"), key.source)
 
 
-def _install_interrupt(event: threading.Event) -> Callable[[], None]:
+def _connection(s: dict[str, Setting], profile: Any, *, use_prompt: bool) -> Any:
+    from .cloudagent import Connection, check_base_url
+
+    if not s["username"].value:
+        raise ConfigError("no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile")
+    token = os.environ.get("LEADPUSH_TOKEN")
+    return Connection(check_base_url(s["base_url"].value), str(s["username"].value).strip(),
+                      _api_key(s, profile, use_prompt).value,
+                      check_secret(token, "LEADPUSH_TOKEN") if token else None)
+
+
+def _install_interrupt(event: Any) -> Callable[[], None]:
     """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
     def handler(signum: int, frame: Any) -> None:
         if event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if signum == signal.SIGTERM:
+            event.terminated = True
         event.set()
         _stderr("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
 
@@ -256,19 +343,25 @@ def _install_interrupt(event: threading.Event) -> Callable[[], None]:
 
 
 @app.command()
-@_with_options(_lead_file_options, _upload_options)
+@_with_options(_profile_options, _lead_file_options, _connection_options, _upload_options)
 def upload(**o: Any) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
+    ctx = o.pop("ctx")
     if o["dry_run"]:
-        return validate(**{k: v for k, v in o.items() if k not in _UPLOAD_ONLY})
+        keep = set(inspect.signature(_profile_options).parameters) | set(
+            inspect.signature(_lead_file_options).parameters)
+        return validate(ctx=ctx, **{k: v for k, v in o.items() if k in keep})
 
     def body() -> ExitCode:
-        from .cloudagent import Connection, check_base_url, default_cache_dir, make_session
+        from .cloudagent import Connection, default_cache_dir, make_session
+        from .journal import RunLock, default_journal_path, prepare_journal
         from .pacing import parse_rate
-        from .upload import UploadSettings, upload as run_upload
+        from .upload import Interrupt, Resume, UploadSettings, upload as run_upload
 
-        opts, as_json = _input_options(o)
-        rate = parse_rate(o["rate"])
+        if o["resume"] and o["restart"]:
+            raise ConfigError("--resume and --restart exclude each other")
+        opts, s, profile = _input_options(ctx, o)
+        rate = parse_rate(s["rate"].value)
         with contextlib.ExitStack() as stack:
             if o["use_sandbox"]:
                 from .sandbox import DEMO_KEY, DEMO_USER, Sandbox
@@ -276,35 +369,101 @@ def upload(**o: Any) -> None:
                 server = stack.enter_context(Sandbox())
                 conn = Connection(server.base_url, DEMO_USER, DEMO_KEY)
                 cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
-                _stderr(f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
+                if not o["quiet"]:
+                    _stderr(f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
             else:
-                if not o["username"]:
-                    raise ConfigError("no user name: pass --username or set LEADPUSH_USERNAME")
-                token = os.environ.get("LEADPUSH_TOKEN")
-                conn = Connection(check_base_url(o["base_url"]), o["username"].strip(),
-                                  _api_key(use_prompt=sys.stdin.isatty() and opts.file != "-"),
-                                  check_secret(token, "LEADPUSH_TOKEN") if token else None)
+                conn = _connection(s, profile, use_prompt=sys.stdin.isatty() and opts.file != "-")
                 cache_dir = default_cache_dir()
+            opts.secrets = conn.secrets
             lead_file = stack.enter_context(
                 jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None))
-            if lead_file.encoding_note:
-                _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                        f"(choose another with --encoding).")
-            settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=o["workers"],
-                                      retries=o["retries"], timeout=o["timeout"])
-            session = stack.enter_context(make_session(o["workers"]))
-            interrupt = threading.Event()
+            _note_encoding(lead_file)
+            if opts.file != "-":
+                # One run per input file, whatever journal it names.
+                digest = hashlib.sha256(str(Path(opts.file).resolve()).encode()).hexdigest()[:24]
+                stack.enter_context(RunLock(cache_dir / "locks" / f"{digest}.lock", lead_file.name))
+            journal = resume = None
+            keep_journal = not o["no_journal"] and (o["journal"] is not None or not o["use_sandbox"])
+            if keep_journal:
+                path = o["journal"] or default_journal_path(lead_file.name)
+                stack.enter_context(RunLock(path.with_name(path.name + ".lock"), f"journal {path}"))
+                journal, state, note = prepare_journal(path, lead_file.digest(), resume=o["resume"],
+                                                       restart=o["restart"], file=lead_file.name)
+                stack.callback(journal.close)
+                if note:
+                    _stderr(f"Note: {note}")
+                if state is not None:
+                    resume = Resume(state, journal.digest)
+            elif o["resume"]:
+                raise ConfigError("--resume needs the journal (leave out --no-journal)")
+            settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=int(s["workers"].value),
+                                      retries=int(s["retries"].value), timeout=float(s["timeout"].value))
+            session = stack.enter_context(make_session(settings.workers))
+            interrupt = Interrupt()
             stack.callback(_install_interrupt(interrupt))
-            progress = stack.enter_context(
-                report.progress_bar(sys.stderr, "Uploading", enabled=sys.stderr.isatty() and not as_json))
+            progress = stack.enter_context(report.progress_bar(sys.stderr, "Uploading", enabled=_progress_enabled(o)))
             summary = run_upload(opts, settings, lead_file, today=dt.date.today(), session=session,
                                  clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
-                                 progress=progress, interrupt=interrupt)
-        return _finish(summary, as_json)
+                                 progress=progress, interrupt=interrupt, journal=journal, resume=resume)
+        return _finish(summary, o)
     _run(body)
 
 
-_UPLOAD_ONLY = set(inspect.signature(_upload_options).parameters)
+@config_app.command("show")
+@_with_options(_profile_options, _connection_options)
+def config_show(**o: Any) -> None:
+    """Print the effective settings and where each came from (secrets masked)."""
+    ctx = o.pop("ctx")
+
+    def body() -> ExitCode:
+        from .settings import default_config_path
+
+        s, profile = _settings(ctx, o)
+        defaults = {"rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0, "check_duplicate": True,
+                    "phone_format": "as-is", "campaign_type": "any"}
+        for name in PROFILE_KEYS:
+            if name in ("api_key", "api_key_env") or name in s:
+                continue
+            value = profile.values.get(name, defaults.get(name))
+            s[name] = Setting(value, profile.label if name in profile.values else "default")
+        key = resolve_api_key(profile, os.environ)
+        s["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+        path = o.get("config") or default_config_path()
+        print(f"config file: {path}{'' if Path(path).exists() else ' (none)'}")
+        print(f"profile: {profile.name or '(none)'}")
+        width = max(len(n) for n in s)
+        for name, setting in s.items():
+            print(f"{name:<{width}}  {masked(name, setting.value):<40}  {setting.source}")
+        return ExitCode.OK
+    _run(body)
+
+
+@auth_app.command("check")
+@_with_options(_profile_options, _connection_options)
+def auth_check(**o: Any) -> None:
+    """Check user, API key and token-auth mode; reuses a still-valid cached token (no generation)."""
+    ctx = o.pop("ctx")
+
+    def body() -> ExitCode:
+        from .cloudagent import auth_check as check, default_cache_dir, make_session
+
+        s, profile = _settings(ctx, o)
+        conn = _connection(s, profile, use_prompt=sys.stdin.isatty())
+        with make_session(1) as session:
+            result = check(session, conn, default_cache_dir(), clock=time.time)
+        print(result)
+        return ExitCode.OK
+    _run(body)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"leadpush {__version__}")
+        raise typer.Exit()
 
 
 @app.command()
@@ -345,6 +504,7 @@ def sandbox(
             print(f"Try: LEADPUSH_API_KEY={DEMO_KEY} leadpush upload sample_data/leads.csv "
                   f"--base-url {server.base_url} --username {DEMO_USER}", flush=True)
         _stderr("Press Ctrl-C to stop.")
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -353,12 +513,6 @@ def sandbox(
             server.server.server_close()
         return ExitCode.OK
     _run(body)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"leadpush {__version__}")
-        raise typer.Exit()
 
 
 @app.callback()

@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from .outcomes import AccountRefusal, ConfigError, LeadpushError, Status
+from .outcomes import AccountRefusal, ConfigError, LeadpushError, Status, scrub
 from .pacing import Pacer
 
 DEFAULT_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
@@ -82,13 +82,6 @@ def make_session(workers: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
 
 
 # ---------------------------------------------------------------------------- answers
@@ -458,3 +451,41 @@ class Sender:
                 return False
             self.sleep(min(left, 0.25))
         return True
+
+
+def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
+               clock: Callable[[], float]) -> str:
+    """Check user, key, TOKEN_AUTH mode and token, storing nothing; say when the token expires.
+
+    The probe is an Add Campaign Data request without a campaign: CloudAgent checks the key,
+    the user, the auth mode and the token before it answers "Please provide campaign details"
+    (so the sandbox does; the vendor does not document the order). A still-valid cached token
+    is used, so the check costs no generation.
+    """
+    tokens = TokenKeeper(session, conn, TokenStore(cache_dir, conn.base_url, conn.username),
+                         Pacer(None, clock=clock, sleep=time.sleep), clock=clock, timeout=30.0)
+    payload = json.dumps({"userName": conn.username, "campaignName": ""}).encode()
+    for _ in range(2):
+        token = tokens.current()
+        try:
+            r = session.post(conn.base_url + ADD_PATH, data=payload, timeout=30.0,
+                             headers={"Content-Type": "application/json", "apiKey": conn.api_key,
+                                      "Authorization": f"Bearer {token}"})
+        except requests.RequestException as e:
+            raise TokenUnavailable(f"could not reach CloudAgent ({_transport_reason(e)})") from None
+        verdict = classify(r.status_code, scrub(r.text, conn.secrets + (token,)), r.headers)
+        if verdict.kind != "token-expired":
+            break
+        tokens.expired(token)
+    if verdict.kind == "account":
+        raise AccountRefusal(verdict.message)
+    if verdict.kind == "token-expired":
+        raise AccountRefusal("CloudAgent answered 'Token Expired' to a fresh token")
+    if verdict.kind in ("transient", "ambiguous"):
+        raise TokenUnavailable(f"could not check: {verdict.message}")
+    _, exp = jwt_times(token)
+    until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(exp)) if exp else "an unknown time"
+    spent = ("a new token was generated for this check" if tokens.generations
+             else "the cached token was used, no generation spent")
+    return (f"OK: user {conn.username} at {conn.base_url}: API key accepted, account on TOKEN_AUTH; "
+            f"token valid until {until} ({spent})")

@@ -12,7 +12,7 @@ from typing import IO, Any
 from .checks import Checker, CheckSettings
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, Recorder, ResultsWriter, default_failures_path
+from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, default_failures_path
 from .report import RunSummary
 
 
@@ -30,6 +30,8 @@ class InputOptions:
     results: Path | None = None
     failures: Path | None = None
     write_failures: bool = True
+    log_file: Path | None = None
+    secrets: tuple[str, ...] = ()  # masked in the log file
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
@@ -45,8 +47,11 @@ def _same_file(a: Path, b: str) -> bool:
 
 
 @contextmanager
-def recording(opts: InputOptions, lead_file: LeadFile) -> Iterator[tuple[Recorder, RunSummary]]:
-    """A recorder writing the results and failures files, closed (files moved into place) at the end."""
+def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator[tuple[Recorder, RunSummary]]:
+    """A recorder writing the results, failures and log files, closed (files moved into place) at the end."""
+    log = LogWriter(opts.log_file, opts.secrets) if opts.log_file else None
+    if log:
+        log.line(f"start leadpush {command} {lead_file.name}")
     failures = None
     if opts.write_failures:
         path = opts.failures or default_failures_path(lead_file.name, lead_file.format)
@@ -61,11 +66,17 @@ def recording(opts: InputOptions, lead_file: LeadFile) -> Iterator[tuple[Recorde
         if _same_file(opts.results, opts.file):
             raise ConfigError(f"{opts.results}: the results file would overwrite the input")
         results = ResultsWriter(opts.results)
-    recorder = Recorder(results=results, failures=failures, table=opts.table)
-    summary = RunSummary(command="", file=lead_file.name, file_format=lead_file.format,
+    recorder = Recorder(results=results, failures=failures, table=opts.table, log=log)
+    summary = RunSummary(command=command, file=lead_file.name, file_format=lead_file.format,
                          recorder=recorder, encoding=lead_file.encoding)
     try:
         yield recorder, summary
+    except BaseException as e:
+        if log:
+            log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
+            log.close()
+            recorder.log = None
+        raise
     finally:
         recorder.close()
     if results:
@@ -77,11 +88,32 @@ def recording(opts: InputOptions, lead_file: LeadFile) -> Iterator[tuple[Recorde
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
     """The dry run: check every row locally, send nothing."""
     checker = Checker(opts.checks, today=today, build_bodies=False)
-    with recording(opts, lead_file) as (recorder, summary):
-        summary.command = "validate"
+    with recording(opts, lead_file, "validate") as (recorder, summary):
         for outcome, _body in checker.check_file(lead_file):
             recorder.record(outcome)
             progress.advance()
         summary.column_map = checker.column_map
     summary.exit_code = exit_code_for(recorder.counts)
+    log_end(summary)
     return summary
+
+
+def one_line(summary: RunSummary) -> str:
+    """The whole run in one line (for --quiet and the log file)."""
+    from .outcomes import STATUS_ORDER  # noqa: PLC0415
+
+    counts = summary.recorder.counts
+    parts = ", ".join(f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s))
+    line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.failures_file:
+        line += f"; failures file {summary.failures_file}"
+    if summary.stop_reason:
+        line += f"; stopped: {summary.stop_reason}"
+    return line + f"; exit {int(summary.exit_code)}"
+
+
+def log_end(summary: RunSummary) -> None:
+    log = summary.recorder.log
+    if log:
+        log.line(f"end leadpush {summary.command} {one_line(summary)}")
+        log.close()

@@ -39,7 +39,8 @@ class ExitCode(IntEnum):
     ROW_FAILURES = 1
     USAGE = 2  # usage error, unreadable input, bad configuration
     ACCOUNT_REFUSED = 3  # the run was stopped by an account-level refusal
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM), as from a service manager or `kill`
 
 
 class LeadpushError(Exception):
@@ -78,8 +79,10 @@ class RowOutcome:
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
-                  interrupted: bool = False) -> ExitCode:
+                  interrupted: bool = False, terminated: bool = False) -> ExitCode:
     """The exit code of a finished (or stopped) run, from its status counts."""
+    if terminated:
+        return ExitCode.TERMINATED
     if interrupted:
         return ExitCode.INTERRUPTED
     if account_refused:
@@ -87,3 +90,11 @@ def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
     if any(counts.get(s, 0) for s in FAILURE_STATUSES):
         return ExitCode.ROW_FAILURES
     return ExitCode.OK
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Text with every secret (API key, token) replaced, for anything that leaves the process."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -51,9 +52,19 @@ class LeadFile:
     keys: list[str] | None = None  # the row dicts' keys for those columns (unnamed ones made unique)
     _rows: Callable[[], Iterator[SourceRow]] = field(default=None, repr=False)  # type: ignore[assignment]
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
+    _opener: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
 
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
+
+    def digest(self) -> str:
+        """sha256 of the file's bytes (what a journal is tied to, rather than its name)."""
+        h = hashlib.sha256()
+        assert self._opener is not None
+        with self._opener() as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
 
     def close(self) -> None:
         if self._cleanup:
@@ -116,6 +127,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
             cleanup()
         raise
     lead_file._cleanup = cleanup
+    lead_file._opener = opener
     return lead_file
 
 

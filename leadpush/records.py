@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .mapping import IGNORED_PREFIX
-from .outcomes import ConfigError, RowOutcome, Status
+from .outcomes import ConfigError, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -125,6 +125,30 @@ class FailuresWriter:
             self.path.unlink(missing_ok=True)
 
 
+class LogWriter:
+    """--log-file: start and end lines and one line per row, timestamped, appended, secrets masked."""
+
+    def __init__(self, path: Path, secrets: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self.secrets = secrets
+        try:
+            self._file: IO[str] = open(path, "a", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: the log file cannot be written ({e.strerror})") from None
+
+    def line(self, text: str) -> None:
+        stamp = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+        self._file.write(f"{stamp} {scrub(text, self.secrets)}\n")
+        self._file.flush()
+
+    def row(self, o: RowOutcome) -> None:
+        self.line(f"row {o.row} {o.status.value} phone={o.phone} campaign={o.campaign}"
+                  + (f": {o.message}" if o.message else ""))
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def default_failures_path(input_name: str, input_format: str) -> Path:
     ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
     if input_name == "<stdin>":
@@ -137,9 +161,10 @@ class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
     def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresWriter | None = None,
-                 table: str = "auto") -> None:
+                 table: str = "auto", log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
+        self.log = log
         self._counts = [0] * len(Status)
         self.table_mode = table  # auto | all | problems | none
         self.table_rows: list[RowOutcome] = []
@@ -159,6 +184,8 @@ class Recorder:
         self._counts[status.index] += 1  # type: ignore[attr-defined]
         if self.results:
             self.results.write(o)
+        if self.log:
+            self.log.row(o)
         failed = status.is_failure  # type: ignore[attr-defined]
         if failed and self.failures:
             self.failures.write(o)

@@ -16,7 +16,8 @@ import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, recording
+from .jobs import InputOptions, log_end, recording
+from .journal import Journal, JournalState
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
@@ -31,6 +32,30 @@ class UploadSettings:
     workers: int = 4
     retries: int = 3
     timeout: float = 30.0
+
+
+class Interrupt(threading.Event):
+    """Set by Ctrl-C or SIGTERM; remembers which, for the exit code."""
+
+    terminated = False
+
+
+@dataclass
+class Resume:
+    """What an earlier run finished, and how to match this run's rows against it."""
+
+    state: JournalState
+    digest: str
+
+    @property
+    def same_input(self) -> bool:
+        return self.digest in self.state.digests
+
+    def done(self, outcome: RowOutcome) -> bool:
+        if self.same_input:
+            return outcome.row in self.state.done_rows.get(self.digest, ())
+        # The input changed: row numbers mean nothing now, campaign and phone still do.
+        return (outcome.campaign, outcome.phone) in self.state.done_keys
 
 
 class _Stop:
@@ -69,7 +94,8 @@ class _Stop:
 def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *, today: dt.date,
            session: requests.Session, clock: Callable[[], float], sleep: Callable[[float], None],
            progress: Any, interrupt: threading.Event | None = None, rng: random.Random | None = None,
-           wall_clock: Callable[[], float] | None = None) -> RunSummary:
+           wall_clock: Callable[[], float] | None = None, journal: Journal | None = None,
+           resume: Resume | None = None) -> RunSummary:
     """Send every valid row; `interrupt` (set by Ctrl-C) stops dispatching and lets in-flight rows finish."""
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
@@ -85,6 +111,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
                     retries=settings.retries, rng=rng)
     stop = _Stop(interrupt or threading.Event())
+    if journal:
+        journal.start(file=lead_file.name, rows=total, resume=resume is not None)
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
         reason = stop.why_not(outcome.campaign)
@@ -106,11 +134,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
         outcome.status, outcome.message = sent.status, message
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
+        if journal and sent.attempts:
+            journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
 
     started = clock()
-    with recording(opts, lead_file) as (recorder, summary):
-        summary.command = "upload"
+    with recording(opts, lead_file, "upload") as (recorder, summary):
         pending: deque[RowOutcome | Future[RowOutcome]] = deque()
 
         def flush(wait: bool = False) -> None:
@@ -124,6 +153,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         slots = threading.BoundedSemaphore(settings.workers * 2)
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-send") as pool:
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                if body is not None and resume and resume.done(outcome):
+                    outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
+                    body = None
                 reason = stop.why_not(outcome.campaign) if body is not None else None
                 if body is None or reason:
                     pending.append(_abort(outcome, reason) if reason else outcome)
@@ -140,8 +172,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
         summary.stop_reason = stop.reason
+    if journal:
+        journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
     summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
-                                      interrupted=stop.interrupt.is_set())
+                                      interrupted=stop.interrupt.is_set(),
+                                      terminated=getattr(stop.interrupt, "terminated", False))
+    log_end(summary)
     return summary
 
 

@@ -14,15 +14,23 @@ from leadpush.cli import app
 
 # Wide enough that rich never wraps a table cell the tests look for.
 ENV = {"COLUMNS": "250", "NO_COLOR": "1", "LEADPUSH_API_KEY": None, "LEADPUSH_USERNAME": None,
-       "LEADPUSH_BASE_URL": None, "LEADPUSH_TOKEN": None}
+       "LEADPUSH_BASE_URL": None, "LEADPUSH_TOKEN": None, "LEADPUSH_PROFILE": None, "LEADPUSH_CONFIG": None,
+       "LEADPUSH_CACHE_DIR": None}
 
 
 @pytest.fixture
-def cli():
+def home(tmp_path_factory):
+    """A config and cache home of the test's own: never the user's ~/.config/leadpush or cache."""
+    root = tmp_path_factory.mktemp("home")
+    return {"XDG_CONFIG_HOME": str(root / "config"), "XDG_CACHE_HOME": str(root / "cache")}
+
+
+@pytest.fixture
+def cli(home):
     runner = CliRunner()
 
     def invoke(*args: str, input: str | bytes | None = None, env: dict | None = None):
-        return runner.invoke(app, [str(a) for a in args], input=input, env={**ENV, **(env or {})})
+        return runner.invoke(app, [str(a) for a in args], input=input, env={**ENV, **home, **(env or {})})
 
     return invoke
 

@@ -200,12 +200,15 @@ def test_429_storm_is_ridden_out_with_retry_after(tmp_path, clock):
 @pytest.mark.parametrize("workers", [1, 4])
 def test_503_and_dropped_connections_with_check_duplicate_store_each_lead_once(tmp_path, clock, workers):
     with Sandbox(CONFIG, clock=clock, rate_limit=0, fail_rate=0.25, drop_rate=0.25, seed=11) as sb:
-        s = run(tmp_path, sb, phones(40), clock=clock, retries=12, workers=workers)
+        # Retries enough that none is exhausted: with a fake clock and seeded backoff, two retrying
+        # rows can fall into step and one draw the server's faults again and again.
+        s = run(tmp_path, sb, phones(40), clock=clock, retries=30, workers=workers)
         stored = Counter(leads_in(sb, "Main"))
         outcomes = sb.state.stats_view()["requests"]["AddCampaignData"]
     assert outcomes["http-503"] > 0 and outcomes["exists"] > 0  # drops were resent and answered "exists"
     assert set(stored) == {str(9100000000 + i) for i in range(40)} and set(stored.values()) == {1}
-    assert set(statuses(s)) <= {"added", "exists"} and s.exit_code == 0
+    failed = [r for r in read_csv(tmp_path / "results.csv") if r["status"] not in ("added", "exists")]
+    assert failed == [] and s.exit_code == 0, (failed, outcomes)
 
 
 def test_dropped_connections_without_check_duplicate_are_never_resent(tmp_path, clock):
@@ -317,9 +320,9 @@ def test_secrets_appear_nowhere(cli, tmp_path, live):
 def test_missing_settings_are_named(cli, tmp_path):
     p = write_csv(tmp_path / "leads.csv", phones(1))
     r = cli("upload", p)
-    assert r.exit_code == 2 and "no user name: pass --username or set LEADPUSH_USERNAME" in r.stderr
+    assert r.exit_code == 2 and "no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile" in r.stderr
     r = cli("upload", p, "--username", "demo")
-    assert r.exit_code == 2 and "no API key: set LEADPUSH_API_KEY" in r.stderr
+    assert r.exit_code == 2 and "no API key: set LEADPUSH_API_KEY, or api_key_env in a --profile" in r.stderr
     r = cli("upload", p, "--username", "demo", "--base-url", "http://example.com", env={"LEADPUSH_API_KEY": "k"})
     assert r.exit_code == 2 and "plain http is refused" in r.stderr
     r = cli("upload", p, "--username", "demo", "--rate", "fast", env={"LEADPUSH_API_KEY": "k"})
