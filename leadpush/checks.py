@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -73,6 +74,21 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
     return str(value).strip()
+
+
+_MEMO_MAX = 4096  # distinct values remembered per field (bounded: memory must not grow with the file)
+
+
+def _cached(memo: dict[str, Any], cleaner: Any, raw: Any) -> tuple[Any, str | None]:
+    """cleaner(raw), remembered for text values (JSON may hand in unhashable lists)."""
+    if raw.__class__ is not str:
+        return cleaner(raw)
+    hit = memo.get(raw)
+    if hit is None:
+        hit = cleaner(raw)
+        if len(memo) < _MEMO_MAX:
+            memo[raw] = hit
+    return hit
 
 
 def _str(value: Any) -> str:
@@ -242,6 +258,13 @@ class Checker:
         self._default_campaign = self.defaults["campaignName"] or ""
         self._default_skill = self.defaults["skill"]
         self._default_agent = self.defaults["agentId"]
+        self._clean_expiry = functools.partial(clean_expiry, today=today, date_order=settings.date_order,
+                                               allow_past=settings.allow_past_expiry)
+        # Exports repeat the same few priorities, dates and flags: each distinct text is read once.
+        self._priorities: dict[str, Any] = {}
+        self._expiries: dict[str, Any] = {}
+        self._actions: dict[str, Any] = {}
+        self._dups: dict[str, Any] = {}
         self._needs_agent = settings.campaign_type == "agent-wise"
         self._needs_skill = settings.campaign_type == "skill-wise"
         self._seen: dict[int, int] = {}
@@ -346,22 +369,21 @@ class Checker:
         if k_priority is not None:
             raw = get(k_priority)
             if raw is not None and raw != "":
-                priority, problem = clean_priority(raw)
+                priority, problem = _cached(self._priorities, clean_priority, raw)
                 if problem:
                     problems.append(problem)
         if k_expiry is not None:
             raw = get(k_expiry)
             if raw is not None and raw != "":
-                expiry, problem = clean_expiry(raw, today=self.today, date_order=self.settings.date_order,
-                                               allow_past=self.settings.allow_past_expiry)
+                expiry, problem = _cached(self._expiries, self._clean_expiry, raw)
                 if problem:
                     problems.append(problem)
         if k_action is not None:
-            action, problem = clean_action(get(k_action))
+            action, problem = _cached(self._actions, clean_action, get(k_action))
             if problem:
                 problems.append(problem)
         if k_dup is not None:
-            check_dup, problem = clean_check_duplicate(get(k_dup))
+            check_dup, problem = _cached(self._dups, clean_check_duplicate, get(k_dup))
             if problem:
                 problems.append(problem)
 

@@ -24,7 +24,7 @@ from .checks import CheckSettings, RowDefaults
 from .cloudagent import DEFAULT_BASE_URL, check_secret
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
-from .settings import PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
+from .settings import DEFAULTS, PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -114,12 +114,12 @@ def _lead_file_options(
     check_duplicate: Annotated[bool, typer.Option(
         "--check-duplicate/--no-check-duplicate",
         help="Ask CloudAgent not to add a number its campaign already has (rows without a value).",
-        rich_help_panel=ROWS)] = True,
+        rich_help_panel=ROWS)] = DEFAULTS["check_duplicate"],
     region: Annotated[Optional[str], typer.Option(
         help="Also require a valid phone number of this region (ISO code such as IN or US).",
         rich_help_panel=ROWS)] = None,
     phone_format: Annotated[PhoneFormat, typer.Option(
-        help="Rewrite phone numbers (needs --region).", rich_help_panel=ROWS)] = PhoneFormat.as_is,
+        help="Rewrite phone numbers (needs --region).", rich_help_panel=ROWS)] = PhoneFormat(DEFAULTS["phone_format"]),
     dayfirst: Annotated[bool, typer.Option(
         "--dayfirst", help="Read dates like 01/02/2030 as 1 February.", rich_help_panel=ROWS)] = False,
     monthfirst: Annotated[bool, typer.Option(
@@ -128,7 +128,7 @@ def _lead_file_options(
         "--allow-past-expiry", help="Send rows whose expiry date has passed.", rich_help_panel=ROWS)] = False,
     campaign_type: Annotated[CampaignType, typer.Option(
         help="agent-wise requires an agent ID on every row, skill-wise a skill.",
-        rich_help_panel=ROWS)] = CampaignType.any,
+        rich_help_panel=ROWS)] = CampaignType(DEFAULTS["campaign_type"]),
     keep_duplicates: Annotated[bool, typer.Option(
         "--keep-duplicates", help="Send repeated (campaign, phone) rows instead of skipping them.",
         rich_help_panel=ROWS)] = False,
@@ -170,13 +170,14 @@ def _upload_options(
     rate: Annotated[str, typer.Option(
         rich_help_panel=CONNECTING,
         help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.",
-    )] = "100/min",
+    )] = DEFAULTS["rate"],
     workers: Annotated[int, typer.Option(
-        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = 4,
+        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = DEFAULTS["workers"],
     retries: Annotated[int, typer.Option(
-        min=0, max=20, rich_help_panel=CONNECTING, help="Retries per row for transient faults.")] = 3,
+        min=0, max=20, rich_help_panel=CONNECTING,
+        help="Retries per row for transient faults.")] = DEFAULTS["retries"],
     timeout: Annotated[float, typer.Option(
-        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = 30.0,
+        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = DEFAULTS["timeout"],
     use_sandbox: Annotated[bool, typer.Option(
         "--sandbox", rich_help_panel=CONNECTING,
         help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.",
@@ -398,7 +399,7 @@ def upload(**o: Any) -> None:
                 raise ConfigError("--resume needs the journal (leave out --no-journal)")
             settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=int(s["workers"].value),
                                       retries=int(s["retries"].value), timeout=float(s["timeout"].value))
-            session = stack.enter_context(make_session(settings.workers))
+            session = stack.enter_context(make_session(settings.workers, conn.base_url))
             interrupt = Interrupt()
             stack.callback(_install_interrupt(interrupt))
             progress = stack.enter_context(report.progress_bar(sys.stderr, "Uploading", enabled=_progress_enabled(o)))
@@ -419,12 +420,10 @@ def config_show(**o: Any) -> None:
         from .settings import default_config_path
 
         s, profile = _settings(ctx, o)
-        defaults = {"rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0, "check_duplicate": True,
-                    "phone_format": "as-is", "campaign_type": "any"}
         for name in PROFILE_KEYS:
             if name in ("api_key", "api_key_env") or name in s:
                 continue
-            value = profile.values.get(name, defaults.get(name))
+            value = profile.values.get(name, DEFAULTS.get(name))
             s[name] = Setting(value, profile.label if name in profile.values else "default")
         key = resolve_api_key(profile, os.environ)
         s["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
@@ -449,7 +448,7 @@ def auth_check(**o: Any) -> None:
 
         s, profile = _settings(ctx, o)
         conn = _connection(s, profile, use_prompt=sys.stdin.isatty())
-        with make_session(1) as session:
+        with make_session(1, conn.base_url) as session:
             result = check(session, conn, default_cache_dir(), clock=time.time)
         print(result)
         return ExitCode.OK

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,8 +65,15 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
-        self._last_sent = float("-inf")
         self._lock = threading.Lock()
+        # A guard on what actually went: at most `burst` sends in any `window` seconds (a second,
+        # or the rate's own period when that is longer), so that a worker waking late cannot land
+        # just ahead of one that is on time and crowd a second. Only a crowding send waits; later
+        # slots keep their times, so lateness never accumulates.
+        self._window = 0.0 if rate is None else max(1.0, rate.period if rate.per_second < 1 else 1.0)
+        self._burst = 0 if rate is None else max(1, math.ceil(rate.per_second * self._window - 1e-9))
+        self._margin = min(0.25 * self.interval, 0.05)
+        self._recent: deque[float] = deque(maxlen=max(1, self._burst))
 
     def reserve(self) -> float:
         """Take the next slot and return its time (without waiting)."""
@@ -75,21 +84,20 @@ class Pacer:
             return slot
 
     def wait(self, stop: Callable[[], bool] | None = None) -> bool:
-        """Take the next slot and sleep until it; False if `stop()` turned true meanwhile.
-
-        Besides its slot, a request also waits until one interval after the previous request
-        actually went: a worker that woke late must not land just ahead of one that woke on time.
-        """
+        """Take the next slot and sleep until it; False if `stop()` turned true meanwhile."""
         return self.wait_for(self.reserve(), stop)
 
     def wait_for(self, slot: float, stop: Callable[[], bool] | None = None) -> bool:
-        """Sleep until a reserved slot (and one interval after the previous send)."""
+        """Sleep until a reserved slot, and until the last second has room for one more send."""
         while True:
             now = self._clock()
             with self._lock:
-                due = max(slot, self._last_sent + self.interval)
+                due = slot
+                if self._burst and len(self._recent) == self._burst:
+                    due = max(due, self._recent[0] + self._window + self._margin)
                 if now >= due:
-                    self._last_sent = now
+                    if self._burst:
+                        self._recent.append(now)
                     return True
             if stop is not None and stop():
                 return False

@@ -20,6 +20,9 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
 }
 SECRET = "api_key"
+# Built-in defaults of the settings that have one (the command line declares its options with these).
+DEFAULTS: dict[str, Any] = {"rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0,
+                            "check_duplicate": True, "phone_format": "as-is", "campaign_type": "any"}
 
 
 @dataclass
