@@ -269,6 +269,8 @@ class Checker:
         self._needs_skill = settings.campaign_type == "skill-wise"
         self._seen: dict[int, int] = {}
         self._campaign_ids: dict[str, int] = {}
+        self._last_campaign: str | None = None
+        self._last_cid = 0
         self._maps: dict[tuple[str, ...], ColumnMap] = {}
 
     def _checked_defaults(self, d: RowDefaults) -> dict[str, Any]:
@@ -319,25 +321,32 @@ class Checker:
 
     def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """(outcome, body to send or None) for every row, in file order."""
-        cmap = self.column_map_for(lead_file, tuple(lead_file.keys)) if lead_file.keys is not None else None
+        check_row = self.check_row
+        if lead_file.keys is not None:
+            # CSV and XLSX rows are lists in the header's order: one map, by position.
+            cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            for row, values in lead_file.rows():
+                yield check_row(row, values, cmap)
+            return
         last_keys: Any = None
         for row, values in lead_file.rows():
-            # JSON objects may each have their own keys; CSV and XLSX rows share the header's.
-            if cmap is None or (lead_file.keys is None and values.keys() != last_keys):
+            # JSON objects may each have their own keys.
+            if values.keys() != last_keys:
                 last_keys = values.keys()
                 cmap = self.column_map_for(lead_file, tuple(last_keys))
-            yield self.check_row(row, values, cmap)
+            yield check_row(row, values, cmap)
 
-    def check_row(self, row: int, values: dict[str, Any],
+    def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:
         # The hot path of every command: one call per row, so fields without a column cost
         # nothing and the common clean values take the shortest way.
         (k_phone, k_campaign, k_name, k_action, k_skill, k_agent, k_priority, k_expiry,
          k_dup) = cmap.field_keys
-        get = values.get
+        # A list row (CSV, XLSX) is read by position, a JSON object by key (None where absent).
+        get = values.__getitem__ if values.__class__ is list else values.get  # type: ignore[union-attr]
         problems: list[str] = []
 
-        raw_phone = get(k_phone, "") if k_phone is not None else ""
+        raw_phone = get(k_phone) if k_phone is not None else ""
         if raw_phone.__class__ is str and _PHONE.match(raw_phone):
             phone: str | None = raw_phone
         else:
@@ -351,7 +360,7 @@ class Checker:
             if problem:
                 problems.append(problem)
 
-        campaign = get(k_campaign, "") if k_campaign is not None else ""
+        campaign = get(k_campaign) if k_campaign is not None else ""
         if campaign.__class__ is not str:
             campaign = _text(campaign)
         campaign = campaign.strip() or self._default_campaign
@@ -392,8 +401,15 @@ class Checker:
                               0, None, values), None
         assert phone is not None
         if not self._keep_duplicates:
-            first = self._remember(campaign, phone, row)
-            if first is not None:
+            # The in-file duplicate index (keys: see _campaign_id), inlined: this runs once per row.
+            if campaign != self._last_campaign:
+                self._last_campaign, self._last_cid = campaign, self._campaign_id(campaign)
+            if phone[0] == "+":
+                key = int(phone[1:]) + _PLUS_MARK[len(phone) - 1] + self._last_cid
+            else:
+                key = int(phone) + _DIGITS_MARK[len(phone)] + self._last_cid
+            first = self._seen.setdefault(key, row)
+            if first != row:
                 return RowOutcome(row, _SKIPPED, f"duplicate of row {first}", phone, campaign,
                                   0, None, values), None
         outcome = RowOutcome(row, _VALID, "", phone, campaign, 0, None, values)
@@ -417,19 +433,12 @@ class Checker:
                 body[sent_as] = value
         return outcome, body
 
-    def _remember(self, campaign: str, phone: str, row: int) -> int | None:
-        """Record (campaign, phone); return the first row that had it, if any.
-
-        One dict whose key is one int: the phone's digits, their count and '+' above them (so
-        "0123", "123" and "+123" differ), and the campaign's number above that. A million rows
-        cost about 100 MB this way, where (campaign, phone) tuples would cost three times that.
-        """
+    def _campaign_id(self, campaign: str) -> int:
+        """The duplicate index's key is one int: the phone's digits, their count and '+' above
+        them (so "0123", "123" and "+123" differ), and the campaign's number above that. A
+        million rows cost about 100 MB this way, where (campaign, phone) tuples would cost three
+        times that."""
         cid = self._campaign_ids.get(campaign)
         if cid is None:
             cid = self._campaign_ids[campaign] = len(self._campaign_ids) * _CAMPAIGN_STRIDE
-        if phone[0] == "+":
-            key = int(phone[1:]) + _PLUS_MARK[len(phone) - 1] + cid
-        else:
-            key = int(phone) + _DIGITS_MARK[len(phone)] + cid
-        first = self._seen.setdefault(key, row)
-        return None if first == row else first
+        return cid

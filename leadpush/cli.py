@@ -21,7 +21,6 @@ import typer
 
 from . import __version__, jobs, report
 from .checks import CheckSettings, RowDefaults
-from .cloudagent import DEFAULT_BASE_URL, check_secret
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .settings import DEFAULTS, PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
@@ -159,7 +158,7 @@ def _connection_options(
     base_url: Annotated[str, typer.Option(
         envvar="LEADPUSH_BASE_URL", rich_help_panel=CONNECTING,
         help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).",
-    )] = DEFAULT_BASE_URL,
+    )] = DEFAULTS["base_url"],
     username: Annotated[Optional[str], typer.Option(
         envvar="LEADPUSH_USERNAME", rich_help_panel=CONNECTING, help="CloudAgent user name.")] = None,
 ) -> None:
@@ -309,6 +308,8 @@ def validate(**o: Any) -> None:
 
 
 def _api_key(s: dict[str, Setting], profile: Any, use_prompt: bool) -> Setting:
+    from .cloudagent import check_secret
+
     key = resolve_api_key(profile, os.environ)
     if key is None and use_prompt:
         key = Setting(typer.prompt("CloudAgent API key", hide_input=True), "prompt")
@@ -319,7 +320,7 @@ def _api_key(s: dict[str, Setting], profile: Any, use_prompt: bool) -> Setting:
 
 
 def _connection(s: dict[str, Setting], profile: Any, *, use_prompt: bool) -> Any:
-    from .cloudagent import Connection, check_base_url
+    from .cloudagent import Connection, check_base_url, check_secret
 
     if not s["username"].value:
         raise ConfigError("no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile")

@@ -24,8 +24,9 @@ from urllib3.exceptions import NewConnectionError
 
 from .outcomes import AccountRefusal, ConfigError, LeadpushError, Status, scrub
 from .pacing import Pacer
+from .settings import DEFAULTS
 
-DEFAULT_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
+DEFAULT_BASE_URL = DEFAULTS["base_url"]
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
 TOKEN_CAP = 10  # generations per account per rolling hour (documented)

@@ -70,6 +70,13 @@ class ColumnMap:
     def has_phone(self) -> bool:
         return "phoneNumber" in self.fields
 
+    def positional(self, keys: list[str]) -> ColumnMap:
+        """The same map by column position, for rows read as lists (CSV, XLSX)."""
+        index = {k: i for i, k in enumerate(keys)}
+        return ColumnMap(fields={f: index[k] for f, k in self.fields.items()},  # type: ignore[misc]
+                         passthrough=[(index[k], sent) for k, sent in self.passthrough],  # type: ignore[misc]
+                         ignored=self.ignored)
+
     @cached_property
     def field_keys(self) -> tuple[str | None, ...]:
         """The column key of each of FIELDS, in that order (None where no column feeds it)."""

@@ -74,8 +74,9 @@ class RowOutcome:
     campaign: str = ""
     attempts: int = 0
     http_status: int | None = None
-    # The row as read (column -> value, in file order); kept only while a failures file needs it.
-    source: dict[str, Any] | None = field(default=None, repr=False)
+    # The row as read (a list in column order, or a JSON object); kept only while a failures
+    # file needs it.
+    source: list[Any] | dict[str, Any] | None = field(default=None, repr=False)
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,

@@ -21,8 +21,9 @@ from typing import IO, Any
 from .outcomes import InputError
 
 # A row as read: its position as the user would find it (CSV line, sheet row, JSONL line,
-# JSON array index, all 1-based) and its columns in file order.
-SourceRow = tuple[int, dict[str, Any]]
+# JSON array index, all 1-based) and its values: for CSV and XLSX a list in column order (as
+# long as the header; LeadFile.keys names them), for JSON the object itself.
+SourceRow = tuple[int, "list[Any] | dict[str, Any]"]
 
 FORMATS = ("csv", "json", "jsonl", "xlsx")
 _EXTENSIONS = {
@@ -56,6 +57,10 @@ class LeadFile:
 
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
+
+    def as_dict(self, values: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        """A row's values by column name, whatever the format."""
+        return values if isinstance(values, dict) else dict(zip(self.keys or [], values))
 
     def digest(self) -> str:
         """sha256 of the file's bytes (what a journal is tied to, rather than its name)."""
@@ -267,7 +272,7 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
                     if len(cells) == n:
                         for c in cells:
                             if c and not c.isspace():
-                                yield start, dict(zip(keys, cells))
+                                yield start, cells
                                 break
                         continue
                     if not any(c.strip() for c in cells):
@@ -282,7 +287,7 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
                         cells = cells[:n]
                     else:
                         cells = cells + [""] * (n - len(cells))
-                    yield start, dict(zip(keys, cells))
+                    yield start, cells
             except csv.Error as e:
                 raise InputError(f"{name}: line {reader.line_num}: {e}") from None
             except UnicodeDecodeError as e:
@@ -514,7 +519,7 @@ def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None) ->
                     raise InputError(f"{name}: row {number}, column {n + 1}: a value outside the "
                                      f"header's columns ({str(extra[0])[:40]!r}); give the column a header")
             values = values[:n] + [""] * (n - len(values))
-            yield number, dict(zip(keys, values))
+            yield number, values
 
     return LeadFile(name=name, format="xlsx", columns=header, keys=keys, _rows=rows)
 

@@ -114,7 +114,7 @@ class FailuresWriter:
             pairs.update(leadpush_row=o.row, leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
         else:
-            values = list(source.values())
+            values = source if isinstance(source, list) else list(source.values())
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
                                + [o.row, o.status.value, formula_safe(o.message)])
 

@@ -21,7 +21,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 SECRET = "api_key"
 # Built-in defaults of the settings that have one (the command line declares its options with these).
-DEFAULTS: dict[str, Any] = {"rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0,
+DEFAULTS: dict[str, Any] = {"base_url": "https://in1-ccaas-api.ozonetel.com", "rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0,
                             "check_duplicate": True, "phone_format": "as-is", "campaign_type": "any"}
 
 

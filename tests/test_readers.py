@@ -14,8 +14,16 @@ from leadpush.readers import open_lead_file
 
 
 def rows_of(path, **kw):
+    """The rows with their values by column name (CSV/XLSX rows are lists in column order)."""
     with open_lead_file(path, **kw) as f:
-        return f, list(f.rows())
+        return f, [(row, f.as_dict(values)) for row, values in f.rows()]
+
+
+def test_csv_rows_are_lists_in_header_order(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("phone,name,\n123,x,extra-empty-header\n", encoding="utf-8")
+    with open_lead_file(p) as f:
+        assert f.keys == ["phone", "name", "\x003"] and list(f.rows()) == [(2, ["123", "x", "extra-empty-header"])]
 
 
 def test_csv_with_bom_crlf_and_stray_header_spaces(tmp_path):
@@ -80,8 +88,8 @@ def test_short_rows_are_padded_and_extra_cells_are_an_error(tmp_path):
     p.write_text("phone,name,city\n111,a\n222,b,c,,\n333,b,c,oops\n", encoding="utf-8")
     with open_lead_file(p) as f:
         it = f.rows()
-        assert next(it) == (2, {"phone": "111", "name": "a", "city": ""})
-        assert next(it)[0] == 3  # trailing empty cells are harmless
+        assert next(it) == (2, ["111", "a", ""])
+        assert next(it) == (3, ["222", "b", "c"])  # trailing empty cells are harmless
         with pytest.raises(InputError, match=r"a\.csv: line 4, column 4: the row has 4 cells"):
             next(it)
 
@@ -156,7 +164,7 @@ def test_stdin_is_spooled_and_readable_twice():
     data = io.BytesIO(b"phone,name\n123,x\n")
     with open_lead_file("-", fmt="csv", stdin=data) as f:
         assert f.name == "<stdin>"
-        assert list(f.rows()) == list(f.rows()) == [(2, {"phone": "123", "name": "x"})]
+        assert list(f.rows()) == list(f.rows()) == [(2, ["123", "x"])]
 
 
 def test_stdin_format_is_sniffed():
