@@ -52,13 +52,14 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, out.decode()
 
 
-def plain_loop(base: str, rows: int, seconds: float) -> tuple[int, int, float]:
+def plain_loop(base: str, rows: int, seconds: float) -> tuple[int, int, float, float]:
     """What a user would write: one token, then requests.post row after row."""
     token = requests.post(base + "/ca_apis/CAToken/generateToken", headers={"apiKey": "demo-key"},
                           json={"userName": "demo"}).json()["token"]
     headers = {"apiKey": "demo-key", "Authorization": f"Bearer {token}"}
     sent = refused = 0
     start = time.monotonic()
+    cpu_start = time.process_time()
     for i in range(rows):
         if time.monotonic() - start > seconds:
             break
@@ -67,7 +68,7 @@ def plain_loop(base: str, rows: int, seconds: float) -> tuple[int, int, float]:
                                 "phoneNumber": str(9200000000 + i)})
         sent += 1
         refused += r.status_code == 429
-    return sent, refused, time.monotonic() - start
+    return sent, refused, time.monotonic() - start, time.process_time() - cpu_start
 
 
 def main() -> None:
@@ -103,7 +104,7 @@ def main() -> None:
             write_rows(one, 1)
             _, fixed_cpu, _ = measure([*cmd[:4], str(one), *cmd[5:]], env)
             requests.post(base + "/sandbox/reset")
-            loop_sent, loop_429, loop_time = plain_loop(base, rows, args.loop_seconds)
+            loop_sent, loop_429, loop_time, loop_cpu = plain_loop(base, rows, args.loop_seconds)
         finally:
             sandbox.terminate()
             sandbox.wait()
@@ -119,7 +120,7 @@ def main() -> None:
         print(f"  CPU             : {cpu:.2f} s in all = {cpu / rows * 1000:.2f} ms/row; per row beyond a one-row "
               f"run ({fixed_cpu:.2f} s): {(cpu - fixed_cpu) / (rows - 1) * 1000:.2f} ms/row")
         print(f"  plain loop      : {loop_sent} requests in {loop_time:.1f} s = {loop_sent / loop_time * 60:.1f}/min, "
-              f"{loop_429} answered 429")
+              f"{loop_429} answered 429, CPU {loop_cpu / max(1, loop_sent) * 1000:.2f} ms/request")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import json
 import os
@@ -356,7 +355,7 @@ def upload(**o: Any) -> None:
 
     def body() -> ExitCode:
         from .cloudagent import Connection, default_cache_dir, make_session
-        from .journal import RunLock, default_journal_path, prepare_journal
+        from .journal import default_journal_path, input_lock, journal_lock, prepare_journal
         from .pacing import parse_rate
         from .upload import Interrupt, Resume, UploadSettings, upload as run_upload
 
@@ -381,14 +380,12 @@ def upload(**o: Any) -> None:
                 jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None))
             _note_encoding(lead_file)
             if opts.file != "-":
-                # One run per input file, whatever journal it names.
-                digest = hashlib.sha256(str(Path(opts.file).resolve()).encode()).hexdigest()[:24]
-                stack.enter_context(RunLock(cache_dir / "locks" / f"{digest}.lock", lead_file.name))
+                stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
             journal = resume = None
             keep_journal = not o["no_journal"] and (o["journal"] is not None or not o["use_sandbox"])
             if keep_journal:
                 path = o["journal"] or default_journal_path(lead_file.name)
-                stack.enter_context(RunLock(path.with_name(path.name + ".lock"), f"journal {path}"))
+                stack.enter_context(journal_lock(path))
                 journal, state, note = prepare_journal(path, lead_file.digest(), resume=o["resume"],
                                                        restart=o["restart"], file=lead_file.name)
                 stack.callback(journal.close)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
-from .outcomes import ConfigError, exit_code_for
+from .outcomes import STATUS_ORDER, ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, default_failures_path
-from .report import RunSummary
+from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
 
 
 @dataclass
@@ -119,8 +118,6 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
 
 def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
-    from .outcomes import STATUS_ORDER  # noqa: PLC0415
-
     counts = summary.recorder.counts
     parts = ", ".join(f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s))
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -147,6 +148,16 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def input_lock(cache_dir: Path, input_path: str, name: str) -> RunLock:
+    """The lock for one input file (by its real path), whatever journal a run names."""
+    digest = hashlib.sha256(str(Path(input_path).resolve()).encode()).hexdigest()[:24]
+    return RunLock(cache_dir / "locks" / f"{digest}.lock", name)
+
+
+def journal_lock(path: Path) -> RunLock:
+    return RunLock(path.with_name(path.name + ".lock"), f"journal {path}")
 
 
 class RunLocked(LeadpushError):

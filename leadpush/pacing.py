@@ -72,7 +72,9 @@ class Pacer:
         # slots keep their times, so lateness never accumulates.
         self._window = 0.0 if rate is None else max(1.0, rate.period if rate.per_second < 1 else 1.0)
         self._burst = 0 if rate is None else max(1, math.ceil(rate.per_second * self._window - 1e-9))
-        self._margin = min(0.25 * self.interval, 0.05)
+        # Inside the slots' own headroom, so that in steady state (slots a window apart plus 0.4%)
+        # the guard never binds and only a crowding send ever waits.
+        self._margin = HEADROOM * self._window / 2
         self._recent: deque[float] = deque(maxlen=max(1, self._burst))
 
     def reserve(self) -> float:

@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from .mapping import IGNORED_PREFIX
-from .outcomes import ConfigError, RowOutcome, Status, scrub
+from .mapping import IGNORED_PREFIX, ColumnMap
+from .outcomes import ConfigError, ExitCode, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -213,3 +214,29 @@ class Recorder:
         for writer in (self.results, self.failures):
             if writer:
                 writer.close()
+
+
+@dataclass
+class RunSummary:
+    """Everything the summary says about a finished run."""
+
+    command: str
+    file: str
+    file_format: str
+    recorder: Recorder
+    exit_code: ExitCode = ExitCode.OK
+    encoding: str | None = None
+    column_map: ColumnMap | None = None
+    results_file: str | None = None
+    failures_file: str | None = None
+    stop_reason: str | None = None
+    elapsed: float | None = None
+    requests: int | None = None  # HTTP requests made (upload)
+    token_generations: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def achieved_rate(self) -> float | None:
+        if not self.elapsed or self.requests is None:
+            return None
+        return self.requests / self.elapsed * 60

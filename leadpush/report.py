@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from rich.console import Console
@@ -15,40 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 from rich.table import Table
 
-from .mapping import ColumnMap
-from .outcomes import STATUS_ORDER, ExitCode, Status
-from .records import Recorder
+from .outcomes import STATUS_ORDER, Status
+from .records import RunSummary
 
 STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
-
-
-@dataclass
-class RunSummary:
-    """Everything the summary says about a finished run."""
-
-    command: str
-    file: str
-    file_format: str
-    recorder: Recorder
-    exit_code: ExitCode = ExitCode.OK
-    encoding: str | None = None
-    column_map: ColumnMap | None = None
-    results_file: str | None = None
-    failures_file: str | None = None
-    stop_reason: str | None = None
-    elapsed: float | None = None
-    requests: int | None = None  # HTTP requests made (upload)
-    token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def achieved_rate(self) -> float | None:
-        if not self.elapsed or self.requests is None:
-            return None
-        return self.requests / self.elapsed * 60
 
 
 def make_console(stream: IO[str] | None = None, *, color: bool | None = None) -> Console:

@@ -21,7 +21,7 @@ from .journal import Journal, JournalState
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
-from .report import RunSummary
+from .records import RunSummary
 
 
 @dataclass

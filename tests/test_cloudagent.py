@@ -272,3 +272,12 @@ def test_session_reads_the_environment_once(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with make_session(2, "http://127.0.0.1:8765") as s:
         assert "https" not in s.proxies and "http" not in s.proxies
+
+
+@pytest.mark.parametrize("rate", ["100/min", "600/min", "3000/min", "2/s"])
+def test_the_guard_never_slows_an_on_time_schedule(rate):
+    clock = FakeClock(0.0)
+    pacer = Pacer(parse_rate(rate), clock=clock, sleep=clock.sleep)
+    for _ in range(1000):
+        assert pacer.wait()
+    assert clock() == pytest.approx(999 * pacer.interval)  # exactly the slots: the guard never bound
