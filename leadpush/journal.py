@@ -34,7 +34,6 @@ class JournalState:
     finished_rows: int = 0
     last_row: int = 0
     complete: bool = True  # the last run ended with nothing left to send
-    total: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -59,7 +58,6 @@ def read_journal(path: Path) -> JournalState:
             if kind == "start":
                 state.digests.add(rec.get("input", ""))
                 state.complete = False
-                state.total = rec.get("rows")
             elif kind == "row":
                 state.finished_rows += 1
                 state.last_row = max(state.last_row, int(rec.get("row", 0)))
