@@ -237,6 +237,8 @@ class RunSummary:
 
     @property
     def achieved_rate(self) -> float | None:
-        if not self.elapsed or self.requests is None:
+        """Requests per minute: intervals between requests over the time they took (n requests
+        evenly spaced span n - 1 intervals; counting n would overstate a short run's rate)."""
+        if not self.elapsed or self.requests is None or self.requests < 2:
             return None
-        return self.requests / self.elapsed * 60
+        return (self.requests - 1) / self.elapsed * 60

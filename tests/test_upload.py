@@ -371,3 +371,11 @@ def test_ctrl_c_in_a_real_process(tmp_path, live):
     assert len(added) == len(leads_in(live, "Main")) and 5 <= len(added) < 40
     assert {r["status"] for r in results} == {"added", "aborted"}
     assert len(read_csv(tmp_path / "leads.failures.csv")) == 40 - len(added)
+
+
+def test_achieved_rate_counts_intervals_not_requests(tmp_path, clock):
+    # 9 requests paced at 100/min take 8 intervals: the summary must not claim 112/min.
+    with Sandbox(CONFIG, clock=clock, rate_limit=0) as sb:
+        s = run(tmp_path, sb, phones(8), clock=clock, rate="100/min")
+    assert s.requests == 9
+    assert 99.0 <= s.achieved_rate <= 100.0
