@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -148,11 +149,18 @@ def test_pacer_stop_while_waiting():
     assert pacer.wait(stop=lambda: True) is False
 
 
+@contextlib.contextmanager
+def clocked_sandbox(**options):
+    """A sandbox and a session that share one fake clock (sb.clock)."""
+    clock = FakeClock()
+    with Sandbox(clock=clock, rate_limit=0, **options) as server, make_session(1) as session:
+        server.clock = clock
+        yield server, session
+
+
 @pytest.fixture
 def sb():
-    clock = FakeClock()
-    with Sandbox(clock=clock, rate_limit=0) as server:
-        server.clock = clock
+    with clocked_sandbox() as (server, _):
         yield server
 
 
@@ -176,9 +184,8 @@ def test_token_is_cached_0600_and_reused_across_keepers(sb, tmp_path):
 
 
 def test_token_refreshed_shortly_before_exp_with_a_margin_scaled_to_its_lifetime(tmp_path):
-    clock = FakeClock()
-    with Sandbox(clock=clock, rate_limit=0, token_ttl=10) as server, make_session(1) as s:
-        server.clock = clock
+    with clocked_sandbox(token_ttl=10) as (server, s):
+        clock = server.clock
         k, _ = keeper(server, tmp_path, s)
         first = k.current()
         clock.advance(8.5)  # 1.5 s left of 10: outside the 1 s margin (10% of the lifetime)
@@ -189,12 +196,13 @@ def test_token_refreshed_shortly_before_exp_with_a_margin_scaled_to_its_lifetime
 
 
 def test_fresh_token_is_used_before_it_is_replaced(tmp_path):
-    clock = FakeClock()
-    with Sandbox(clock=clock, rate_limit=0, token_ttl=0.05) as server, make_session(1) as s:
-        server.clock = clock
+    with clocked_sandbox(token_ttl=10) as (server, s):
         k, _ = keeper(server, tmp_path, s)
         first = k.current()
-        assert k.current() == first  # within its margin already, but never used: not regenerated
+        server.clock.advance(9.5)  # inside the refresh margin (the last second of ten)...
+        assert k.current() == first  # ...but never used yet: not regenerated
+        k.used(first)
+        assert k.current() != first and k.generations == 2  # used once: now it is replaced
 
 
 def test_expired_rereads_the_cache_before_generating(sb, tmp_path):
