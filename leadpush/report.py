@@ -69,7 +69,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             if summary.achieved_rate is not None:
                 line += f" ({summary.achieved_rate:.1f}/min)"
         if summary.token_generations is not None:
-            line += f", {summary.token_generations} token generations"
+            n = summary.token_generations
+            line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
     if summary.results_file:
         console.print(f"Results: {escape(summary.results_file)}")

@@ -160,8 +160,9 @@ def test_usage_error_is_exit_2(cli):
 
 
 def test_help_documents_every_command(cli):
-    for command in ("validate",):
-        r = cli(command, "--help")
-        assert r.exit_code == 0 and "Usage" in r.stdout
+    for command in (["validate"], ["upload"], ["sandbox"], ["config", "show"], ["auth", "check"]):
+        r = cli(*command, "--help")
+        assert r.exit_code == 0 and "Usage" in r.stdout, command
+        assert len(r.stdout.splitlines()) > 5  # options and the docstring are there
     r = cli("--version")
     assert r.stdout.startswith("leadpush ")
