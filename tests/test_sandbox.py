@@ -286,7 +286,8 @@ def test_config_file(tmp_path):
         load_config(p)
 
 
-def test_cli_sandbox_serves_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_cli_sandbox_serves_and_stops_cleanly(stop_signal):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "leadpush", "sandbox", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -297,7 +298,7 @@ def test_cli_sandbox_serves_and_stops_on_ctrl_c():
         assert "demo-key" in proc.stdout.readline()
         r = requests.post(base + TOKEN_PATH, headers={"apiKey": "demo-key"}, json={"userName": "demo"})
         token = r.json()["token"]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
         assert "generateToken userName=demo -> 200 {token issued}" in err
