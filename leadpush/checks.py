@@ -118,7 +118,7 @@ def clean_phone(value: Any) -> tuple[str | None, str | None]:
 
 def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None, str | None]:
     """Check a cleaned phone against a region with `phonenumbers`, and rewrite it if asked."""
-    import phonenumbers  # noqa: PLC0415 — only when --region is used
+    phonenumbers = _phonenumbers()
 
     try:
         number = phonenumbers.parse(phone, region)
@@ -135,6 +135,14 @@ def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None
         national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
         return re.sub(r"\D", "", national), None
     return phone, None
+
+
+@functools.cache
+def _phonenumbers() -> Any:
+    """The phonenumbers module, imported on first use (only --region needs it; it is slow to load)."""
+    import phonenumbers  # noqa: PLC0415
+
+    return phonenumbers
 
 
 def clean_priority(value: Any) -> tuple[str | None, str | None]:
@@ -244,10 +252,8 @@ class Checker:
         if settings.phone_format != "as-is" and not settings.region:
             raise ConfigError("--phone-format e164/national needs --region (the country to read numbers in)")
         if settings.region:
-            import phonenumbers  # noqa: PLC0415
-
             settings.region = settings.region.upper()
-            if settings.region not in phonenumbers.SUPPORTED_REGIONS:
+            if settings.region not in _phonenumbers().SUPPORTED_REGIONS:
                 raise ConfigError(f"--region {settings.region!r} is not a known region code (e.g. IN, US, GB)")
         if settings.campaign_type not in CAMPAIGN_TYPES:
             raise ConfigError(f"--campaign-type must be one of {', '.join(CAMPAIGN_TYPES)}")

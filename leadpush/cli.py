@@ -306,7 +306,7 @@ def validate(**o: Any) -> None:
     _run(body)
 
 
-def _api_key(s: dict[str, Setting], profile: Any, use_prompt: bool) -> Setting:
+def _api_key(profile: Any, use_prompt: bool) -> Setting:
     from .cloudagent import check_secret
 
     key = resolve_api_key(profile, os.environ)
@@ -325,7 +325,7 @@ def _connection(s: dict[str, Setting], profile: Any, *, use_prompt: bool) -> Any
         raise ConfigError("no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile")
     token = os.environ.get("LEADPUSH_TOKEN")
     return Connection(check_base_url(s["base_url"].value), str(s["username"].value).strip(),
-                      _api_key(s, profile, use_prompt).value,
+                      _api_key(profile, use_prompt).value,
                       check_secret(token, "LEADPUSH_TOKEN") if token else None)
 
 

@@ -8,7 +8,6 @@ import ipaddress
 import json
 import os
 import random
-import re
 import tempfile
 import threading
 import time
@@ -340,6 +339,20 @@ def _never_reached(e: requests.RequestException) -> bool:
 
 # ---------------------------------------------------------------------------- sending one lead
 
+def post_lead(session: requests.Session, conn: Connection, payload: bytes, token: str,
+              timeout: float) -> Verdict:
+    """One Add Campaign Data request, its answer (or transport fault) as a Verdict."""
+    headers = {"Content-Type": "application/json", "apiKey": conn.api_key, "Authorization": f"Bearer {token}"}
+    try:
+        r = session.post(conn.base_url + ADD_PATH, data=payload, headers=headers, timeout=timeout)
+    except requests.exceptions.SSLError:
+        return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
+                                  "or REQUESTS_CA_BUNDLE")
+    except requests.RequestException as e:
+        return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
+    return classify(r.status_code, scrub(r.text, conn.secrets + (token,)), r.headers)
+
+
 @dataclass
 class Sent:
     """What became of one lead: a row status, and whether the run or the campaign must stop."""
@@ -430,18 +443,7 @@ class Sender:
                 return self._not_sent(attempts, last_status, maybe_stored)
 
     def _exchange(self, payload: bytes, token: str) -> Verdict:
-        headers = {"Content-Type": "application/json", "apiKey": self.conn.api_key,
-                   "Authorization": f"Bearer {token}"}
-        try:
-            r = self.session.post(self.conn.base_url + ADD_PATH, data=payload, headers=headers,
-                                  timeout=self.timeout)
-        except requests.RequestException as e:
-            kind = "transient" if _never_reached(e) else "ambiguous"
-            if isinstance(e, requests.exceptions.SSLError):
-                return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
-                                          "or REQUESTS_CA_BUNDLE")
-            return Verdict(kind, _transport_reason(e))
-        return classify(r.status_code, scrub(r.text, self.conn.secrets + (token,)), r.headers)
+        return post_lead(self.session, self.conn, payload, token, self.timeout)
 
     @staticmethod
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
@@ -474,13 +476,7 @@ def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
     payload = json.dumps({"userName": conn.username, "campaignName": ""}).encode()
     for _ in range(2):
         token = tokens.current()
-        try:
-            r = session.post(conn.base_url + ADD_PATH, data=payload, timeout=30.0,
-                             headers={"Content-Type": "application/json", "apiKey": conn.api_key,
-                                      "Authorization": f"Bearer {token}"})
-        except requests.RequestException as e:
-            raise TokenUnavailable(f"could not reach CloudAgent ({_transport_reason(e)})") from None
-        verdict = classify(r.status_code, scrub(r.text, conn.secrets + (token,)), r.headers)
+        verdict = post_lead(session, conn, payload, token, 30.0)
         if verdict.kind != "token-expired":
             break
         tokens.expired(token)

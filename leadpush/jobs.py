@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
-from .outcomes import STATUS_ORDER, ConfigError, exit_code_for
+from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
 
@@ -118,8 +118,7 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
 
 def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
-    counts = summary.recorder.counts
-    parts = ", ".join(f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s))
+    parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"

@@ -249,8 +249,7 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
 
     header_line, header = 0, None
     with _text(opener, encoding) as text:
-        reader = csv.reader(text, delimiter=delimiter)
-        for cells, line in _records(name, reader, encoding):
+        for cells, line in _records(name, csv.reader(text, delimiter=delimiter), encoding):
             header_line, header = line, cells
             break
     if header is None:
@@ -258,65 +257,45 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
     keys = _column_keys(name, header_line, header)
 
     def rows() -> Iterator[SourceRow]:
-        # The hot loop of every command over a CSV: records read straight off csv.reader, each
-        # with the line it starts on; blank lines (and rows of empty cells) are not rows.
         n = len(keys)
         with _text(opener, encoding) as text:
-            reader = csv.reader(text, delimiter=delimiter)
-            end = 0
-            try:
-                for cells in reader:
-                    start, end = end + 1, reader.line_num
-                    if start <= header_line:
-                        continue
-                    if len(cells) == n:
-                        for c in cells:
-                            if c and not c.isspace():
-                                yield start, cells
-                                break
-                        continue
-                    if not any(c.strip() for c in cells):
-                        continue
-                    if len(cells) > n:
-                        extra = [c for c in cells[n:] if c.strip()]
-                        if extra:
-                            raise InputError(
-                                f"{name}: line {start}, column {n + 1}: the row has {len(cells)} cells but "
-                                f"the header has {n} (extra value {extra[0][:40]!r}); quote values that "
-                                f"contain {_show_delimiter(delimiter)} or fix the header")
-                        cells = cells[:n]
-                    else:
-                        cells = cells + [""] * (n - len(cells))
-                    yield start, cells
-            except csv.Error as e:
-                raise InputError(f"{name}: line {reader.line_num}: {e}") from None
-            except UnicodeDecodeError as e:
-                raise InputError(f"{name}: near line {end + 1}: not valid {encoding} ({e.reason}); "
-                                 f"choose the file's encoding with --encoding") from None
+            records = _records(name, csv.reader(text, delimiter=delimiter), encoding)
+            next(records, None)  # the header
+            for cells, line in records:
+                if len(cells) == n:
+                    yield line, cells
+                    continue
+                if len(cells) > n:
+                    extra = [c for c in cells[n:] if c.strip()]
+                    if extra:
+                        raise InputError(
+                            f"{name}: line {line}, column {n + 1}: the row has {len(cells)} cells but "
+                            f"the header has {n} (extra value {extra[0][:40]!r}); quote values that "
+                            f"contain {_show_delimiter(delimiter)} or fix the header")
+                    cells = cells[:n]
+                else:
+                    cells = cells + [""] * (n - len(cells))
+                yield line, cells
 
     return LeadFile(name=name, format="csv", encoding=encoding, encoding_note=note,
                     delimiter=delimiter, columns=list(header), keys=keys, _rows=rows)
 
 
 def _records(name: str, reader: Any, encoding: str) -> Iterator[tuple[list[str], int]]:
-    """Non-blank CSV records with the line each starts on."""
+    """Non-blank CSV records with the line each starts on (the hot loop of every CSV command)."""
     end = 0
-    while True:
-        start = end + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise InputError(f"{name}: line {reader.line_num}: {e}") from None
-        except UnicodeDecodeError as e:
-            raise InputError(f"{name}: near line {end + 1}: not valid {encoding} ({e.reason}); "
-                             f"choose the file's encoding with --encoding") from None
-        end = reader.line_num
-        for c in cells:
-            if c.strip():
-                yield cells, start
-                break
+    try:
+        for cells in reader:
+            start, end = end + 1, reader.line_num
+            for c in cells:
+                if c and not c.isspace():
+                    yield cells, start
+                    break
+    except csv.Error as e:
+        raise InputError(f"{name}: line {reader.line_num}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}: near line {end + 1}: not valid {encoding} ({e.reason}); "
+                         f"choose the file's encoding with --encoding") from None
 
 
 def _column_keys(name: str, line: int, header: list[str]) -> list[str]:

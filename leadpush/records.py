@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -234,6 +234,11 @@ class RunSummary:
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def count_items(self) -> list[tuple[Status, int]]:
+        """(status, rows) for the statuses that occurred, in the order summaries list them."""
+        counts = self.recorder.counts
+        return [(s, counts[s]) for s in STATUS_ORDER if counts.get(s)]
 
     @property
     def achieved_rate(self) -> float | None:

@@ -51,7 +51,7 @@ def print_table(console: Console, summary: RunSummary) -> None:
 
 def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
-    parts = [f"[{STATUS_STYLES[s]}]{rec.counts[s]} {s.value}[/]" for s in STATUS_ORDER if rec.counts.get(s)]
+    parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]" for s, n in summary.count_items()]
     console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
     cmap = summary.column_map
     if cmap is not None:

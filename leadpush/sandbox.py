@@ -7,6 +7,7 @@ or contradicts itself, the choice made is written in docs/sandbox.md.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -19,7 +20,6 @@ import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -421,8 +421,6 @@ def _valid_date(text: str) -> bool:
     if not m:
         return False
     try:
-        import datetime as dt  # noqa: PLC0415
-
         dt.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
         return False

@@ -329,7 +329,7 @@ def test_missing_settings_are_named(cli, tmp_path):
     assert r.exit_code == 2 and "--rate 'fast'" in r.stderr
 
 
-def test_api_key_has_no_flag(cli, tmp_path):
+def test_api_key_has_no_flag(cli):
     r = cli("upload", "--help")
     assert "--api-key" not in r.stdout and "--sandbox" in r.stdout
 
