@@ -17,9 +17,10 @@ import typer
 from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
 from .environment import Environment
+from .files import printable
 from .journal import JournalChoice
 from .mapping import parse_map_options
-from .outcomes import ConfigError, ExitCode, LeadpushError
+from .outcomes import ConfigError, ExitCode, LeadpushError, internal_error
 from .readers import InputFormat
 from .records import TableMode
 from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, connection,
@@ -114,7 +115,7 @@ ResultsOpt = Annotated[Optional[Path], typer.Option(
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
 FailuresOpt = Annotated[Optional[Path], typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
-    help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.")]
+    help="Failures file; by default <input name>.failures.csv (.jsonl for JSON input) beside the input.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
 LogFileOpt = Annotated[Optional[Path], typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
@@ -142,7 +143,7 @@ DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
 JournalOpt = Annotated[Optional[Path], typer.Option(
     metavar="FILE", rich_help_panel=UNATTENDED,
-    help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.")]
+    help="Journal of finished rows; by default <input name>.leadpush-journal.jsonl beside the input.")]
 NoJournalOpt = Annotated[bool, typer.Option(
     "--no-journal", rich_help_panel=UNATTENDED, help="Keep no journal (no --resume after a crash).")]
 ResumeOpt = Annotated[bool, typer.Option(
@@ -150,6 +151,10 @@ ResumeOpt = Annotated[bool, typer.Option(
     help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+ResendUnknownOpt = Annotated[bool, typer.Option(
+    "--resend-unknown", rich_help_panel=UNATTENDED,
+    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE "
+         "(check CloudAgent first: a resend may add them twice).")]
 
 
 @dataclass
@@ -265,9 +270,9 @@ def _progress(env: Environment, a: LeadFileArgs, label: str) -> Any:
 def _finish(env: Environment, summary: report.RunSummary, a: LeadFileArgs) -> ExitCode:
     """Print the run's outcome on stdout, and return its exit code."""
     if a.json_summary:
-        print(json.dumps(report.summary_object(summary), ensure_ascii=False), file=env.stdout)
+        print(report.safe_json(report.summary_object(summary)), file=env.stdout)
     elif a.quiet:
-        print(jobs.one_line(summary), file=env.stdout)
+        print(printable(jobs.one_line(summary)), file=env.stdout)
     else:
         out = report.make_console(env.stdout)
         report.print_table(out, summary)
@@ -287,6 +292,11 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     except KeyboardInterrupt:
         env.say("Interrupted.")
         code = ExitCode.INTERRUPTED
+    except typer.Exit:
+        raise
+    except Exception as e:  # a bug of leadpush's: its own exit code, one line, the traceback on request
+        env.say(internal_error(e, debug=os.environ.get("LEADPUSH_DEBUG") == "1"))
+        code = ExitCode.INTERNAL
     raise typer.Exit(int(code))
 
 
@@ -345,7 +355,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
             conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
-        run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
+        run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts),
+                          conn=conn)
         for note in run.notes:
             env.say(f"Note: {note}")
         settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
@@ -415,7 +426,7 @@ def upload(
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
-    restart: RestartOpt = False,
+    restart: RestartOpt = False, resend_unknown: ResendUnknownOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
@@ -429,7 +440,8 @@ def upload(
         quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
-                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart))
+                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart,
+                                         resend_unknown=resend_unknown))
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes

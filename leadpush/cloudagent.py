@@ -309,6 +309,7 @@ class Sent:
     attempts: int
     http_status: int | None = None
     stop: str | None = None  # None, "account" or "campaign"
+    maybe_stored: bool = False  # an attempt may have stored the lead (no verdict came back)
 
 
 class Sender:
@@ -376,10 +377,11 @@ class Sender:
             if verdict.kind == "ambiguous" and not dedup:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
-                                           f"(a resend could add it twice)", attempts, last_status)
+                                           f"(a resend could add it twice)", attempts, last_status,
+                            maybe_stored=True)
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts",
-                            attempts, last_status)
+                            attempts, last_status, maybe_stored=maybe_stored)
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -396,7 +398,7 @@ class Sender:
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
         if maybe_stored:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "stored the lead", attempts, last_status)
+                                       "stored the lead", attempts, last_status, maybe_stored=True)
         after = f" (after {attempts} failed attempts)" if attempts else ""
         return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status)
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
-from .outcomes import ConfigError, exit_code_for
+from .files import check_distinct, identity
+from .outcomes import OutputError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
+from .records import (FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path,
+                      is_failures_file)
 
 
 @dataclass
@@ -47,49 +49,69 @@ def reading_notes(lead_file: LeadFile) -> list[str]:
     return []
 
 
-def _same_file(a: Path, b: str) -> bool:
-    try:
-        return b != "-" and a.resolve() == Path(b).resolve()
-    except OSError:
-        return False
+def failures_path(opts: InputOptions, lead_file: LeadFile) -> Path | None:
+    if not opts.write_failures:
+        return None
+    return opts.failures or default_failures_path(lead_file.name, lead_file.format, stream=lead_file.spooled)
+
+
+def check_paths(opts: InputOptions, lead_file: LeadFile, journal: Path | None = None) -> None:
+    """The input, results, failures, journal and log file are different files (by device and
+    inode, whatever their spelling), or the run stops here: exit 2, nothing written or sent."""
+    failures = failures_path(opts, lead_file)
+    allowed = []
+    if failures is not None and opts.failures is None and not lead_file.spooled \
+            and is_failures_file(Path(lead_file.name), lead_file.format):
+        allowed.append(frozenset(("the input", "the failures file")))  # fed back in: replaced by its failures
+    check_distinct([
+        ("the input", None if lead_file.spooled else opts.file),
+        ("--results", opts.results),
+        ("the failures file" if opts.failures is None else "--failures", failures),
+        ("--journal", journal),
+        ("--log-file", opts.log_file),
+    ], allowed)
 
 
 @contextmanager
 def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator[tuple[Recorder, RunSummary]]:
-    """A recorder writing the results, failures and log files, closed (files moved into place) at the end."""
-    log = LogWriter(opts.log_file, opts.secrets) if opts.log_file else None
-    if log:
-        log.line(f"start leadpush {command} {lead_file.name}")
-    failures = None
-    if opts.write_failures:
-        path = opts.failures or default_failures_path(lead_file.name, lead_file.format)
-        if _same_file(path, opts.file):
-            raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
-                              f"with --failures")
-        jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
-            lead_file.format in ("json", "jsonl")
-        failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns)
-    results = None
-    if opts.results:
-        if _same_file(opts.results, opts.file):
-            raise ConfigError(f"{opts.results}: the results file would overwrite the input")
-        results = ResultsWriter(opts.results)
-    recorder = Recorder(results=results, failures=failures, table=opts.table, log=log)
+    """A recorder writing the results, failures and log files, closed (files moved into place) at
+    the end. Files that could not be written are in `recorder.errors` afterwards."""
+    check_paths(opts, lead_file)
+    recorder = Recorder(table=opts.table)
+    try:
+        if opts.log_file:
+            recorder.log = LogWriter(opts.log_file, opts.secrets)
+            recorder.log.line(f"start leadpush {command} {lead_file.name}")
+        path = failures_path(opts, lead_file)
+        if path is not None:
+            jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
+                lead_file.format in ("json", "jsonl")
+            recorder.failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns,
+                                               is_input=identity(path) == identity(opts.file))
+        if opts.results:
+            recorder.results = ResultsWriter(opts.results)
+    except BaseException:
+        recorder.discard()  # no temporary left behind
+        raise
+    results, failures = recorder.results, recorder.failures
     summary = RunSummary(command=command, file=lead_file.name, file_format=lead_file.format,
                          recorder=recorder, encoding=lead_file.encoding)
     try:
         yield recorder, summary
     except BaseException as e:
-        if log:
-            log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
-            log.close()
+        if recorder.log:
+            try:
+                recorder.log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
+            except OutputError:
+                pass
+            recorder.log.close()
             recorder.log = None
         raise
     finally:
         recorder.close()
-    if results:
+    if results and results.path not in recorder.broken:
         summary.results_file = str(results.path)
-    if failures and failures.count:
+    if failures and failures.count and failures.path not in recorder.broken:
         summary.failures_file = str(failures.path)
 
 
@@ -116,9 +138,11 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
     with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
         record, advance = recorder.record, progress.advance
         for outcome, _body in checker.check_file(lead_file):
-            record(outcome)
+            record(outcome)  # a file that cannot be written stops the dry run (OutputError, exit 2)
             advance()
         summary.column_map = checker.column_map
+    if recorder.errors:
+        raise OutputError(recorder.errors[0])
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
@@ -138,5 +162,9 @@ def one_line(summary: RunSummary) -> str:
 def log_end(summary: RunSummary) -> None:
     log = summary.recorder.log
     if log:
-        log.line(f"end leadpush {summary.command} {one_line(summary)}")
+        try:
+            log.line(f"end leadpush {summary.command} {one_line(summary)}")
+        except OutputError as e:
+            summary.recorder.errors.append(str(e))
         log.close()
+        summary.recorder.log = None

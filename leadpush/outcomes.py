@@ -41,6 +41,7 @@ class ExitCode(IntEnum):
     ACCOUNT_REFUSED = 3  # the run was stopped by an account-level refusal
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + SIGTERM), as from a service manager or `kill`
+    INTERNAL = 70  # a bug in leadpush (EX_SOFTWARE): an unexpected exception
 
 
 class LeadpushError(Exception):
@@ -55,6 +56,10 @@ class InputError(LeadpushError):
 
 class ConfigError(LeadpushError):
     """A setting is missing or wrong."""
+
+
+class OutputError(LeadpushError):
+    """A file leadpush writes (results, failures, journal, log) cannot be written: disk full, I/O error."""
 
 
 class AccountRefusal(LeadpushError):
@@ -77,6 +82,7 @@ class RowOutcome:
     # The row as read (a list in column order, or a JSON object); kept only while a failures
     # file needs it.
     source: list[Any] | dict[str, Any] | None = field(default=None, repr=False)
+    maybe_stored: bool = False  # an attempt may have stored the lead although no verdict came back
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
@@ -99,3 +105,18 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def internal_error(e: BaseException, *, debug: bool) -> str:
+    """The line (or, with LEADPUSH_DEBUG=1, the traceback) for an exception leadpush did not expect."""
+    import os  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    secrets = tuple(v for v in (os.environ.get("LEADPUSH_API_KEY"), os.environ.get("LEADPUSH_TOKEN")) if v)
+    if debug:
+        return scrub("".join(traceback.format_exception(e)).rstrip(), secrets)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+    text = scrub(str(e), secrets)[:200]
+    return (f"Internal error: {type(e).__name__}{at}{': ' + text if text else ''} (a bug in leadpush; "
+            f"files written so far are complete; run again with LEADPUSH_DEBUG=1 for the traceback)")

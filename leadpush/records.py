@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from .files import output_target, printable
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -57,22 +58,61 @@ def cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class _AtomicFile:
-    """Written beside its target and moved into place on close, so a reader never sees half a file."""
+def open_output(path: Path, flags: int) -> int:
+    """os.open for the results and failures files (tests put a full disk here)."""
+    return os.open(path, flags, 0o600)
 
-    def __init__(self, path: Path, encoding: str = "utf-8") -> None:
+
+class _AtomicFile:
+    """Written beside its target and moved into place on close, so a reader never sees half a file.
+
+    A device or a FIFO (/dev/stdout, a pipe) is written in place instead: it cannot be replaced. A
+    file that hit a write error is never moved into place: the earlier file, if any, stays.
+    """
+
+    def __init__(self, path: Path, what: str, encoding: str = "utf-8") -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.what = what
+        self.target, self.atomic = output_target(path, what)
+        self.tmp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp") if self.atomic else None
         try:
-            self.file: IO[str] = open(self.tmp, "w", encoding=encoding, newline="")
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)  # a leftover of an earlier process with our pid
+                fd = open_output(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
+            else:
+                fd = open_output(self.target, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
-            raise ConfigError(f"{path}: cannot be written ({e.strerror})") from None
+            raise ConfigError(f"{path}: {what} cannot be written ({e.strerror})") from None
+        # Lone surrogates (a JSON "\ud800") are written as the escape \ud800, never a crash.
+        self.file: IO[str] = open(fd, "w", encoding=encoding, newline="", errors="backslashreplace")
+
+    def error(self, e: OSError) -> OutputError:
+        return OutputError(f"{self.path}: {self.what} cannot be written ({e.strerror or e})")
 
     def commit(self, keep: bool = True) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:
+            self.discard()
+            raise self.error(e) from None
+        if self.tmp is None:
+            return
         if keep:
-            os.replace(self.tmp, self.path)
+            try:
+                os.chmod(self.tmp, os.stat(self.target).st_mode & 0o777)  # keep the mode of the file replaced
+            except OSError:
+                pass
+            os.replace(self.tmp, self.target)
         else:
+            self.tmp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Drop what was written: the temporary goes, whatever was at the path stays."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -82,12 +122,25 @@ class ResultsWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
-        self._out = _AtomicFile(path)
+        self._out = _AtomicFile(path, "the results file")
         if not self.jsonl:
             self._csv = csv.writer(self._out.file)
+            self.write_header()
+
+    def write_header(self) -> None:
+        try:
             self._csv.writerow(RESULT_COLUMNS)
+        except OSError as e:
+            self._out.discard()
+            raise self._out.error(e) from None
 
     def write(self, o: RowOutcome) -> None:
+        try:
+            self._write(o)
+        except OSError as e:
+            raise self._out.error(e) from None
+
+    def _write(self, o: RowOutcome) -> None:
         if self.jsonl:
             self._out.file.write(json.dumps({
                 "row": o.row, "status": o.status.value, "message": o.message, "phoneNumber": o.phone,
@@ -100,25 +153,39 @@ class ResultsWriter:
     def close(self) -> None:
         self._out.commit()
 
+    def discard(self) -> None:
+        self._out.discard()
+
 
 class FailuresWriter:
     """Rows that did not make it, as read, plus leadpush_row/status/error: fix and feed back in."""
 
-    def __init__(self, path: Path, *, jsonl: bool, columns: list[str] | None) -> None:
+    def __init__(self, path: Path, *, jsonl: bool, columns: list[str] | None, is_input: bool = False) -> None:
         self.path = path
         self.jsonl = jsonl
         self.count = 0
+        self.is_input = is_input  # a failures file fed back in: replaced by the new failures, never removed
         # utf-8-sig so that Excel opens non-ASCII names correctly; leadpush's reader strips the BOM.
-        self._out = _AtomicFile(path, encoding="utf-8" if jsonl else "utf-8-sig")
+        self._out = _AtomicFile(path, "the failures file", encoding="utf-8" if jsonl else "utf-8-sig")
         if not jsonl:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
             self._keep = [i for i, c in enumerate(columns) if not c.strip().lower().startswith(IGNORED_PREFIX)]
             self._csv = csv.writer(self._out.file)
-            self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
+            try:
+                self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
+            except OSError as e:
+                self._out.discard()
+                raise self._out.error(e) from None
 
     def write(self, o: RowOutcome) -> None:
         self.count += 1
+        try:
+            self._write(o)
+        except OSError as e:
+            raise self._out.error(e) from None
+
+    def _write(self, o: RowOutcome) -> None:
         source = o.source or {}
         if self.jsonl:
             pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
@@ -130,10 +197,14 @@ class FailuresWriter:
                                + [o.row, o.status.value, formula_safe(o.message)])
 
     def close(self) -> None:
-        # No failures: no file, and none left over from an earlier run either.
+        # No failures: no file, and none left over from an earlier run either (only a regular
+        # file is removed: never a device, never the input).
         self._out.commit(keep=self.count > 0)
-        if self.count == 0:
-            self.path.unlink(missing_ok=True)
+        if self.count == 0 and self._out.atomic and not self.is_input:
+            self._out.target.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self._out.discard()
 
 
 class LogWriter:
@@ -142,6 +213,7 @@ class LogWriter:
     def __init__(self, path: Path, secrets: tuple[str, ...] = ()) -> None:
         self.path = path
         self.secrets = secrets
+        output_target(path, "the log file")  # a folder is refused
         try:
             self._file: IO[str] = open(path, "a", encoding="utf-8")
         except OSError as e:
@@ -149,23 +221,43 @@ class LogWriter:
 
     def line(self, text: str) -> None:
         stamp = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-        self._file.write(f"{stamp} {scrub(text, self.secrets)}\n")
-        self._file.flush()
+        # Control characters in a cell are escaped: a value can never forge a line of its own.
+        try:
+            self._file.write(f"{stamp} {printable(scrub(text, self.secrets))}\n")
+            self._file.flush()
+        except OSError as e:
+            raise OutputError(f"{self.path}: the log file cannot be written ({e.strerror or e})") from None
 
     def row(self, o: RowOutcome) -> None:
         self.line(f"row {o.row} {o.status.value} phone={o.phone} campaign={o.campaign}"
                   + (f": {o.message}" if o.message else ""))
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the line that failed was already reported
 
 
-def default_failures_path(input_name: str, input_format: str) -> Path:
+FAILURES_SUFFIX = ".failures"
+
+
+def default_failures_path(input_name: str, input_format: str, *, stream: bool = False) -> Path:
+    """The input's full name + .failures.csv (.jsonl for JSON input) beside it, so leads.csv and
+    leads.tsv never share one; a failures file fed back in is its own failures file; input from a
+    pipe or stdin: stdin.failures.csv in the current folder."""
     ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
-    if input_name == "<stdin>":
-        return Path("stdin.failures" + ext)
+    if stream or input_name == "<stdin>":
+        return Path("stdin" + FAILURES_SUFFIX + ext)
     p = Path(input_name)
-    return p.with_name(p.stem + ".failures" + ext)
+    if is_failures_file(p, input_format):
+        return p
+    return p.with_name(p.name + FAILURES_SUFFIX + ext)
+
+
+def is_failures_file(path: Path, input_format: str) -> bool:
+    ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
+    return path.name.lower().endswith(FAILURES_SUFFIX + ext)
 
 
 class Recorder:
@@ -181,6 +273,8 @@ class Recorder:
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
+        self.errors: list[str] = []  # outputs that could not be written, one line each
+        self.broken: set[Path] = set()  # their paths
 
     @property
     def counts(self) -> Counter[Status]:
@@ -191,19 +285,44 @@ class Recorder:
         return sum(self._counts)
 
     def record(self, o: RowOutcome) -> None:
+        """Count the row and hand it on. A file that cannot be written is dropped (its earlier
+        version stays) after the row went to every other one; then OutputError says which."""
         status = o.status
         self._counts[status.index] += 1  # type: ignore[attr-defined]
+        broken = None
         if self.results:
-            self.results.write(o)
+            try:
+                self.results.write(o)
+            except OutputError as e:
+                broken = self._broke("results", e)
         if self.log:
-            self.log.row(o)
+            try:
+                self.log.row(o)
+            except OutputError as e:
+                broken = self._broke("log", e)
         failed = status.is_failure  # type: ignore[attr-defined]
         if failed and self.failures:
-            self.failures.write(o)
+            try:
+                self.failures.write(o)
+            except OutputError as e:
+                broken = self._broke("failures", e)
         if self.table_mode != "none":
             self._table(o, failed)
         if not failed:
             o.source = None  # the failures file was its only use
+        if broken:
+            raise broken
+
+    def _broke(self, which: str, e: OutputError) -> OutputError:
+        writer = getattr(self, which)
+        setattr(self, which, None)
+        if which == "log":
+            writer.close()
+        else:
+            writer.discard()
+        self.errors.append(str(e))
+        self.broken.add(writer.path)
+        return e
 
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
@@ -221,9 +340,28 @@ class Recorder:
         return self._filtered
 
     def close(self) -> None:
-        for writer in (self.results, self.failures):
+        """Move the results and failures files into place; a file that fails now is dropped and
+        its error kept in `errors`."""
+        for which in ("results", "failures"):
+            writer = getattr(self, which)
             if writer:
-                writer.close()
+                setattr(self, which, None)
+                try:
+                    writer.close()
+                except OutputError as e:
+                    self.errors.append(str(e))
+                    self.broken.add(writer.path)
+
+    def discard(self) -> None:
+        """Drop every file begun (a run that stopped before its first row): temporaries removed."""
+        for which in ("results", "failures"):
+            writer = getattr(self, which)
+            if writer:
+                setattr(self, which, None)
+                writer.discard()
+        if self.log:
+            self.log.close()
+            self.log = None
 
 
 @dataclass

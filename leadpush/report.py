@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 from rich.table import Table
 
+from .files import printable
 from .outcomes import STATUS_ORDER, Status
 from .records import RunSummary
 
@@ -21,6 +23,17 @@ STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
+
+
+def shown(text: str) -> str:
+    """A value for the terminal: control characters escaped (a cell cannot repaint the screen),
+    rich markup made literal."""
+    return escape(printable(text))
+
+
+def safe_json(obj: Any) -> str:
+    """JSON text for stdout: a lone surrogate from a JSON input is written as its \\u escape."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_console(stream: IO[str] | None = None, *, color: bool | None = None) -> Console:
@@ -42,8 +55,8 @@ def print_table(console: Console, summary: RunSummary) -> None:
     table.add_column("message", overflow="fold")
     for o in sorted(rec.table_rows, key=lambda o: o.row):
         style = STATUS_STYLES.get(o.status, "")
-        table.add_row(str(o.row), escape(o.phone), escape(o.campaign),
-                      f"[{style}]{o.status.value}[/]", escape(o.message))
+        table.add_row(str(o.row), shown(o.phone), shown(o.campaign),
+                      f"[{style}]{o.status.value}[/]", shown(o.message))
     console.print(table)
     if rec.table_dropped:
         console.print(f"... and {rec.table_dropped} more problem rows: see the failures file.")
@@ -52,16 +65,16 @@ def print_table(console: Console, summary: RunSummary) -> None:
 def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
     parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]" for s, n in summary.count_items()]
-    console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
+    console.print(f"{shown(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
     cmap = summary.column_map
     if cmap is not None:
-        mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
+        mapped = ", ".join(f"{shown(col.strip())} → {f}" for f, col in cmap.fields.items())
         console.print(f"Columns: {mapped}")
         if cmap.passthrough:
             console.print("Passed through as extra fields: "
-                          + ", ".join(escape(sent) for _, sent in cmap.passthrough))
+                          + ", ".join(shown(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
-            console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+            console.print("Not sent: " + ", ".join(shown(c) for c in cmap.ignored))
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:
@@ -73,9 +86,9 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
     if summary.results_file:
-        console.print(f"Results: {escape(summary.results_file)}")
+        console.print(f"Results: {shown(summary.results_file)}")
     if summary.failures_file:
-        console.print(f"Failures file: {escape(summary.failures_file)} "
+        console.print(f"Failures file: {shown(summary.failures_file)} "
                       f"(fix the rows and run it again as it is)")
 
 

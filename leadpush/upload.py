@@ -18,9 +18,10 @@ import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, open_input, reading_notes, recording
+from .jobs import InputOptions, check_paths, fewer_collections, log_end, open_input, reading_notes, recording
 from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
-from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
+from .files import identity
+from .outcomes import AccountRefusal, ConfigError, ExitCode, InputError, OutputError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
 from .records import RunSummary
@@ -99,10 +100,19 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
 
+    sent_any = threading.Event()
+
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
         reason = stop.why_not(outcome.campaign)
         if reason:
             return _abort(outcome, reason)
+        if journal:
+            try:
+                journal.sending(outcome)  # no request goes out that the journal does not know of
+            except OutputError as e:
+                stop.run("output", str(e))
+                return _abort(outcome, f"not sent: {e}")
+        sent_any.set()
         try:
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
@@ -119,8 +129,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
         outcome.status, outcome.message = sent.status, message
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
+        outcome.maybe_stored = sent.maybe_stored and sent.status is Status.FAILED
         if journal and sent.attempts:
-            journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
+            try:
+                journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
+            except OutputError as e:
+                stop.run("output", str(e))  # the row itself is still recorded in results and failures
         return outcome
 
     started = clock()
@@ -131,38 +145,75 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             """Record finished rows in row order."""
             while pending and (wait or not isinstance(pending[0], Future) or pending[0].done()):
                 item = pending.popleft()
-                recorder.record(item.result() if isinstance(item, Future) else item)
+                try:
+                    recorder.record(item.result() if isinstance(item, Future) else item)
+                except OutputError as e:  # the row went to every file that still works
+                    stop.run("output", str(e))
                 progress.advance()
 
         # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
         slots = threading.BoundedSemaphore(settings.workers * 2)
+        read = 0
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-send") as pool:
-            for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
-                if body is not None and resume and resume.done(outcome):
-                    outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
-                    body = None
-                reason = stop.why_not(outcome.campaign) if body is not None else None
-                if body is None or reason:
-                    pending.append(_abort(outcome, reason) if reason else outcome)
-                else:
-                    while not slots.acquire(timeout=0.1):
-                        flush()
-                    future = pool.submit(send, outcome, body)
-                    future.add_done_callback(lambda _f: slots.release())
-                    pending.append(future)
-                flush()
+            try:
+                for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                    read += 1
+                    if body is not None and resume:
+                        earlier = resume.verdict(outcome, body)
+                        if earlier:
+                            outcome.status, outcome.message = earlier
+                            body = None
+                    reason = stop.why_not(outcome.campaign) if body is not None else None
+                    if body is None or reason:
+                        pending.append(_abort(outcome, reason) if reason else outcome)
+                    else:
+                        while not slots.acquire(timeout=0.1):
+                            flush()
+                        future = pool.submit(send, outcome, body)
+                        future.add_done_callback(lambda _f: slots.release())
+                        pending.append(future)
+                    flush()
+            except InputError as e:
+                # The file changed under us after the check: what was sent stays sent and on record.
+                stop.run("input", f"{lead_file.name} changed during the upload after {read} of {total} rows "
+                                  f"({e}); the rows not reached were not sent")
+            if stop.kind != "input" and read != total:
+                stop.run("input", f"{lead_file.name} changed during the upload: {read} rows read where the "
+                                  f"check found {total}")
             flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
         summary.column_map = first_pass.column_map
         summary.elapsed = clock() - started
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
         summary.stop_reason = stop.reason
+    counts = recorder.counts
     if journal:
-        journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
-    summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
-                                      interrupted=stop.interrupt.is_set(),
-                                      terminated=getattr(stop.interrupt, "terminated", False))
+        try:
+            journal.end(complete=stop.reason is None and not stop.interrupt.is_set(),
+                        unsettled=counts.get(Status.FAILED, 0) + counts.get(Status.ABORTED, 0))
+        except OutputError as e:
+            if stop.kind != "output":
+                recorder.errors.append(str(e))
+    if resume and resume.state.in_flight:
+        summary.extra["in_flight_earlier"] = len(resume.state.in_flight)
+    code = exit_code_for(counts, account_refused=stop.kind == "account", interrupted=stop.interrupt.is_set(),
+                         terminated=getattr(stop.interrupt, "terminated", False))
+    if stop.kind == "input" and code == ExitCode.OK:
+        code = ExitCode.ROW_FAILURES  # rows were not reached: never "all went through"
+    if (stop.kind == "output" or recorder.errors) and code == ExitCode.OK:
+        code = ExitCode.ROW_FAILURES
+    summary.exit_code = code
     log_end(summary)
+    for error in recorder.errors:
+        if error not in (summary.stop_reason or ""):
+            summary.stop_reason = f"{summary.stop_reason}; {error}" if summary.stop_reason else error
+    if stop.kind == "output" or recorder.errors:
+        # A file could not be written: exit 2 if nothing was sent, else never 0.
+        if not sent_any.is_set():
+            code = ExitCode.USAGE
+        elif code == ExitCode.OK:
+            code = ExitCode.ROW_FAILURES
+    summary.exit_code = code
     return summary
 
 
@@ -184,21 +235,34 @@ class PreparedRun:
 
 
 def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, cache_dir: Path,
-                sandbox: bool, stdin: IO[bytes] | None) -> PreparedRun:
+                sandbox: bool, stdin: IO[bytes] | None, conn: Connection | None = None) -> PreparedRun:
     """Open the input, take the one-run-at-a-time lock, and open the journal by the journal rule.
 
+    The input, outputs and journal must be different files (checked before anything is written).
+    No lock or journal is made beside stdin, a pipe or a device: only a --journal named one.
     Everything opened here is closed (and every lock dropped) by `stack`.
     """
     keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
     lead_file = stack.enter_context(open_input(opts, stdin=stdin))
     run = PreparedRun(lead_file, notes=reading_notes(lead_file))
-    if opts.file != "-":
-        stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
+    path = None
     if keep_journal:
-        path = choice.path or default_journal_path(lead_file.name)
-        run.journal, run.resume, note = open_journal(stack, path, lead_file.digest(), choice, lead_file.name)
-        if note:
-            run.notes.append(note)
+        path = choice.path or default_journal_path(lead_file.name, stream=lead_file.spooled)
+        if path is None and choice.resume:
+            raise ConfigError(f"--resume needs --journal for {lead_file.name} (input from stdin or a pipe has "
+                              f"no journal of its own)")
+    check_paths(opts, lead_file, path)
+    ident = None
+    if not lead_file.spooled:
+        key = identity(opts.file)
+        ident = (int(key[1]), int(key[2])) if key[0] == "inode" else None  # type: ignore[call-overload]
+        if ident:
+            stack.enter_context(input_lock(cache_dir, ident, lead_file.name))
+    if path is not None:
+        owner = (ident, conn.base_url if conn else "", conn.username if conn else "")
+        run.journal, run.resume, notes = open_journal(stack, path, lead_file.digest(), owner, choice,
+                                                      lead_file.name)
+        run.notes.extend(notes)
     return run
 
 
