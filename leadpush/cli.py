@@ -23,7 +23,7 @@ from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError, internal_error
 from .readers import InputFormat
 from .records import TableMode
-from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, connection,
+from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, check_encoding, connection,
                        default_cache_dir, default_config_path, load_profile, masked, resolve, resolve_api_key)
 
 app = typer.Typer(
@@ -254,7 +254,7 @@ def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
         allow_past_expiry=a.allow_past_expiry, campaign_type=s.campaign_type,
         keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
     return jobs.InputOptions(
-        file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
+        file=a.file, fmt=a.input_format, encoding=check_encoding(a.encoding), delimiter=a.delimiter, sheet=a.sheet,
         checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
         results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file)
 
@@ -505,16 +505,20 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def sandbox(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0 = any free port).")] = 8765,
+    port: Annotated[int, typer.Option(
+        metavar="PORT", min=0, max=65535, help="Port to listen on (0 = any free port).")] = 8765,
     config: Annotated[Optional[Path], typer.Option(
         metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
-    token_ttl: Annotated[float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.")] = 3600.0,
+    token_ttl: Annotated[float, typer.Option(
+        metavar="SECONDS", min=1.0, max=31_536_000.0, help="Token lifetime in seconds.")] = 3600.0,
     token_cap: Annotated[int, typer.Option(
-        metavar="N", help="Token generations per account per hour (0 = no cap).")] = 10,
+        metavar="N", min=0, help="Token generations per account per hour (0 = no cap).")] = 10,
     rate_limit: Annotated[str, typer.Option(
         metavar="N/min", help="Add Campaign Data requests per account, such as 100/min (0 = no limit).")] = "100/min",
-    latency_ms: Annotated[float, typer.Option(metavar="MS", help="Delay before each Add Campaign Data answer.")] = 0.0,
-    jitter_ms: Annotated[float, typer.Option(metavar="MS", help="Random +/- spread around --latency-ms.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(
+        metavar="MS", min=0.0, max=600_000.0, help="Delay before each Add Campaign Data answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(
+        metavar="MS", min=0.0, max=600_000.0, help="Random +/- spread around --latency-ms.")] = 0.0,
     fail_rate: Annotated[float, typer.Option(
         metavar="SHARE", help="Share of requests answered 503 (HTML), lead not stored.", min=0.0, max=1.0)] = 0.0,
     drop_rate: Annotated[float, typer.Option(
@@ -532,11 +536,14 @@ def sandbox(
         from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config  # noqa: PLC0415
 
         limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
-        server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
-                         token_ttl=token_ttl, token_cap=token_cap,
-                         rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
-                         latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
-                         drop_rate=drop_rate, seed=seed, log=None if quiet else env.say)
+        try:
+            server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
+                             token_ttl=token_ttl, token_cap=token_cap,
+                             rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
+                             latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
+                             drop_rate=drop_rate, seed=seed, log=None if quiet else env.say)
+        except OSError as e:  # the address is taken, or not this machine's
+            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
         print(f"CloudAgent sandbox listening on {server.base_url}", file=env.stdout, flush=True)
         if config is None:
             print(f"Demo account: user {DEMO_USER}, API key {DEMO_KEY}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 from collections import Counter
@@ -58,9 +59,9 @@ def cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def open_output(path: Path, flags: int) -> int:
-    """os.open for the results and failures files (tests put a full disk here)."""
-    return os.open(path, flags, 0o600)
+def open_output(path: Path, flags: int) -> IO[bytes]:
+    """The binary file under the results and failures files (created 0600; tests put a full disk here)."""
+    return open(os.open(path, flags, 0o600), "wb")
 
 
 class _AtomicFile:
@@ -78,13 +79,14 @@ class _AtomicFile:
         try:
             if self.tmp is not None:
                 self.tmp.unlink(missing_ok=True)  # a leftover of an earlier process with our pid
-                fd = open_output(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
+                raw = open_output(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
             else:
-                fd = open_output(self.target, os.O_WRONLY | os.O_CLOEXEC)
+                raw = open_output(self.target, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
             raise ConfigError(f"{path}: {what} cannot be written ({e.strerror})") from None
         # Lone surrogates (a JSON "\ud800") are written as the escape \ud800, never a crash.
-        self.file: IO[str] = open(fd, "w", encoding=encoding, newline="", errors="backslashreplace")
+        self.file: IO[str] = io.TextIOWrapper(raw, encoding=encoding, newline="",  # type: ignore[arg-type]
+                                              errors="backslashreplace")
 
     def error(self, e: OSError) -> OutputError:
         return OutputError(f"{self.path}: {self.what} cannot be written ({e.strerror or e})")
