@@ -154,6 +154,8 @@ def one_line(summary: RunSummary) -> str:
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
+    if summary.extra.get("in_flight_earlier"):
+        line += f"; {summary.extra['in_flight_earlier']} in flight when the earlier run stopped"
     if summary.stop_reason:
         line += f"; stopped: {summary.stop_reason}"
     return line + f"; exit {int(summary.exit_code)}"

@@ -85,6 +85,10 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             n = summary.token_generations
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
+    in_flight = summary.extra.get("in_flight_earlier")
+    if in_flight:
+        console.print(f"{in_flight} row(s) were in flight when the earlier run stopped: outcome unknown; resent "
+                      f"only where checkDuplicate is TRUE")
     if summary.results_file:
         console.print(f"Results: {shown(summary.results_file)}")
     if summary.failures_file:

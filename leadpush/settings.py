@@ -193,7 +193,8 @@ def check_setting(name: str, value: Any, source: str) -> Any:
     if name == "rate":
         from .pacing import parse_rate  # noqa: PLC0415
 
-        parse_rate(value, option=where)  # also refuses a rate no account could have
+        option = "--rate" + ("" if source == Source.FLAG.value else f" (from {source})")
+        parse_rate(value, option=option)  # also refuses a rate no account could have
         return value
     return value
 

@@ -320,6 +320,8 @@ def test_rows_in_flight_at_a_crash_are_counted_and_not_resent_without_check_dupl
     assert summary["in_flight_earlier"] == 2 and summary["counts"]["skipped"] == 2
     assert "2 row(s) were in flight when the earlier run stopped" in r.stderr
     assert set(stored(sb).values()) == {1}
+    r = up(p, "--no-check-duplicate", "--resume")
+    assert "2 row(s) were in flight when the earlier run stopped" in r.stdout  # in the printed summary
 
 
 # ---------------------------------------------------------------------------- 5. one lock per file, not per name
@@ -550,7 +552,6 @@ def test_an_input_changed_during_the_upload_keeps_the_run_s_code_and_its_record(
     (["--encoding", "rot13"], {}, "encoding (from flag): 'rot13' is not a text encoding"),
     (["--encoding", "nope"], {}, "unknown encoding 'nope'"),
     (["--rate", "99999999999/s"], {}, "at most 1,000,000/min"),
-    (["--timeout", "inf"], {}, "timeout (from flag) must be between"),
     ([], {"LEADPUSH_API_KEY": "ключ"}, "(from environment (LEADPUSH_API_KEY)) holds characters an HTTP header"),
 ])
 def test_bad_settings_are_one_line_naming_their_source(up, tmp_path, args, env, message):
@@ -563,7 +564,6 @@ def test_bad_settings_are_one_line_naming_their_source(up, tmp_path, args, env, 
 @pytest.mark.parametrize("toml,message", [
     ('[[accounts]]\nuser = "a"\napi_key = "k"\ncampaigns = 5\n', "account 1: a value has the wrong type"),
     ('[[accounts]]\nuser = "a"\napi_key = "k"\ncampaigns = [5]\n', "account 1: a value has the wrong type"),
-    ('accounts = ["x"]\n', "every account needs user and api_key"),
 ])
 def test_bad_sandbox_configs_are_one_line(cli, tmp_path, toml, message):
     (tmp_path / "sb.toml").write_text(toml)
