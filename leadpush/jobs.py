@@ -13,7 +13,8 @@ from typing import IO, Any
 from .checks import Checker, CheckSettings
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
+from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path, \
+    failures_format
 
 
 @dataclass
@@ -29,7 +30,9 @@ class InputOptions:
     table: str = "auto"
     results: Path | None = None
     failures: Path | None = None
+    failures_format: str | None = None  # csv | xlsx | jsonl; by default from --failures or the input
     write_failures: bool = True
+    split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
 
@@ -52,15 +55,20 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     log = LogWriter(opts.log_file, opts.secrets) if opts.log_file else None
     if log:
         log.line(f"start leadpush {command} {lead_file.name}")
-    failures = None
+    failures: Any = None
     if opts.write_failures:
-        path = opts.failures or default_failures_path(lead_file.name, lead_file.format)
+        fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+        path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
         if _same_file(path, opts.file):
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
-        jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
-            lead_file.format in ("json", "jsonl")
-        failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns)
+        if fmt == "xlsx":
+            from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
+
+            failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
+                                   user_map=opts.checks.user_map, sheet=opts.sheet, source_name=lead_file.name)
+        else:
+            failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns)
     results = None
     if opts.results:
         if _same_file(opts.results, opts.file):
