@@ -52,6 +52,12 @@ class CampaignType(str, Enum):
     skill_wise = "skill-wise"
 
 
+class FailuresFormat(str, Enum):
+    csv = "csv"
+    xlsx = "xlsx"
+    jsonl = "jsonl"
+
+
 class InputFormat(str, Enum):
     csv = "csv"
     json = "json"
@@ -142,7 +148,10 @@ def _lead_file_options(
         help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).",
         rich_help_panel=OUTPUT)] = None,
     failures: Annotated[Optional[Path], typer.Option(
-        help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.",
+        help="Failures file; by default <input stem>.failures.csv beside the input (.xlsx for XLSX input, "
+             ".jsonl for JSON); a .xlsx name makes it a fix-it workbook.", rich_help_panel=OUTPUT)] = None,
+    failures_format: Annotated[Optional[FailuresFormat], typer.Option(
+        help="Failures file format; by default from --failures, else from the input.",
         rich_help_panel=OUTPUT)] = None,
     no_failures: Annotated[bool, typer.Option(
         "--no-failures", help="Write no failures file.", rich_help_panel=OUTPUT)] = False,
@@ -239,12 +248,12 @@ def _input_options(ctx: typer.Context, o: dict[str, Any]) -> tuple[jobs.InputOpt
         date_order="day" if o["dayfirst"] else "month" if o["monthfirst"] else None,
         allow_past_expiry=o["allow_past_expiry"], campaign_type=s["campaign_type"].value,
         keep_duplicates=o["keep_duplicates"], user_map=parse_map_options(o["map"] or []))
-    quiet_table = o["json_summary"] or o["quiet"]
     opts = jobs.InputOptions(
         file=o["file"], fmt=o["format"].value if o["format"] else None, encoding=o["encoding"],
         delimiter=o["delimiter"], sheet=o["sheet"], checks=settings,
-        table="none" if quiet_table else o["table"].value, results=o["results"],
-        failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"])
+        table="problems" if o["json_summary"] else "none" if o["quiet"] else o["table"].value,
+        results=o["results"], failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"],
+        failures_format=o["failures_format"].value if o["failures_format"] else None, split=o.get("split", False))
     return opts, s, profile
 
 
@@ -290,8 +299,16 @@ def _progress_enabled(o: dict[str, Any]) -> bool:
     return sys.stderr.isatty() and not o["json_summary"] and not o["quiet"]
 
 
+def _split_option(
+    split: Annotated[bool, typer.Option(
+        "--split", help="Also write <input stem>.valid.<ext>: the rows that would be sent, as they would be sent.",
+        rich_help_panel=OUTPUT)] = False,
+) -> None:
+    """Holds validate's own option."""
+
+
 @app.command()
-@_with_options(_profile_options, _lead_file_options)
+@_with_options(_profile_options, _lead_file_options, _split_option)
 def validate(**o: Any) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
     ctx = o.pop("ctx")

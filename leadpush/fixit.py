@@ -34,7 +34,7 @@ _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _CELL_MAX = 32767
 
 
-def _openpyxl() -> Any:
+def openpyxl_module() -> Any:
     try:
         import openpyxl  # noqa: PLC0415 — optional extra
     except ImportError:
@@ -43,7 +43,7 @@ def _openpyxl() -> Any:
     return openpyxl
 
 
-class _Styles:
+class CellStyles:
     """The few cell styles of the workbook, made once (each cell then shares one)."""
 
     def __init__(self, ws: Any) -> None:
@@ -111,6 +111,9 @@ def _as_cell(value: Any, is_date_column: bool) -> tuple[Any, str]:
                 return dt.date.fromisoformat(value.strip()), DATE_FORMAT
             except ValueError:
                 pass
+        if "\r" in value:
+            # XML turns a CR into a line feed on reading; say so here rather than leave it to the parser.
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
         return value, TEXT_FORMAT
     if isinstance(value, bool):
         return ("TRUE" if value else "FALSE"), TEXT_FORMAT
@@ -132,7 +135,7 @@ class FixitWriter:
     def __init__(self, path: Path, *, columns: list[str] | None, keys: list[str] | None,
                  user_map: dict[str, str | None] | None = None, sheet: str | None = None,
                  source_name: str = "") -> None:
-        _openpyxl()
+        openpyxl_module()
         self.path = path
         self.count = 0
         self.user_map = user_map or {}
@@ -171,10 +174,10 @@ class FixitWriter:
     def _start(self, columns: list[str], keys: list[str]) -> None:
         from openpyxl.utils import get_column_letter  # noqa: PLC0415
 
-        openpyxl = _openpyxl()
+        openpyxl = openpyxl_module()
         self._wb = openpyxl.Workbook(write_only=True)
         ws = self._ws = self._wb.create_sheet(self.sheet_title)
-        self._st = _Styles(ws)
+        self._st = CellStyles(ws)
         # An earlier run's leadpush_* columns are replaced, not repeated.
         self._keep = [i for i, c in enumerate(columns) if not c.strip().lower().startswith(IGNORED_PREFIX)]
         try:
@@ -266,7 +269,7 @@ class FixitWriter:
 
     def _summary(self, run_counts: Counter[Status]) -> None:
         ws = self._wb.create_sheet(SUMMARY_TITLE if self.sheet_title != SUMMARY_TITLE else "leadpush summary")
-        st = _Styles(ws)
+        st = CellStyles(ws)
         for letter, width in zip("ABCDE", (30, 10, 18, 55, 60)):
             ws.column_dimensions[letter].width = width
 

@@ -112,13 +112,32 @@ def fewer_collections() -> Iterator[None]:
 
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
     """The dry run: check every row locally, send nothing."""
-    checker = Checker(opts.checks, today=today, build_bodies=False)
+    checker = Checker(opts.checks, today=today, build_bodies=opts.split)
+    split = None
+    if opts.split:
+        from .split import SplitWriter, body_columns, split_path  # noqa: PLC0415
+
+        path = split_path(lead_file.name, lead_file.format)
+        if _same_file(path, opts.file):
+            raise ConfigError(f"{path}: the --split file would overwrite the input")
+        split = SplitWriter(path, lead_file.format,
+                            lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
         record, advance = recorder.record, progress.advance
-        for outcome, _body in checker.check_file(lead_file):
-            record(outcome)
-            advance()
+        try:
+            for outcome, body in checker.check_file(lead_file):
+                record(outcome)
+                if body is not None and split:
+                    split.write(body)
+                advance()
+        except BaseException:
+            if split:
+                split.close(keep=False)
+            raise
         summary.column_map = checker.column_map
+    if split:
+        split.close()
+        summary.split_file = str(split.path) if split.count else None
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
@@ -130,6 +149,8 @@ def one_line(summary: RunSummary) -> str:
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
+    if summary.split_file:
+        line += f"; valid rows {summary.split_file}"
     if summary.stop_reason:
         line += f"; stopped: {summary.stop_reason}"
     return line + f"; exit {int(summary.exit_code)}"
