@@ -7,11 +7,14 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
+import zipfile
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
+from xml.sax.saxutils import escape as xml_escape
 
 from .causes import causes_of, describe
 from .mapping import IGNORED_PREFIX, build_column_map
@@ -80,12 +83,99 @@ class CellStyles:
         return c
 
 
-def _comment(text: str) -> Any:
-    from openpyxl.comments import Comment  # noqa: PLC0415
+class StreamedComments:
+    """Cell comments written to disk as they come, and put into the saved workbook at the end.
 
-    text = text[:_CELL_MAX]
-    lines = max(2, len(text) // 48 + 2)
-    return Comment(text, COMMENT_AUTHOR, height=min(400, 15 * lines), width=340)
+    openpyxl keeps every comment of a sheet in memory until it saves, and then builds the whole
+    comments part and its VML drawing as two trees: about 6 KB per comment, so a 200,000-row
+    failures file took over a gigabyte. The parts written here are the ones openpyxl writes (same
+    XML, same relationship ids), one comment at a time.
+    """
+
+    RELS_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    COMMENTS_PART = "xl/comments/comment1.xml"
+    VML_PART = "xl/drawings/commentsDrawing1.vml"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._comments = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="leadpush-comments-")
+        self._shapes = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="leadpush-shapes-")
+
+    def add(self, row: int, col: int, text: str) -> None:
+        """A comment on the cell at 0-based (row, col)."""
+        from openpyxl.utils import get_column_letter  # noqa: PLC0415
+
+        text = _ILLEGAL.sub("\ufffd", text[:_CELL_MAX])
+        height = min(400, 15 * max(2, len(text) // 48 + 2))
+        self._comments.write(f'<comment ref="{get_column_letter(col + 1)}{row + 1}" authorId="0" shapeId="0">'
+                             f'<text><t xml:space="preserve">{xml_escape(text)}</t></text></comment>')
+        self._shapes.write(
+            f'<ns1:shape type="#_x0000_t202" style="position:absolute; margin-left:59.25pt;margin-top:1.5pt;'
+            f'width:340px;height:{height}px;z-index:1;visibility:hidden" fillcolor="#ffffe1" ns0:insetmode="auto" '
+            f'id="_x0000_s{1026 + self.count:04d}"><ns1:fill color2="#ffffe1" /><ns1:shadow color="black" '
+            f'obscured="t" /><ns1:path ns0:connecttype="none" /><ns1:textbox style="mso-direction-alt:auto">'
+            f'<div style="text-align:left" /></ns1:textbox><ns2:ClientData ObjectType="Note"><ns2:MoveWithCells />'
+            f'<ns2:SizeWithCells /><ns2:AutoFill>False</ns2:AutoFill><ns2:Row>{row}</ns2:Row>'
+            f'<ns2:Column>{col}</ns2:Column></ns2:ClientData></ns1:shape>')
+        self.count += 1
+
+    def put_into(self, saved: Path, out: Path, sheet_part: str) -> None:
+        """Copy the workbook `saved` to `out` with the comments on the sheet `sheet_part`."""
+        rels_part = "{0}/_rels/{1}.rels".format(*sheet_part.rsplit("/", 1))
+        with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+            assert rels_part not in src.namelist(), "the sheet has relationships of its own"
+            for item in src.infolist():
+                if item.filename == sheet_part:
+                    self._copy_sheet(src, dst, item)
+                elif item.filename == "[Content_Types].xml":
+                    types = src.read(item).decode()
+                    types = types.replace("</Types>", (
+                        '<Default Extension="vml" ContentType="application/vnd.openxmlformats-officedocument.'
+                        'vmlDrawing" /><Override PartName="/' + self.COMMENTS_PART + '" ContentType="application/'
+                        'vnd.openxmlformats-officedocument.spreadsheetml.comments+xml" /></Types>'))
+                    dst.writestr(item, types)
+                else:
+                    with src.open(item) as f, dst.open(item.filename, "w", force_zip64=True) as g:
+                        shutil.copyfileobj(f, g)
+            dst.writestr(rels_part, (
+                '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                '<Relationship Type="' + self.RELS_NS + '/comments" Target="/' + self.COMMENTS_PART + '" '
+                'Id="comments" /><Relationship Type="' + self.RELS_NS + '/vmlDrawing" Target="/' + self.VML_PART
+                + '" Id="anysvml" /></Relationships>'))
+            self._part(dst, self.COMMENTS_PART, self._comments, (
+                '<comments xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><authors><author>'
+                + COMMENT_AUTHOR + '</author></authors><commentList>'), "</commentList></comments>")
+            self._part(dst, self.VML_PART, self._shapes, (
+                '<xml xmlns:ns0="urn:schemas-microsoft-com:office:office" xmlns:ns1="urn:schemas-microsoft-com:vml" '
+                'xmlns:ns2="urn:schemas-microsoft-com:office:excel"><ns0:shapelayout ns1:ext="edit"><ns0:idmap '
+                'ns1:ext="edit" data="1" /></ns0:shapelayout><ns1:shapetype id="_x0000_t202" coordsize="21600,21600" '
+                'ns0:spt="202" path="m,l,21600r21600,l21600,xe"><ns1:stroke joinstyle="miter" /><ns1:path '
+                'gradientshapeok="t" ns0:connecttype="rect" /></ns1:shapetype>'), "</xml>")
+
+    def _copy_sheet(self, src: zipfile.ZipFile, dst: zipfile.ZipFile, item: zipfile.ZipInfo) -> None:
+        """The sheet as saved, with the drawing that holds its comments named at its end."""
+        tail = b""
+        with src.open(item) as f, dst.open(item.filename, "w", force_zip64=True) as g:
+            while chunk := f.read(1 << 20):
+                tail += chunk
+                if len(tail) > 1 << 16:
+                    g.write(tail[:-(1 << 16)])
+                    tail = tail[-(1 << 16):]
+            end = tail.rindex(b"</worksheet>")
+            g.write(tail[:end] + f'<legacyDrawing xmlns:r="{self.RELS_NS}" r:id="anysvml" />'.encode() + tail[end:])
+
+    @staticmethod
+    def _part(dst: zipfile.ZipFile, name: str, spool: IO[str], head: str, foot: str) -> None:
+        spool.seek(0)
+        with dst.open(name, "w", force_zip64=True) as g:
+            g.write(head.encode())
+            while chunk := spool.read(1 << 20):
+                g.write(chunk.encode())
+            g.write(foot.encode())
+
+    def close(self) -> None:
+        self._comments.close()
+        self._shapes.close()
 
 
 def _problems(o: RowOutcome) -> list[tuple[str, str]]:
@@ -199,6 +289,8 @@ class FixitWriter:
         ws.freeze_panes = "A2"
         header = [self._st.cell(label, TEXT_FORMAT, "header") for label in self._labels + list(FIXIT_COLUMNS)]
         ws.append(header)
+        self._rows_written = 1
+        self._notes = StreamedComments()
 
     def _row(self, row: int, status: Status | str, message: str, cause: str,
              problems: list[tuple[str, str]], values: list[Any]) -> None:
@@ -223,11 +315,12 @@ class FixitWriter:
             mark = whole or ("bad" if n in notes else "plain")
             cells.append(st.cell(value, "General" if n == len(self._keep) else TEXT_FORMAT, mark))
         for col, texts in notes.items():
-            cells[col].comment = _comment("\n".join(texts))
+            self._notes.add(self._rows_written, col, "\n".join(texts))
             if col < len(self._keep):
                 self.columns_marked[self._labels[col].strip()] += 1
         self.causes.update(causes_of(cause))
         self._ws.append(cells)
+        self._rows_written += 1
 
     # ------------------------------------------------------------------ closing
 
@@ -245,15 +338,21 @@ class FixitWriter:
             self._ws.auto_filter = AutoFilter(ref=f"A1:{get_column_letter(self._width)}{self.count + 1}")
             self._summary(run_counts or Counter())
             self._wb.active = 0
+            saved = self._tmp.with_name(self._tmp.name + ".plain")
             try:
-                self._wb.save(self._tmp)
+                self._wb.save(saved)
+                self._notes.put_into(saved, self._tmp, self._ws.path[1:])
             except OSError as e:
                 raise ConfigError(f"{self.path}: cannot be written ({e.strerror})") from None
+            finally:
+                saved.unlink(missing_ok=True)
             os.replace(self._tmp, self.path)
         finally:
             self._tmp.unlink(missing_ok=True)
             if self._spool is not None:
                 self._spool.close()
+            if self._wb is not None:
+                self._notes.close()
 
     def _write_spooled(self) -> None:
         assert self._spool is not None
