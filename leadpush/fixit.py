@@ -31,6 +31,8 @@ TIME_FORMAT = "hh:mm:ss"
 BAD_FILL, BAD_FONT = "FFC7CE", "9C0006"
 AGAIN_FILL, AGAIN_FONT = "FFEB9C", "9C5700"
 HEADER_FILL = "D9D9D9"
+_FIELD_WIDTHS = {"phoneNumber": 18, "Name": 22, "campaignName": 20, "priority": 9, "expiryDate": 12,
+                 "action": 9, "checkDuplicate": 15, "agentId": 12, "skill": 14}
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Characters an .xlsx cannot hold (XML 1.0 forbids them); a cell is limited to 32,767 characters.
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -65,7 +67,7 @@ class CellStyles:
                 if colours:
                     fill, font = colours
                     cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
-                    cell.font = Font(bold=mark == "header", color=font)
+                    cell.font = Font(name="Calibri", size=11, bold=mark == "header", color=font)
                 if mark == "header":
                     cell.alignment = Alignment(vertical="center")
                 self.styles[mark, fmt] = cell._style
@@ -280,13 +282,20 @@ class FixitWriter:
         self._labels = [columns[i] for i in self._keep]
         self._width = len(self._labels) + len(FIXIT_COLUMNS)
         self._error_col = len(self._labels) + 2
-        widths = [max(10, min(40, len(label.strip()) + 4)) for label in self._labels] + [13, 15, 70, 24]
+        by_field = {col: _FIELD_WIDTHS.get(f, 0) for f, col in self._field_col.items()}
+        widths = [max(by_field.get(n, 16), min(40, len(label.strip()) + 4)) for n, label in enumerate(self._labels)]
+        widths += [13, 15, 90, 28]
         for n, width in enumerate(widths, start=1):
             dim = ws.column_dimensions[get_column_letter(n)]
             dim.width = width
             # New cells typed into the sheet take the column's format: text stays text.
             dim.number_format = DATE_FORMAT if n - 1 == self._date_col else TEXT_FORMAT
         ws.freeze_panes = "A2"
+        # Printed (or saved as PDF), the sheet is as wide as the page, its header on every page.
+        ws.page_setup.orientation = "landscape"
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+        ws.print_title_rows = "1:1"
         header = [self._st.cell(label, TEXT_FORMAT, "header") for label in self._labels + list(FIXIT_COLUMNS)]
         ws.append(header)
         self._rows_written = 1
@@ -369,8 +378,11 @@ class FixitWriter:
     def _summary(self, run_counts: Counter[Status]) -> None:
         ws = self._wb.create_sheet(SUMMARY_TITLE if self.sheet_title != SUMMARY_TITLE else "leadpush summary")
         st = CellStyles(ws)
-        for letter, width in zip("ABCDE", (30, 10, 18, 55, 60)):
+        for letter, width in zip("ABCDE", (30, 8, 18, 50, 55)):
             ws.column_dimensions[letter].width = width
+        ws.page_setup.orientation = "landscape"
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
 
         def line(*values: Any, header: bool = False) -> None:
             ws.append([st.cell(v, "General" if isinstance(v, int) else TEXT_FORMAT,
@@ -378,9 +390,10 @@ class FixitWriter:
 
         line("leadpush fix-it workbook", header=True)
         line(f"Input: {self.source_name}" if self.source_name else "Input: (not named)")
-        line(f"Fix the red cells on the sheet '{self.sheet_title}' (point at a cell for the reason); "
-             f"amber rows only need running again. Save, and run leadpush on this workbook as it is: "
-             f"the leadpush_* columns and this sheet are not read.")
+        line(f"Fix the red cells on the sheet '{self.sheet_title}': point at a cell for the reason.")
+        line("Amber rows were not sent or got no answer: they only need running again.")
+        line("Then save, and run leadpush on this workbook as it is (the leadpush_* columns and this sheet "
+             "are not read).")
         line()
         line("Status (the whole run)", "Rows", header=True)
         for status in STATUS_ORDER:
