@@ -17,7 +17,7 @@ from leadpush.pacing import HEADROOM, Pacer, parse_rate
 from leadpush.sandbox import Sandbox
 from tests.conftest import FakeClock
 
-# Every body of the seed's table (and API.md's), exactly as CloudAgent sends it, and its verdict.
+# Every body in docs/cloudagent.md's answer tables, exactly as CloudAgent sends it, and its verdict.
 ANSWERS = [
     ('{"status": "false", "message": "Token Expired", "data": null}', "token-expired"),
     ('{"status": "false", "message": "Token Should Not be Null or Empty.", "data": null}', "account"),
