@@ -141,7 +141,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn()]

@@ -16,7 +16,6 @@ import random
 import re
 import threading
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .outcomes import ConfigError
+from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
@@ -128,15 +128,7 @@ class Account:
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return DEMO_CONFIG
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return DEMO_CONFIG if path is None else load_toml(path)
 
 
 def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
@@ -534,10 +526,19 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop a sandbox started with `start()` (or `with`), and close its socket."""
         self.server.shutdown()
-        self.server.server_close()
+        self.close()
         if self.thread is not None:
             self.thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Close the listening socket (after `serve_forever` returned)."""
+        self.server.server_close()
+
+    def campaign_names(self, account: int = 0) -> list[str]:
+        """The campaigns of an account, in the order the config lists them (the demo's by default)."""
+        return [c["name"] for c in self.state.config["accounts"][account]["campaigns"]]
 
     def __enter__(self) -> Sandbox:
         return self.start()
