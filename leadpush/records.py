@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -243,7 +243,6 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def count_items(self) -> list[tuple[Status, int]]:
         """(status, rows) for the statuses that occurred, in the order summaries list them."""

@@ -104,7 +104,6 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
     return obj
 
 
