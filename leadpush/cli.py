@@ -10,20 +10,36 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, jobs, report
-from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
+from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
 from .journal import JournalChoice
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
+from .pacing import parse_rate
 from .readers import InputFormat
 from .records import TableMode
-from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, connection,
-                       default_cache_dir, default_config_path, load_profile, masked, resolve, resolve_api_key)
+from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
+from .settings import (
+    DEFAULTS,
+    ENV_VARS,
+    SETTING_NAMES,
+    RunSettings,
+    Setting,
+    Source,
+    connection,
+    default_cache_dir,
+    default_config_path,
+    load_profile,
+    masked,
+    resolve,
+    resolve_api_key,
+)
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
@@ -41,54 +57,52 @@ UNATTENDED = "Unattended runs"
 
 
 def _complete_region(incomplete: str) -> list[str]:
-    from .checks import _phonenumbers  # noqa: PLC0415 (phonenumbers loads only when completing)
-
     return sorted(r for r in _phonenumbers().SUPPORTED_REGIONS if r.startswith(incomplete.upper()))
 
 
 # ---------------------------------------------------------------------------- options, declared once
 # Each option is a named, typed value that several commands list in their signatures.
 
-ProfileOpt = Annotated[Optional[str], typer.Option(
+ProfileOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_PROFILE", metavar="NAME", rich_help_panel=UNATTENDED,
     help="Take settings from \\[profiles.NAME] of the config file (flags and environment still win).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     envvar="LEADPUSH_CONFIG", metavar="FILE", rich_help_panel=UNATTENDED,
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
     metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
-FormatOpt = Annotated[Optional[InputFormat], typer.Option(
+FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
-EncodingOpt = Annotated[Optional[str], typer.Option(
+EncodingOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING,
     help="Text encoding of a CSV file; by default UTF-8, UTF-16 or Windows-1252, detected.")]
-DelimiterOpt = Annotated[Optional[str], typer.Option(
+DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
-SheetOpt = Annotated[Optional[str], typer.Option(
+SheetOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
-MapOpt = Annotated[Optional[list[str]], typer.Option(
+MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
-CampaignOpt = Annotated[Optional[str], typer.Option(
+CampaignOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Campaign for rows without one.")]
-SkillOpt = Annotated[Optional[str], typer.Option(
+SkillOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Skill for rows without one.")]
-AgentIdOpt = Annotated[Optional[str], typer.Option(
+AgentIdOpt = Annotated[str | None, typer.Option(
     metavar="ID", rich_help_panel=ROWS, help="Agent ID for rows without one.")]
-PriorityOpt = Annotated[Optional[str], typer.Option(
+PriorityOpt = Annotated[str | None, typer.Option(
     metavar="0-99", rich_help_panel=ROWS, help="Priority for rows without one.")]
-ExpiryDateOpt = Annotated[Optional[str], typer.Option(
+ExpiryDateOpt = Annotated[str | None, typer.Option(
     metavar="YYYY-MM-DD", rich_help_panel=ROWS, help="Expiry date for rows without one.")]
-ActionOpt = Annotated[Optional[str], typer.Option(
+ActionOpt = Annotated[str | None, typer.Option(
     metavar="START|STOP", rich_help_panel=ROWS,
     help="START or STOP the campaign with each row (rows without an action).")]
 CheckDuplicateOpt = Annotated[bool, typer.Option(
     "--check-duplicate/--no-check-duplicate", rich_help_panel=ROWS,
     help="Ask CloudAgent not to add a number its campaign already has (rows without a value).")]
-RegionOpt = Annotated[Optional[str], typer.Option(
+RegionOpt = Annotated[str | None, typer.Option(
     metavar="CODE", rich_help_panel=ROWS, autocompletion=_complete_region,
     help="Also require a valid phone number of this region (ISO code such as IN or US).")]
 PhoneFormatOpt = Annotated[PhoneFormat, typer.Option(
@@ -109,21 +123,21 @@ JsonOpt = Annotated[bool, typer.Option(
     "--json", rich_help_panel=OUTPUT, help="Print one JSON summary object on stdout instead of the table and summary.")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", rich_help_panel=OUTPUT, help="Print only errors and a one-line summary.")]
-ResultsOpt = Annotated[Optional[Path], typer.Option(
+ResultsOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
-FailuresOpt = Annotated[Optional[Path], typer.Option(
+FailuresOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
-LogFileOpt = Annotated[Optional[Path], typer.Option(
+LogFileOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Append a timestamped line per row, and start and end lines, to this file.")]
 
 BaseUrlOpt = Annotated[str, typer.Option(
     envvar="LEADPUSH_BASE_URL", metavar="URL", rich_help_panel=CONNECTING,
     help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).")]
-UsernameOpt = Annotated[Optional[str], typer.Option(
+UsernameOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_USERNAME", metavar="USER", rich_help_panel=CONNECTING, help="CloudAgent user name.")]
 
 RateOpt = Annotated[str, typer.Option(
@@ -140,7 +154,7 @@ SandboxOpt = Annotated[bool, typer.Option(
     help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
-JournalOpt = Annotated[Optional[Path], typer.Option(
+JournalOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=UNATTENDED,
     help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.")]
 NoJournalOpt = Annotated[bool, typer.Option(
@@ -317,6 +331,14 @@ def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
 
 # ---------------------------------------------------------------------------- the jobs
 
+def _sending() -> tuple[ModuleType, ModuleType]:
+    """The modules that talk to CloudAgent, imported on first use: they bring in requests (about
+    0.1 s), which `validate` — it never sends — does not pay for."""
+    from . import cloudagent, upload  # noqa: PLC0415
+
+    return cloudagent, upload
+
+
 def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
     opts = _input_options(a, s)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
@@ -328,16 +350,13 @@ def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
 
 
 def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
-    from .cloudagent import make_session  # noqa: PLC0415 (validate never loads requests: see upload)
-    from .pacing import parse_rate  # noqa: PLC0415
-    from .upload import Interrupt, UploadSettings, demo_sandbox, prepare_run, upload  # noqa: PLC0415
-
+    cloudagent, sending = _sending()
     opts = _input_options(a, s)
     rate = parse_rate(s.rate)
     choice = u.journal or JournalChoice()
     with contextlib.ExitStack() as stack:
         if u.sandbox:
-            conn, cache_dir, where = demo_sandbox(stack)
+            conn, cache_dir, where = sending.demo_sandbox(stack)
             if not a.quiet:
                 env.say(where)
         else:
@@ -345,16 +364,16 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
             conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
-        run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
+        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
         for note in run.notes:
             env.say(f"Note: {note}")
-        settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
+        settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout)
-        session = stack.enter_context(make_session(settings.workers, conn.base_url))
-        interrupt = Interrupt()
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
         progress = stack.enter_context(_progress(env, a, "Uploading"))
-        summary = upload(opts, settings, run.lead_file, today=env.today(), session=session,
+        summary = sending.upload(opts, settings, run.lead_file, today=env.today(), session=session,
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
                          progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
     return _finish(env, summary, a)
@@ -474,12 +493,12 @@ def auth_check(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .cloudagent import auth_check as check, make_session  # noqa: PLC0415
+        cloudagent, _ = _sending()
 
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
         conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
-        with make_session(1, conn.base_url) as session:
-            result = check(session, conn, default_cache_dir(), clock=time.time)
+        with cloudagent.make_session(1, conn.base_url) as session:
+            result = cloudagent.auth_check(session, conn, default_cache_dir(), clock=time.time)
         print(result, file=env.stdout)
         return ExitCode.OK
     _run(env, body)
@@ -494,7 +513,7 @@ def sandbox(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0 = any free port).")] = 8765,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
     token_ttl: Annotated[float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.")] = 3600.0,
     token_cap: Annotated[int, typer.Option(
@@ -508,7 +527,7 @@ def sandbox(
     drop_rate: Annotated[float, typer.Option(
         metavar="SHARE", help="Share of requests whose lead is stored but the connection closed unanswered.",
         min=0.0, max=1.0)] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
 ) -> None:
@@ -516,9 +535,6 @@ def sandbox(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .pacing import parse_rate  # noqa: PLC0415
-        from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config  # noqa: PLC0415
-
         limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
         server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
                          token_ttl=token_ttl, token_cap=token_cap,
