@@ -30,8 +30,9 @@ columns = ["id", "Phone Number", "Full Name", "Campaign", "Priority", "Expiry Da
 w = FixitWriter(path, columns=columns, keys=columns)
 for i in range(rows):
     phone = f"9.8{i % 1000:03d}E+09"
-    p = Problem("phone.scientific", f"phone number {phone!r} is in scientific notation, so the spreadsheet has "
-                                    f"already lost its last digits; format the column as text and export the file again")
+    p = Problem("phone.scientific", f"phone number {phone!r} is in scientific notation, so the spreadsheet "
+                                    f"has already lost its last digits; format the column as text and export the "
+                                    f"file again")
     w.write(RowOutcome(i + 2, Status.INVALID, p, phone, "demo", source=[
         f"{i:07d}", phone, f"Name {i}", "demo", str(i % 100), "2030-12-25", "Pune"], cause=p.cause, problems=(p,)))
 w.close(Counter({Status.INVALID: rows}))

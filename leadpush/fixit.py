@@ -123,7 +123,8 @@ class StreamedComments:
 
     def put_into(self, saved: Path, out: Path, sheet_part: str) -> None:
         """Copy the workbook `saved` to `out` with the comments on the sheet `sheet_part`."""
-        rels_part = "{0}/_rels/{1}.rels".format(*sheet_part.rsplit("/", 1))
+        folder, name = sheet_part.rsplit("/", 1)
+        rels_part = f"{folder}/_rels/{name}.rels"
         with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
             assert rels_part not in src.namelist(), "the sheet has relationships of its own"
             for item in src.infolist():
@@ -341,8 +342,8 @@ class FixitWriter:
                 self._tmp.unlink(missing_ok=True)
                 self.path.unlink(missing_ok=True)  # none left over from an earlier run either
                 return
-            from openpyxl.worksheet.filters import AutoFilter  # noqa: PLC0415
             from openpyxl.utils import get_column_letter  # noqa: PLC0415
+            from openpyxl.worksheet.filters import AutoFilter  # noqa: PLC0415
 
             self._ws.auto_filter = AutoFilter(ref=f"A1:{get_column_letter(self._width)}{self.count + 1}")
             self._summary(run_counts or Counter())
@@ -378,7 +379,7 @@ class FixitWriter:
     def _summary(self, run_counts: Counter[Status]) -> None:
         ws = self._wb.create_sheet(SUMMARY_TITLE if self.sheet_title != SUMMARY_TITLE else "leadpush summary")
         st = CellStyles(ws)
-        for letter, width in zip("ABCDE", (30, 8, 18, 50, 55)):
+        for letter, width in zip("ABCDE", (30, 8, 18, 50, 55), strict=False):
             ws.column_dimensions[letter].width = width
         ws.page_setup.orientation = "landscape"
         ws.sheet_properties.pageSetUpPr.fitToPage = True

@@ -13,8 +13,16 @@ from typing import IO, Any
 from .checks import Checker, CheckSettings
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path, \
-    failures_format
+from .records import (
+    FailuresFormat,
+    FailuresWriter,
+    LogWriter,
+    Recorder,
+    ResultsWriter,
+    RunSummary,
+    default_failures_path,
+    failures_format,
+)
 
 
 @dataclass
@@ -30,7 +38,7 @@ class InputOptions:
     table: str = "auto"
     results: Path | None = None
     failures: Path | None = None
-    failures_format: str | None = None  # csv | xlsx | jsonl; by default from --failures or the input
+    failures_format: FailuresFormat | None = None  # by default from --failures, else from the input
     write_failures: bool = True
     split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
@@ -40,6 +48,14 @@ class InputOptions:
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
                           sheet=opts.sheet, stdin=stdin)
+
+
+def reading_notes(lead_file: LeadFile) -> list[str]:
+    """What the user should know about how the file was read, before its rows."""
+    if lead_file.encoding_note:
+        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                f"(choose another with --encoding)."]
+    return []
 
 
 def _same_file(a: Path, b: str) -> bool:

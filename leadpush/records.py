@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -21,6 +22,15 @@ FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_ALL_UP_TO = 200  # files up to this many rows show every row by default
 TABLE_MAX_ROWS = 1000  # at most this many problem rows are kept for the table
+
+
+class TableMode(StrEnum):
+    """Which rows the terminal table shows."""
+
+    AUTO = "auto"  # every row up to TABLE_ALL_UP_TO rows, else only the problems
+    ALL = "all"
+    PROBLEMS = "problems"
+    NONE = "none"
 
 
 def formula_safe(text: str) -> str:
@@ -163,24 +173,35 @@ class LogWriter:
         self._file.close()
 
 
-FAILURES_FORMATS = ("csv", "xlsx", "jsonl")
-_FAILURES_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx",
-                      ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+class FailuresFormat(StrEnum):
+    """What the failures file is written as."""
+
+    CSV = "csv"
+    XLSX = "xlsx"  # the fix-it workbook (fixit.py)
+    JSONL = "jsonl"
 
 
-def failures_format(path: Path | None, chosen: str | None, input_format: str) -> str:
-    """csv, xlsx or jsonl: --failures-format, else the --failures path's extension, else by the input
-    (an XLSX input gets a workbook back, JSON a JSONL file, anything else a CSV)."""
+_FAILURES_SUFFIXES = {".csv": FailuresFormat.CSV, ".tsv": FailuresFormat.CSV, ".txt": FailuresFormat.CSV,
+                      ".xlsx": FailuresFormat.XLSX, ".jsonl": FailuresFormat.JSONL, ".ndjson": FailuresFormat.JSONL,
+                      ".json": FailuresFormat.JSONL}
+
+
+def failures_format(path: Path | None, chosen: str | None, input_format: str) -> FailuresFormat:
+    """--failures-format, else the --failures path's extension, else by the input (an XLSX input
+    gets a workbook back, JSON a JSONL file, anything else a CSV)."""
     by_suffix = _FAILURES_SUFFIXES.get(path.suffix.lower()) if path else None
     if chosen:
-        if chosen not in FAILURES_FORMATS:
-            raise ConfigError(f"--failures-format must be one of {', '.join(FAILURES_FORMATS)}")
-        if by_suffix and by_suffix != chosen:
-            raise ConfigError(f"--failures {path} is not a {chosen} file name; make the two agree")
-        return chosen
+        try:
+            fmt = FailuresFormat(chosen)
+        except ValueError:
+            raise ConfigError(f"--failures-format must be one of {', '.join(FailuresFormat)}") from None
+        if by_suffix and by_suffix != fmt:
+            raise ConfigError(f"--failures {path} is not a {fmt} file name; make the two agree")
+        return fmt
     if path:
-        return by_suffix or "csv"
-    return {"json": "jsonl", "jsonl": "jsonl", "xlsx": "xlsx"}.get(input_format, "csv")
+        return by_suffix or FailuresFormat.CSV
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
+            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
 
 
 def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:
@@ -199,12 +220,12 @@ class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
     def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresFile | None = None,
-                 table: str = "auto", log: LogWriter | None = None) -> None:
+                 table: str = TableMode.AUTO, log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
         self.log = log
         self._counts = [0] * len(Status)
-        self.table_mode = table  # auto | all | problems | none
+        self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
@@ -275,7 +296,6 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

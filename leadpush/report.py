@@ -9,10 +9,17 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from .causes import describe
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status
@@ -126,7 +133,6 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
     return obj
 
 
@@ -163,7 +169,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn()]

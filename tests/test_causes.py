@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leadpush.causes import CAUSES, Problem, causes_of
-from leadpush.checks import Checker, CheckSettings, RowDefaults, clean_priority
+from leadpush.checks import Checker, CheckSettings, clean_priority
 from leadpush.outcomes import Status
 from leadpush.readers import open_lead_file
 from tests.conftest import read_csv, read_jsonl, write_csv

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leadpush.checks import CheckSettings, RowDefaults
 from leadpush.cloudagent import Connection, make_session
@@ -132,7 +133,7 @@ def test_the_workbook_is_read_back_as_written(fixed, cli, tmp_path):
     src, path, _ = fixed
     with open_lead_file(src) as original, open_lead_file(path) as back:
         first = {row: values for row, values in original.rows()}
-        again = [dict(zip(back.columns, values)) for _, values in back.rows()]
+        again = [dict(zip(back.columns, values, strict=False)) for _, values in back.rows()]
     assert [int(r["leadpush_row"]) for r in again] == [3, 4, 5, 6, 7]
     for r in again:
         assert [r[h] for h in HEADER] == first[int(r["leadpush_row"])]
@@ -283,11 +284,12 @@ def test_every_sample_round_trips_through_a_workbook(tmp_path, name):
         columns = f.columns
     writer.close(Counter({Status.INVALID: len(rows)}))
     with open_lead_file(tmp_path / "f.xlsx") as back:
-        got = [dict(zip(back.columns, values)) for _, values in back.rows()]
+        got = [dict(zip(back.columns, values, strict=False)) for _, values in back.rows()]
     assert [int(g["leadpush_row"]) for g in got] == [row for row, _ in rows]
-    for (_, values), g in zip(rows, got):
+    for (_, values), g in zip(rows, got, strict=False):
         if columns is None:  # JSON: each object's own keys
             pairs = [(g[k], _as_read(v)) for k, v in values.items()]
         else:
-            pairs = [(g[c], v.replace("\r\n", "\n") if isinstance(v, str) else v) for c, v in zip(columns, values)]
+            pairs = [(g[c], v.replace("\r\n", "\n") if isinstance(v, str) else v)
+                     for c, v in zip(columns, values, strict=True)]
         assert all(_same(b, o) for b, o in pairs), pairs

@@ -41,7 +41,7 @@ def test_split_follows_the_input_format(cli, tmp_path):
     assert [c.value for c in ws[2]] == ["demo", "9876543210", "7", "2030-12-25", "TRUE", "Pune"]
     assert all(c.data_type == "s" and c.number_format == "@" for c in ws[2])
 
-    objects = [dict(zip(ROWS[0], r)) for r in ROWS[1:]]
+    objects = [dict(zip(ROWS[0], r, strict=False)) for r in ROWS[1:]]
     (tmp_path / "leads.jsonl").write_text("\n".join(json.dumps(o) for o in objects))
     cli("validate", tmp_path / "leads.jsonl", "--split", "--campaign", "demo", "--table", "none")
     bodies = read_jsonl(tmp_path / "leads.valid.jsonl")
