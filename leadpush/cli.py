@@ -10,21 +10,38 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, jobs, report
-from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
+from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
 from .files import printable
 from .journal import JournalChoice
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError, internal_error
+from .pacing import parse_rate
 from .readers import InputFormat
-from .records import TableMode
-from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, check_encoding, connection,
-                       default_cache_dir, default_config_path, load_profile, masked, resolve, resolve_api_key)
+from .records import FailuresFormat, TableMode
+from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
+from .settings import (
+    DEFAULTS,
+    ENV_VARS,
+    SETTING_NAMES,
+    RunSettings,
+    Setting,
+    Source,
+    check_encoding,
+    connection,
+    default_cache_dir,
+    default_config_path,
+    load_profile,
+    masked,
+    resolve,
+    resolve_api_key,
+)
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
@@ -42,54 +59,52 @@ UNATTENDED = "Unattended runs"
 
 
 def _complete_region(incomplete: str) -> list[str]:
-    from .checks import _phonenumbers  # noqa: PLC0415 (phonenumbers loads only when completing)
-
     return sorted(r for r in _phonenumbers().SUPPORTED_REGIONS if r.startswith(incomplete.upper()))
 
 
 # ---------------------------------------------------------------------------- options, declared once
 # Each option is a named, typed value that several commands list in their signatures.
 
-ProfileOpt = Annotated[Optional[str], typer.Option(
+ProfileOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_PROFILE", metavar="NAME", rich_help_panel=UNATTENDED,
     help="Take settings from \\[profiles.NAME] of the config file (flags and environment still win).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     envvar="LEADPUSH_CONFIG", metavar="FILE", rich_help_panel=UNATTENDED,
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
     metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
-FormatOpt = Annotated[Optional[InputFormat], typer.Option(
+FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
-EncodingOpt = Annotated[Optional[str], typer.Option(
+EncodingOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING,
     help="Text encoding of a CSV file; by default UTF-8, UTF-16 or Windows-1252, detected.")]
-DelimiterOpt = Annotated[Optional[str], typer.Option(
+DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
-SheetOpt = Annotated[Optional[str], typer.Option(
+SheetOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
-MapOpt = Annotated[Optional[list[str]], typer.Option(
+MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
-CampaignOpt = Annotated[Optional[str], typer.Option(
+CampaignOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Campaign for rows without one.")]
-SkillOpt = Annotated[Optional[str], typer.Option(
+SkillOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Skill for rows without one.")]
-AgentIdOpt = Annotated[Optional[str], typer.Option(
+AgentIdOpt = Annotated[str | None, typer.Option(
     metavar="ID", rich_help_panel=ROWS, help="Agent ID for rows without one.")]
-PriorityOpt = Annotated[Optional[str], typer.Option(
+PriorityOpt = Annotated[str | None, typer.Option(
     metavar="0-99", rich_help_panel=ROWS, help="Priority for rows without one.")]
-ExpiryDateOpt = Annotated[Optional[str], typer.Option(
+ExpiryDateOpt = Annotated[str | None, typer.Option(
     metavar="YYYY-MM-DD", rich_help_panel=ROWS, help="Expiry date for rows without one.")]
-ActionOpt = Annotated[Optional[str], typer.Option(
+ActionOpt = Annotated[str | None, typer.Option(
     metavar="START|STOP", rich_help_panel=ROWS,
     help="START or STOP the campaign with each row (rows without an action).")]
 CheckDuplicateOpt = Annotated[bool, typer.Option(
     "--check-duplicate/--no-check-duplicate", rich_help_panel=ROWS,
     help="Ask CloudAgent not to add a number its campaign already has (rows without a value).")]
-RegionOpt = Annotated[Optional[str], typer.Option(
+RegionOpt = Annotated[str | None, typer.Option(
     metavar="CODE", rich_help_panel=ROWS, autocompletion=_complete_region,
     help="Also require a valid phone number of this region (ISO code such as IN or US).")]
 PhoneFormatOpt = Annotated[PhoneFormat, typer.Option(
@@ -110,21 +125,27 @@ JsonOpt = Annotated[bool, typer.Option(
     "--json", rich_help_panel=OUTPUT, help="Print one JSON summary object on stdout instead of the table and summary.")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", rich_help_panel=OUTPUT, help="Print only errors and a one-line summary.")]
-ResultsOpt = Annotated[Optional[Path], typer.Option(
+ResultsOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
-FailuresOpt = Annotated[Optional[Path], typer.Option(
+FailuresOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
-    help="Failures file; by default <input name>.failures.csv (.jsonl for JSON input) beside the input.")]
+    help="Failures file; by default <input name>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
+         "for JSON); a .xlsx name makes it a fix-it workbook.")]
+FailuresFormatOpt = Annotated[FailuresFormat | None, typer.Option(
+    rich_help_panel=OUTPUT, help="Failures file format; by default from --failures, else from the input.")]
+SplitOpt = Annotated[bool, typer.Option(
+    "--split", rich_help_panel=OUTPUT,
+    help="Also write <input name>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
-LogFileOpt = Annotated[Optional[Path], typer.Option(
+LogFileOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Append a timestamped line per row, and start and end lines, to this file.")]
 
 BaseUrlOpt = Annotated[str, typer.Option(
     envvar="LEADPUSH_BASE_URL", metavar="URL", rich_help_panel=CONNECTING,
     help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).")]
-UsernameOpt = Annotated[Optional[str], typer.Option(
+UsernameOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_USERNAME", metavar="USER", rich_help_panel=CONNECTING, help="CloudAgent user name.")]
 
 RateOpt = Annotated[str, typer.Option(
@@ -141,7 +162,7 @@ SandboxOpt = Annotated[bool, typer.Option(
     help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
-JournalOpt = Annotated[Optional[Path], typer.Option(
+JournalOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=UNATTENDED,
     help="Journal of finished rows; by default <input name>.leadpush-journal.jsonl beside the input.")]
 NoJournalOpt = Annotated[bool, typer.Option(
@@ -192,6 +213,7 @@ class LeadFileArgs:
     quiet: bool = False
     results: Path | None = None
     failures: Path | None = None
+    failures_format: FailuresFormat | None = None
     no_failures: bool = False
     log_file: Path | None = None
 
@@ -243,7 +265,7 @@ def _source(ctx: typer.Context, name: str) -> str:
     return Source.DEFAULT.value
 
 
-def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
+def _input_options(a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> jobs.InputOptions:
     if a.dayfirst and a.monthfirst:
         raise ConfigError("--dayfirst and --monthfirst exclude each other")
     checks = CheckSettings(
@@ -254,9 +276,12 @@ def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
         allow_past_expiry=a.allow_past_expiry, campaign_type=s.campaign_type,
         keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
     return jobs.InputOptions(
-        file=a.file, fmt=a.input_format, encoding=check_encoding(a.encoding), delimiter=a.delimiter, sheet=a.sheet,
-        checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
-        results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file)
+        file=a.file, fmt=a.input_format, encoding=check_encoding(a.encoding), delimiter=a.delimiter,
+        sheet=a.sheet, checks=checks,
+        # --json lists the problem rows (as the table would), --quiet nothing.
+        table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
+        results=a.results, failures=a.failures, failures_format=a.failures_format,
+        write_failures=not a.no_failures, log_file=a.log_file, split=split)
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -327,8 +352,16 @@ def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
 
 # ---------------------------------------------------------------------------- the jobs
 
-def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
-    opts = _input_options(a, s)
+def _sending() -> tuple[ModuleType, ModuleType]:
+    """The modules that talk to CloudAgent, imported on first use: they bring in requests (about
+    0.1 s), which `validate` — it never sends — does not pay for."""
+    from . import cloudagent, upload  # noqa: PLC0415
+
+    return cloudagent, upload
+
+
+def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
+    opts = _input_options(a, s, split=split)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")
@@ -338,16 +371,13 @@ def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
 
 
 def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
-    from .cloudagent import make_session  # noqa: PLC0415 (validate never loads requests: see upload)
-    from .pacing import parse_rate  # noqa: PLC0415
-    from .upload import Interrupt, UploadSettings, demo_sandbox, prepare_run, upload  # noqa: PLC0415
-
+    cloudagent, sending = _sending()
     opts = _input_options(a, s)
     rate = parse_rate(s.rate)
     choice = u.journal or JournalChoice()
     with contextlib.ExitStack() as stack:
         if u.sandbox:
-            conn, cache_dir, where = demo_sandbox(stack)
+            conn, cache_dir, where = sending.demo_sandbox(stack)
             if not a.quiet:
                 env.say(where)
         else:
@@ -355,17 +385,17 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
             conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
-        run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts),
-                          conn=conn)
+        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox,
+                                  stdin=_stdin(env, opts), conn=conn)
         for note in run.notes:
             env.say(f"Note: {note}")
-        settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
+        settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout)
-        session = stack.enter_context(make_session(settings.workers, conn.base_url))
-        interrupt = Interrupt()
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
         progress = stack.enter_context(_progress(env, a, "Uploading"))
-        summary = upload(opts, settings, run.lead_file, today=env.today(), session=session,
+        summary = sending.upload(opts, settings, run.lead_file, today=env.today(), session=session,
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
                          progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
     return _finish(env, summary, a)
@@ -386,8 +416,8 @@ def validate(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, split: SplitOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
@@ -398,11 +428,12 @@ def validate(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
 
     def body() -> ExitCode:
         s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
-        return _validate(env, a, s)
+        return _validate(env, a, s, split=split)
     _run(env, body)
 
 
@@ -419,8 +450,8 @@ def upload(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None,
     base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
@@ -437,7 +468,8 @@ def upload(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
                    journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart,
@@ -486,12 +518,12 @@ def auth_check(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .cloudagent import auth_check as check, make_session  # noqa: PLC0415
+        cloudagent, _ = _sending()
 
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
         conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
-        with make_session(1, conn.base_url) as session:
-            result = check(session, conn, default_cache_dir(), clock=time.time)
+        with cloudagent.make_session(1, conn.base_url) as session:
+            result = cloudagent.auth_check(session, conn, default_cache_dir(), clock=time.time)
         print(result, file=env.stdout)
         return ExitCode.OK
     _run(env, body)
@@ -507,7 +539,7 @@ def sandbox(
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(
         metavar="PORT", min=0, max=65535, help="Port to listen on (0 = any free port).")] = 8765,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
     token_ttl: Annotated[float, typer.Option(
         metavar="SECONDS", min=1.0, max=31_536_000.0, help="Token lifetime in seconds.")] = 3600.0,
@@ -524,7 +556,7 @@ def sandbox(
     drop_rate: Annotated[float, typer.Option(
         metavar="SHARE", help="Share of requests whose lead is stored but the connection closed unanswered.",
         min=0.0, max=1.0)] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
 ) -> None:
@@ -532,9 +564,6 @@ def sandbox(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .pacing import parse_rate  # noqa: PLC0415
-        from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config  # noqa: PLC0415
-
         limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
         try:
             server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,

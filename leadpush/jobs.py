@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
-from .files import check_distinct, identity
-from .outcomes import OutputError, exit_code_for
+from .files import check_distinct, identity, output_target
+from .outcomes import ConfigError, OutputError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import (FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path,
-                      is_failures_file)
+from .records import (
+    FailuresFormat,
+    FailuresWriter,
+    LogWriter,
+    Recorder,
+    ResultsWriter,
+    RunSummary,
+    default_failures_path,
+    failures_format,
+    is_failures_file,
+)
 
 
 @dataclass
@@ -31,7 +40,9 @@ class InputOptions:
     table: str = "auto"
     results: Path | None = None
     failures: Path | None = None
+    failures_format: FailuresFormat | None = None  # by default from --failures, else from the input
     write_failures: bool = True
+    split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
 
@@ -52,16 +63,18 @@ def reading_notes(lead_file: LeadFile) -> list[str]:
 def failures_path(opts: InputOptions, lead_file: LeadFile) -> Path | None:
     if not opts.write_failures:
         return None
-    return opts.failures or default_failures_path(lead_file.name, lead_file.format, stream=lead_file.spooled)
+    fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+    return opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt, stream=lead_file.spooled)
 
 
-def check_paths(opts: InputOptions, lead_file: LeadFile, journal: Path | None = None) -> None:
-    """The input, results, failures, journal and log file are different files (by device and
-    inode, whatever their spelling), or the run stops here: exit 2, nothing written or sent."""
+def check_paths(opts: InputOptions, lead_file: LeadFile, journal: Path | None = None,
+                split: Path | None = None) -> None:
+    """The input, results, failures, journal, log and --split files are different files (by device
+    and inode, whatever their spelling), or the run stops here: exit 2, nothing written or sent."""
     failures = failures_path(opts, lead_file)
     allowed = []
     if failures is not None and opts.failures is None and not lead_file.spooled \
-            and is_failures_file(Path(lead_file.name), lead_file.format):
+            and is_failures_file(Path(lead_file.name), failures.suffix.lstrip(".")):
         allowed.append(frozenset(("the input", "the failures file")))  # fed back in: replaced by its failures
     check_distinct([
         ("the input", None if lead_file.spooled else opts.file),
@@ -69,6 +82,7 @@ def check_paths(opts: InputOptions, lead_file: LeadFile, journal: Path | None = 
         ("the failures file" if opts.failures is None else "--failures", failures),
         ("--journal", journal),
         ("--log-file", opts.log_file),
+        ("the --split file", split),
     ], allowed)
 
 
@@ -84,10 +98,20 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
             recorder.log.line(f"start leadpush {command} {lead_file.name}")
         path = failures_path(opts, lead_file)
         if path is not None:
-            jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
-                lead_file.format in ("json", "jsonl")
-            recorder.failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns,
-                                               is_input=identity(path) == identity(opts.file))
+            fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+            if fmt == "xlsx":
+                from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
+
+                if not output_target(path, "the failures file")[1]:
+                    raise ConfigError(f"{path}: a fix-it workbook cannot be written to a device or a pipe; "
+                                      f"choose a file, or --failures-format csv")
+                recorder.failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
+                                                user_map=opts.checks.user_map, sheet=opts.sheet,
+                                                source_name=lead_file.name)
+                recorder.failures.keep_existing = identity(path) == identity(opts.file)  # fed back in
+            else:
+                recorder.failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns,
+                                                   is_input=identity(path) == identity(opts.file))
         if opts.results:
             recorder.results = ResultsWriter(opts.results)
     except BaseException:
@@ -134,15 +158,35 @@ def fewer_collections() -> Iterator[None]:
 
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
     """The dry run: check every row locally, send nothing."""
-    checker = Checker(opts.checks, today=today, build_bodies=False)
+    checker = Checker(opts.checks, today=today, build_bodies=opts.split)
+    split = None
+    if opts.split:
+        from .split import SplitWriter, body_columns, split_path  # noqa: PLC0415
+
+        path = split_path(lead_file.name, lead_file.format, stream=lead_file.spooled)
+        check_paths(opts, lead_file, split=path)
+        split = SplitWriter(path, lead_file.format,
+                            lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
         record, advance = recorder.record, progress.advance
-        for outcome, _body in checker.check_file(lead_file):
-            record(outcome)  # a file that cannot be written stops the dry run (OutputError, exit 2)
-            advance()
+        try:
+            for outcome, body in checker.check_file(lead_file):
+                record(outcome)  # a file that cannot be written stops the dry run (OutputError, exit 2)
+                if body is not None and split:
+                    split.write(body)
+                advance()
+        except BaseException:
+            if split:
+                split.close(keep=False)
+            raise
         summary.column_map = checker.column_map
     if recorder.errors:
+        if split:
+            split.close(keep=False)
         raise OutputError(recorder.errors[0])
+    if split:
+        split.close()
+        summary.split_file = str(split.path) if split.count else None
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
@@ -154,8 +198,10 @@ def one_line(summary: RunSummary) -> str:
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
-    if summary.extra.get("in_flight_earlier"):
-        line += f"; {summary.extra['in_flight_earlier']} in flight when the earlier run stopped"
+    if summary.split_file:
+        line += f"; valid rows {summary.split_file}"
+    if summary.in_flight_earlier:
+        line += f"; {summary.in_flight_earlier} in flight when the earlier run stopped"
     if summary.stop_reason:
         line += f"; stopped: {summary.stop_reason}"
     return line + f"; exit {int(summary.exit_code)}"

@@ -369,13 +369,13 @@ class Resume:
         pair = (outcome.campaign, outcome.phone)
         return pair in self.state.unknown_keys or pair in self.state.in_flight_keys
 
-    def verdict(self, outcome: RowOutcome, body: dict[str, str]) -> tuple[Status, str] | None:
-        """What becomes of a row this run would send: skipped (done before), left alone (outcome
-        unknown and a resend could add it twice), or None: send it."""
+    def verdict(self, outcome: RowOutcome, body: dict[str, str]) -> tuple[Status, str, str] | None:
+        """What becomes of a row this run would send (status, message, cause): skipped (done
+        before), left alone (outcome unknown and a resend could add it twice), or None: send it."""
         if self.done(outcome):
-            return Status.SKIPPED, "uploaded in an earlier run"
+            return Status.SKIPPED, "uploaded in an earlier run", "row.done_earlier"
         if not self.resend_unknown and body.get("checkDuplicate", "TRUE") != "TRUE" and self.unknown(outcome):
-            return Status.FAILED, UNKNOWN_NOT_RESENT
+            return Status.FAILED, UNKNOWN_NOT_RESENT, "send.unknown"
         return None
 
 

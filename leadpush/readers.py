@@ -72,10 +72,6 @@ class LeadFile:
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
 
-    def as_dict(self, values: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """A row's values by column name, whatever the format."""
-        return values if isinstance(values, dict) else dict(zip(self.keys or [], values))
-
     def digest(self) -> str:
         """sha256 of the file's bytes (what a journal is tied to, rather than its name)."""
         h = hashlib.sha256()

@@ -8,17 +8,18 @@ import io
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from .causes import causes_of
 from .files import output_target, printable
 from .mapping import IGNORED_PREFIX, ColumnMap
 from .outcomes import STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
-RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
+RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_ALL_UP_TO = 200  # files up to this many rows show every row by default
@@ -71,7 +72,7 @@ class _AtomicFile:
     file that hit a write error is never moved into place: the earlier file, if any, stays.
     """
 
-    def __init__(self, path: Path, what: str, encoding: str = "utf-8") -> None:
+    def __init__(self, path: Path, what: str = "the output file", encoding: str = "utf-8") -> None:
         self.path = path
         self.what = what
         self.target, self.atomic = output_target(path, what)
@@ -146,11 +147,11 @@ class ResultsWriter:
         if self.jsonl:
             self._out.file.write(json.dumps({
                 "row": o.row, "status": o.status.value, "message": o.message, "phoneNumber": o.phone,
-                "campaignName": o.campaign, "attempts": o.attempts, "http_status": o.http_status},
-                ensure_ascii=False) + "\n")
+                "campaignName": o.campaign, "attempts": o.attempts, "http_status": o.http_status,
+                "cause": o.cause}, ensure_ascii=False) + "\n")
         else:
             self._csv.writerow((o.row, o.status.value, formula_safe(o.message), o.phone, o.campaign,
-                                o.attempts, "" if o.http_status is None else o.http_status))
+                                o.attempts, "" if o.http_status is None else o.http_status, o.cause))
 
     def close(self) -> None:
         self._out.commit()
@@ -198,7 +199,8 @@ class FailuresWriter:
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
                                + [o.row, o.status.value, formula_safe(o.message)])
 
-    def close(self) -> None:
+    def close(self, run_counts: Counter[Status] | None = None) -> None:
+        """Move the file into place (`run_counts` is for the workbook's Summary; a CSV or JSONL has none)."""
         # No failures: no file, and none left over from an earlier run either (only a regular
         # file is removed: never a device, never the input).
         self._out.commit(keep=self.count > 0)
@@ -207,6 +209,24 @@ class FailuresWriter:
 
     def discard(self) -> None:
         self._out.discard()
+
+
+class FailuresFile(Protocol):
+    """A failures file: FailuresWriter (CSV, JSON Lines) or fixit.FixitWriter (a workbook)."""
+
+    path: Path
+    count: int
+
+    def write(self, o: RowOutcome) -> None: ...
+
+    def close(self, run_counts: Counter[Status] | None = None) -> None: ...
+
+
+def _discard(writer: Any) -> None:
+    """Drop a file begun: its temporary goes, what was at its path stays."""
+    discard = getattr(writer, "discard", None)
+    if discard is not None:
+        discard()
 
 
 class LogWriter:
@@ -241,31 +261,65 @@ class LogWriter:
             pass  # the line that failed was already reported
 
 
-FAILURES_SUFFIX = ".failures"
+class FailuresFormat(StrEnum):
+    """What the failures file is written as."""
+
+    CSV = "csv"
+    XLSX = "xlsx"  # the fix-it workbook (fixit.py)
+    JSONL = "jsonl"
 
 
-def default_failures_path(input_name: str, input_format: str, *, stream: bool = False) -> Path:
-    """The input's full name + .failures.csv (.jsonl for JSON input) beside it, so leads.csv and
-    leads.tsv never share one; a failures file fed back in is its own failures file; input from a
-    pipe or stdin: stdin.failures.csv in the current folder."""
-    ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
+_FAILURES_SUFFIXES = {".csv": FailuresFormat.CSV, ".tsv": FailuresFormat.CSV, ".txt": FailuresFormat.CSV,
+                      ".xlsx": FailuresFormat.XLSX, ".jsonl": FailuresFormat.JSONL, ".ndjson": FailuresFormat.JSONL,
+                      ".json": FailuresFormat.JSONL}
+
+
+def failures_format(path: Path | None, chosen: str | None, input_format: str) -> FailuresFormat:
+    """--failures-format, else the --failures path's extension, else by the input (an XLSX input
+    gets a workbook back, JSON a JSONL file, anything else a CSV)."""
+    by_suffix = _FAILURES_SUFFIXES.get(path.suffix.lower()) if path else None
+    if chosen:
+        try:
+            fmt = FailuresFormat(chosen)
+        except ValueError:
+            raise ConfigError(f"--failures-format must be one of {', '.join(FailuresFormat)}") from None
+        if by_suffix and by_suffix != fmt:
+            raise ConfigError(f"--failures {path} is not a {fmt} file name; make the two agree")
+        return fmt
+    if path:
+        return by_suffix or FailuresFormat.CSV
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
+            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
+
+
+def default_failures_path(input_name: str, input_format: str, fmt: str | None = None, *,
+                          stream: bool = False) -> Path:
+    """<input name>.failures.<ext> beside the input, so leads.csv and leads.tsv never share one; a
+    failures file fed back in is its own failures file."""
+    ext = fmt or failures_format(None, None, input_format)
+    if not stream and input_name != "<stdin>" and is_failures_file(Path(input_name), ext):
+        return Path(input_name)
+    return sibling_path(input_name, "failures", ext, stream=stream)
+
+
+def is_failures_file(path: Path, ext: str) -> bool:
+    return path.name.lower().endswith(f".failures.{ext}")
+
+
+def sibling_path(input_name: str, tag: str, ext: str, *, stream: bool = False) -> Path:
+    """<input name>.<tag>.<ext> beside the input: the input's full name is kept, so inputs that share
+    a stem (leads.csv, leads.tsv) never share an output. stdin.<tag>.<ext> in the current folder for
+    standard input, a pipe or a device (nothing is ever written beside those)."""
     if stream or input_name == "<stdin>":
-        return Path("stdin" + FAILURES_SUFFIX + ext)
+        return Path(f"stdin.{tag}.{ext}")
     p = Path(input_name)
-    if is_failures_file(p, input_format):
-        return p
-    return p.with_name(p.name + FAILURES_SUFFIX + ext)
-
-
-def is_failures_file(path: Path, input_format: str) -> bool:
-    ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
-    return path.name.lower().endswith(FAILURES_SUFFIX + ext)
+    return p.with_name(f"{p.name}.{tag}.{ext}")
 
 
 class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
-    def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresWriter | None = None,
+    def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresFile | None = None,
                  table: str = TableMode.AUTO, log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
@@ -275,6 +329,7 @@ class Recorder:
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
+        self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
         self.errors: list[str] = []  # outputs that could not be written, one line each
         self.broken: set[Path] = set()  # their paths
 
@@ -302,6 +357,8 @@ class Recorder:
                 self.log.row(o)
             except OutputError as e:
                 broken = self._broke("log", e)
+        if o.cause:
+            self.causes.update(causes_of(o.cause))
         failed = status.is_failure  # type: ignore[attr-defined]
         if failed and self.failures:
             try:
@@ -321,7 +378,7 @@ class Recorder:
         if which == "log":
             writer.close()
         else:
-            writer.discard()
+            _discard(writer)
         self.errors.append(str(e))
         self.broken.add(writer.path)
         return e
@@ -349,7 +406,7 @@ class Recorder:
             if writer:
                 setattr(self, which, None)
                 try:
-                    writer.close()
+                    writer.close(self.counts) if which == "failures" else writer.close()
                 except OutputError as e:
                     self.errors.append(str(e))
                     self.broken.add(writer.path)
@@ -360,7 +417,7 @@ class Recorder:
             writer = getattr(self, which)
             if writer:
                 setattr(self, which, None)
-                writer.discard()
+                _discard(writer)
         if self.log:
             self.log.close()
             self.log = None
@@ -379,11 +436,16 @@ class RunSummary:
     column_map: ColumnMap | None = None
     results_file: str | None = None
     failures_file: str | None = None
+    split_file: str | None = None  # validate --split: the rows that would be sent
     stop_reason: str | None = None
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    in_flight_earlier: int = 0  # --resume: rows in flight when the earlier run stopped (outcome unknown)
+
+    def cause_items(self) -> list[tuple[str, int]]:
+        """(cause code, rows), most rows first."""
+        return sorted(self.recorder.causes.items(), key=lambda item: (-item[1], item[0]))
 
     def count_items(self) -> list[tuple[Status, int]]:
         """(status, rows) for the statuses that occurred, in the order summaries list them."""

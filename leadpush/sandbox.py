@@ -1,6 +1,6 @@
 """A faithful local CloudAgent: the token and Add Campaign Data APIs over HTTP, for trying leadpush and for tests.
 
-Every answer below is one the vendor documents (../shared/cloudagent/); where the vendor is silent
+Every answer below is one the vendor documents (docs/cloudagent.md); where the vendor is silent
 or contradicts itself, the choice made is written in docs/sandbox.md.
 """
 
@@ -48,7 +48,7 @@ DEMO_CONFIG: dict[str, Any] = {"accounts": [{
 _PHONE = re.compile(r"^\+?\d{3,16}$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 
-# The vendor's bodies, as documented. The brace-less ones are byte for byte as the seed shows them.
+# The vendor's bodies, as documented. The brace-less ones are byte for byte as the vendor's page shows them.
 def _false(message: str) -> dict[str, Any]:
     return {"status": "false", "message": message, "data": None}
 

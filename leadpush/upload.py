@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import requests
 
+from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
 from .jobs import InputOptions, check_paths, fewer_collections, log_end, open_input, reading_notes, recording
@@ -65,14 +66,15 @@ class _Stop:
         with self._lock:
             self.campaigns.setdefault(name, reason)
 
-    def why_not(self, campaign: str) -> str | None:
+    def why_not(self, campaign: str) -> Problem | None:
         """Why a row of this campaign may not be sent now, if it may not."""
         if self.reason is not None:
-            return f"not sent: the run stopped ({self.reason})"
+            return Problem("not_sent.stopped", f"not sent: the run stopped ({self.reason})")
         if self.interrupt.is_set():
-            return "not sent: interrupted"
+            return Problem("not_sent.interrupted", "not sent: interrupted")
         if campaign in self.campaigns:
-            return f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})"
+            return Problem("not_sent.campaign",
+                           f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})")
         return None
 
 
@@ -111,23 +113,24 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 journal.sending(outcome)  # no request goes out that the journal does not know of
             except OutputError as e:
                 stop.run("output", str(e))
-                return _abort(outcome, f"not sent: {e}")
+                return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         sent_any.set()
         try:
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
             stop.run("account", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         except TokenUnavailable as e:
             stop.run("token", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         if sent.stop == "account":
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
         # A row the sender gave up on because of a stop says which stop.
-        message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
-        outcome.status, outcome.message = sent.status, message
+        why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
+        outcome.status, outcome.message = sent.status, why or sent.message
+        outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
         outcome.maybe_stored = sent.maybe_stored and sent.status is Status.FAILED
         if journal and sent.attempts:
@@ -161,7 +164,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                     if body is not None and resume:
                         earlier = resume.verdict(outcome, body)
                         if earlier:
-                            outcome.status, outcome.message = earlier
+                            outcome.status, outcome.message, outcome.cause = earlier
                             body = None
                     reason = stop.why_not(outcome.campaign) if body is not None else None
                     if body is None or reason:
@@ -195,7 +198,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             if stop.kind != "output":
                 recorder.errors.append(str(e))
     if resume and resume.state.in_flight:
-        summary.extra["in_flight_earlier"] = len(resume.state.in_flight)
+        summary.in_flight_earlier = len(resume.state.in_flight)
     code = exit_code_for(counts, account_refused=stop.kind == "account", interrupted=stop.interrupt.is_set(),
                          terminated=getattr(stop.interrupt, "terminated", False))
     if stop.kind == "input" and code == ExitCode.OK:
@@ -217,8 +220,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     return summary
 
 
-def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
-    outcome.status, outcome.message = Status.ABORTED, reason
+def _abort(outcome: RowOutcome, reason: Problem) -> RowOutcome:
+    outcome.status, outcome.message, outcome.cause = Status.ABORTED, reason, reason.cause
     return outcome
 
 
