@@ -252,7 +252,7 @@ class Journal:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class RunLock:
@@ -410,7 +410,7 @@ def prepare_journal(path: Path, digest: str, owner: Owner, *, resume: bool, rest
     if resume:
         if state.empty:
             notes.append(f"{path}: no earlier run to resume; sending every row")
-        elif state.owner != owner:
+        elif state.owner is not None and state.owner != owner:
             what = "another file" if state.owner[0] != owner[0] else _whose(state.owner)
             notes.append(f"{path} holds a run of {what}, not of {file} for {_whose(owner)}; "
                          f"starting afresh (every row is sent)")
@@ -428,10 +428,11 @@ def prepare_journal(path: Path, digest: str, owner: Owner, *, resume: bool, rest
             return Journal(path, digest, owner, fresh=False), state, notes
         return Journal(path, digest, owner, fresh=True), None, notes
     if not state.empty and not state.ended and not restart:
-        if state.owner != owner:
-            raise ConfigError(f"{path} holds an unfinished run of {file if state.owner[0] == owner[0] else 'another file'}"
-                              f" for {_whose(state.owner)} (stopped at row {state.last_row}); use --restart to "
-                              f"replace it, or --journal to keep this run's journal elsewhere")
+        if state.owner is not None and state.owner != owner:
+            whose = file if state.owner[0] == owner[0] else "another file"
+            raise ConfigError(f"{path} holds an unfinished run of {whose} for {_whose(state.owner)} (stopped at row "
+                              f"{state.last_row}); use --restart to replace it, or --journal to keep this run's "
+                              f"journal elsewhere")
         which = "this file" if digest in state.digests else "an earlier version of this file"
         raise ConfigError(f"an earlier run of {which} stopped at row {state.last_row} ({state.finished_rows} rows "
                           f"finished; journal {path}); use --resume to send the rest, or --restart to start over")

@@ -105,7 +105,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
         # unlinked at once), then read from there as often as a file, whatever its name.
         name = "<stdin>" if path == "-" else path
         if path == "-":
-            source: IO[bytes] = _NoClose(stdin if stdin is not None else sys.stdin.buffer)
+            source: IO[bytes] = _NoClose(stdin if stdin is not None else sys.stdin.buffer)  # type: ignore[assignment]
         else:
             try:
                 source = open(path, "rb")

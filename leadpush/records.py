@@ -86,8 +86,7 @@ class _AtomicFile:
         except OSError as e:
             raise ConfigError(f"{path}: {what} cannot be written ({e.strerror})") from None
         # Lone surrogates (a JSON "\ud800") are written as the escape \ud800, never a crash.
-        self.file: IO[str] = io.TextIOWrapper(raw, encoding=encoding, newline="",  # type: ignore[arg-type]
-                                              errors="backslashreplace")
+        self.file: IO[str] = io.TextIOWrapper(raw, encoding=encoding, newline="", errors="backslashreplace")
 
     def error(self, e: OSError) -> OutputError:
         return OutputError(f"{self.path}: {self.what} cannot be written ({e.strerror or e})")
@@ -242,7 +241,7 @@ class LogWriter:
             raise ConfigError(f"{path}: the log file cannot be written ({e.strerror})") from None
 
     def line(self, text: str) -> None:
-        stamp = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+        stamp = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
         # Control characters in a cell are escaped: a value can never forge a line of its own.
         try:
             self._file.write(f"{stamp} {printable(scrub(text, self.secrets))}\n")

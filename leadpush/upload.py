@@ -19,9 +19,9 @@ import requests
 from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
+from .files import identity
 from .jobs import InputOptions, check_paths, fewer_collections, log_end, open_input, reading_notes, recording
 from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
-from .files import identity
 from .outcomes import AccountRefusal, ConfigError, ExitCode, InputError, OutputError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile

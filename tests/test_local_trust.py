@@ -18,7 +18,7 @@ import pytest
 
 from leadpush import journal as journal_module
 from leadpush import records
-from leadpush.journal import RunLock, RunLocked, input_lock
+from leadpush.journal import RunLocked, input_lock
 from leadpush.sandbox import Sandbox
 from tests.conftest import read_csv, read_jsonl, write_csv
 
@@ -402,7 +402,8 @@ def test_a_csv_through_dev_stdin_and_process_substitution_is_read(tmp_path, penv
     data = "\n".join(",".join(r) for r in rows(5)) + "\n"
     code, out, err = leadpush("validate", "/dev/stdin", "--json", "--no-failures", env=penv, input=data)
     assert code == 0 and json.loads(out)["counts"]["valid"] == 5, err
-    script = f"{sys.executable} -m leadpush validate <(printf '{data.replace(chr(10), chr(92) + 'n')}') --json --no-failures"
+    printf = data.replace("\n", "\\n")
+    script = f"{sys.executable} -m leadpush validate <(printf '{printf}') --json --no-failures"
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=penv, timeout=60)
     assert proc.returncode == 0 and json.loads(proc.stdout)["counts"]["valid"] == 5, proc.stderr
 

@@ -133,7 +133,7 @@ def test_encoding_note_goes_to_stderr(cli, tmp_path):
     (["ok.csv", "--map", "oops"], "phone\n123\n", "Error: --map 'oops': write it as"),
     (["ok.csv", "--phone-format", "e164"], "phone\n123\n", "Error: --phone-format e164/national needs --region"),
     (["ok.csv", "--dayfirst", "--monthfirst"], "phone\n123\n", "Error: --dayfirst and --monthfirst exclude"),
-    (["ok.csv", "--failures", "ok.csv"], "phone\n123\n", "--failures (ok.csv) and the input (ok.csv) are the same file"),
+    (["ok.csv", "--failures", "ok.csv"], "phone\n123\n", "--failures (ok.csv) and the input (ok.csv) are the same"),
 ])
 def test_bad_input_is_one_line_exit_2_no_traceback(cli, tmp_path, monkeypatch, args, content, message):
     monkeypatch.chdir(tmp_path)
