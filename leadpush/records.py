@@ -236,17 +236,27 @@ class LogWriter:
         self.secrets = secrets
         output_target(path, "the log file")  # a folder is refused
         try:
-            self._file: IO[str] = open(path, "a", encoding="utf-8")
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise ConfigError(f"{path}: the log file cannot be written ({e.strerror})") from None
 
     def line(self, text: str) -> None:
+        """One whole line, or none (a full disk never leaves half a line to glue to the next)."""
         stamp = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
         # Control characters in a cell are escaped: a value can never forge a line of its own.
+        data = f"{stamp} {printable(scrub(text, self.secrets))}\n".encode("utf-8", "backslashreplace")
+        size = None
         try:
-            self._file.write(f"{stamp} {printable(scrub(text, self.secrets))}\n")
-            self._file.flush()
+            size = os.fstat(self._fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
         except OSError as e:
+            if size is not None:
+                try:
+                    os.ftruncate(self._fd, size)  # a regular file: cut back to the last whole line
+                except OSError:
+                    pass
             raise OutputError(f"{self.path}: the log file cannot be written ({e.strerror or e})") from None
 
     def row(self, o: RowOutcome) -> None:
@@ -254,10 +264,9 @@ class LogWriter:
                   + (f": {o.message}" if o.message else ""))
 
     def close(self) -> None:
-        try:
-            self._file.close()
-        except OSError:
-            pass  # the line that failed was already reported
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class FailuresFormat(StrEnum):

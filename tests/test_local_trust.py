@@ -264,6 +264,29 @@ def test_a_full_disk_under_the_journal_mid_upload_loses_no_row_and_resume_double
     assert all("--resend-unknown" in x["message"] for x in left_alone)
 
 
+def test_a_full_disk_under_the_log_leaves_whole_lines_and_stops(up, sb, tmp_path, monkeypatch):
+    p = write_csv(tmp_path / "leads.csv", rows(20))
+    log = tmp_path / "run.log"
+    real_write = os.write
+    room = {"left": 900}
+
+    def write(fd, data):
+        if log.exists() and os.fstat(fd).st_ino == os.stat(log).st_ino:
+            if room["left"] <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            n = real_write(fd, bytes(data[: room["left"]]))
+            room["left"] -= n
+            return n
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    r = up(p, "--log-file", log, "--results", tmp_path / "r.csv")
+    assert r.exit_code == 1 and "the log file cannot be written (No space left on device)" in r.stderr, r.stderr
+    text = log.read_text()
+    assert text.endswith("\n") and all(line[:4].isdigit() for line in text.splitlines())
+    assert len(read_csv(tmp_path / "r.csv")) == 20  # every row recorded where it could be
+
+
 def test_journal_lines_are_whole_or_not_at_all(tmp_path):
     from leadpush.outcomes import RowOutcome, Status
     path = tmp_path / "j.jsonl"
