@@ -330,17 +330,9 @@ def _connection(s: dict[str, Setting], profile: Any, *, use_prompt: bool) -> Any
 
 
 def _install_interrupt(event: Any) -> Callable[[], None]:
-    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
-    def handler(signum: int, frame: Any) -> None:
-        if event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum == signal.SIGTERM:
-            event.terminated = True
-        event.set()
-        _stderr("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
+    from .upload import install_interrupt
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(s, h) for s, h in previous.items()]  # type: ignore[func-returns-value]
+    return install_interrupt(event, _stderr)
 
 
 @app.command()

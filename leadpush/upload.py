@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import queue
 import random
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,64 @@ class UploadSettings:
 
 
 class Interrupt(threading.Event):
-    """Set by Ctrl-C or SIGTERM; remembers which, for the exit code."""
+    """Set by Ctrl-C or SIGTERM; remembers which, for the exit code, and whether a second one came."""
 
     terminated = False
+    quit_now = False  # a second Ctrl-C or SIGTERM: stop waiting for the requests in flight
+    polled = False  # the send loop watches `quit_now`; elsewhere a second signal raises KeyboardInterrupt
+
+
+def install_interrupt(event: Interrupt, say: Callable[[str], None]) -> Callable[[], None]:
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second: quit now.
+
+    Returns the function that puts the previous handlers back.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():
+            event.quit_now = True
+            say("Quitting now: rows still in flight are recorded as outcome unknown.")
+            if not event.polled:
+                raise KeyboardInterrupt
+            return
+        if signum == signal.SIGTERM:
+            event.terminated = True
+        event.set()
+        say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]  # type: ignore[func-returns-value]
+
+
+class _Workers:
+    """Sending threads that never hold up the process's exit (a second Ctrl-C must quit at once)."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(count)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, lambda: fn(*args)))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # noqa: BLE001 — handed to whoever waits on the future
+                future.set_exception(e)
+
+    def shutdown(self, wait: bool = True) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 @dataclass
@@ -106,16 +164,19 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
 
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
     store = TokenStore(settings.cache_dir, settings.conn.base_url, settings.conn.username)
-    # Token expiry (a JWT's exp) is wall-clock time; pacing wants a clock that never jumps.
-    tokens = TokenKeeper(session, settings.conn, store, pacer, clock=wall_clock or clock,
-                         timeout=settings.timeout)
-    sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
-                    retries=settings.retries, rng=rng)
     stop = _Stop(interrupt or threading.Event())
+    rng = rng or random.Random()
+    # Token expiry (a JWT's exp) is wall-clock time; pacing wants a clock that never jumps.
+    tokens = TokenKeeper(session, settings.conn, store, pacer, clock=wall_clock or clock, monotonic=clock,
+                         timeout=settings.timeout, retries=settings.retries, sleep=sleep, stop=stop.is_set, rng=rng)
+    sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
+                    retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
+    probably_ours = 0
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
+        nonlocal probably_ours
         reason = stop.why_not(outcome.campaign)
         if reason:
             return _abort(outcome, reason)
@@ -131,29 +192,47 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
+        if sent.probably_ours:
+            probably_ours += 1
         # A row the sender gave up on because of a stop says which stop.
         message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
         outcome.status, outcome.message = sent.status, message
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
-        if journal and sent.attempts:
+        if journal and sent.attempts and not quitting:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
 
+    quit_now = (lambda: getattr(stop.interrupt, "quit_now", False))
+    quitting = False
     started = clock()
     with recording(opts, lead_file, "upload") as (recorder, summary):
         pending: deque[RowOutcome | Future[RowOutcome]] = deque()
+        in_flight: dict[int, RowOutcome] = {}
 
         def flush(wait: bool = False) -> None:
-            """Record finished rows in row order."""
-            while pending and (wait or not isinstance(pending[0], Future) or pending[0].done()):
-                item = pending.popleft()
+            """Record finished rows in row order; on a second Ctrl-C, stop waiting for any."""
+            while pending:
+                item = pending[0]
+                if isinstance(item, Future) and not item.done():
+                    if not wait or quit_now():
+                        return
+                    try:
+                        item.result(timeout=0.1)
+                    except Exception:  # noqa: BLE001, S110 — recorded below, from the future
+                        pass
+                    continue
+                pending.popleft()
                 recorder.record(item.result() if isinstance(item, Future) else item)
                 progress.advance()
 
         # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
         slots = threading.BoundedSemaphore(settings.workers * 2)
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-send") as pool:
+        pool = _Workers(settings.workers, "leadpush-send")
+        setattr(stop.interrupt, "polled", True)
+        try:
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                if quit_now():
+                    break
                 if body is not None and resume and resume.done(outcome):
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
                     body = None
@@ -163,16 +242,30 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 else:
                     while not slots.acquire(timeout=0.1):
                         flush()
-                    future = pool.submit(send, outcome, body)
-                    future.add_done_callback(lambda _f: slots.release())
-                    pending.append(future)
+                        if quit_now():
+                            break
+                    else:
+                        future = pool.submit(send, outcome, body)
+                        future.add_done_callback(lambda _f: slots.release())
+                        in_flight[id(future)] = outcome
+                        pending.append(future)
                 flush()
             flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
+        finally:
+            setattr(stop.interrupt, "polled", False)
+            pool.shutdown(wait=False)
+        if quit_now():
+            quitting = True
+            _record_unfinished(pending, in_flight, recorder, progress)
+            if not stop.interrupt.is_set():
+                stop.interrupt.set()
         summary.column_map = first_pass.column_map
         summary.elapsed = clock() - started
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
         summary.stop_reason = stop.reason
+        if probably_ours:
+            summary.extra["exists_probably_added_by_this_run"] = probably_ours
     if journal:
         journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
     summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
@@ -180,6 +273,28 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                                       terminated=getattr(stop.interrupt, "terminated", False))
     log_end(summary)
     return summary
+
+
+def _record_unfinished(pending: deque[RowOutcome | Future[RowOutcome]], in_flight: dict[int, RowOutcome],
+                       recorder: Any, progress: Any) -> None:
+    """After a second Ctrl-C: rows whose request is still out are recorded as outcome unknown."""
+    while pending:
+        item = pending.popleft()
+        if isinstance(item, Future):
+            if item.done() and item.exception() is None:
+                item = item.result()
+            else:
+                # A copy: the worker may still be writing to the row it holds.
+                outcome = dataclasses.replace(in_flight[id(item)])
+                if item.cancel():
+                    _abort(outcome, "not sent: interrupted")
+                else:
+                    outcome.status = Status.FAILED
+                    outcome.message = ("outcome unknown: quit (second Ctrl-C or SIGTERM) while its request was in "
+                                       "flight; the lead may or may not have been stored")
+                item = outcome
+        recorder.record(item)
+        progress.advance()
 
 
 def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
