@@ -137,7 +137,7 @@ _STORED = re.compile(r"successfully updated(?:[ ,].*)?|campaign .+ is already st
                      r"|please pass the valid campaign action successfully updated.*", re.S)
 # Words that take back a success: a success-worded answer holding one is not counted `added`.
 _NEGATION = re.compile(r"\b(?:not|no|never|fail\w*|error\w*|invalid|duplicate\w*|exist\w*|dnd|block\w*|"
-                       r"blacklist\w*|reject\w*|denied|unable|cannot|can't|limit\w*|queued|pending|skipped)\b")
+                       r"blacklist\w*|reject\w*|denied|unable|cannot|can't|limit\w*|skipped)\b")
 _FAIL_WORDS = ("error", "fail", "failed", "failure")
 
 
@@ -748,7 +748,7 @@ def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
         raise AccountRefusal("could not confirm the account: CloudAgent answered 'Token Expired' to a fresh token")
     if not (verdict.kind == "rejected" and verdict.message.lower().rstrip(". ") == "please provide campaign details"):
         raise AccountRefusal(f"could not confirm the account: CloudAgent did not give the expected answer "
-                             f"('Please provide campaign details') but: {verdict.message}")
+                             f"('Please provide campaign details') but (HTTP {verdict.http_status}): {verdict.message}")
     _, exp = jwt_times(token)
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(exp)) if exp else "an unknown time"
     spent = ("a new token was generated for this check" if tokens.generations

@@ -242,7 +242,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 else:
                     while not slots.acquire(timeout=0.1):
                         flush()
-                        if quit_now():
+                        reason = stop.why_not(outcome.campaign)
+                        if reason:  # a stop while this row waited for a worker: it is not sent
+                            pending.append(_abort(outcome, reason))
                             break
                     else:
                         future = pool.submit(send, outcome, body)
