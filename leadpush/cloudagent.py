@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
-import ipaddress
 import json
 import math
 import os
@@ -17,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,59 +25,17 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
-from .outcomes import AccountRefusal, ConfigError, LeadpushError, Status, scrub
+from .outcomes import AccountRefusal, LeadpushError, Status, scrub
 from .pacing import Pacer
-from .settings import DEFAULTS
+from .settings import Connection, check_base_url, check_secret, default_cache_dir, is_loopback
 
-DEFAULT_BASE_URL = DEFAULTS["base_url"]
+__all__ = ["Connection", "check_base_url", "check_secret", "default_cache_dir"]  # their home is settings
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
 TOKEN_CAP = 10  # generations per account per rolling hour (documented)
 RETRY_AFTER_CAP = 120.0  # seconds: a longer Retry-After is honoured only up to this
 TOKEN_RESENDS = 3  # a row resent this many times after "Token Expired" fails rather than loop
 BODY_CAP = 1 << 20  # bytes: a longer answer is not read (no documented answer is near this)
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where and as whom to send. The key never appears in a repr, a message or a file."""
-
-    base_url: str
-    username: str
-    api_key: str = field(repr=False)
-    given_token: str | None = field(default=None, repr=False)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.api_key, self.given_token) if s)
-
-
-def check_base_url(url: str) -> str:
-    """https only, except plain http to this machine (the sandbox)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(f"base URL {url!r}: plain http is refused (the API key would cross the network "
-                          f"unencrypted); use https, or http only to this machine (the sandbox)")
-    return url.strip().rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_secret(value: str, what: str) -> str:
-    value = value.strip()
-    # A control character or space would make requests fail with the value in its message.
-    if not value or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ConfigError(f"{what} is empty or holds spaces or control characters")
-    return value
 
 
 def make_session(workers: int, base_url: str | None = None) -> requests.Session:
@@ -89,7 +46,7 @@ def make_session(workers: int, base_url: str | None = None) -> requests.Session:
     session.trust_env = False
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     # Never a proxy for this machine: the key would travel to the proxy (in clear over http).
-    if base_url and not _is_loopback(urlsplit(base_url).hostname or ""):
+    if base_url and not is_loopback(urlsplit(base_url).hostname or ""):
         session.proxies.update(requests.utils.get_environ_proxies(base_url))
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, workers), max_retries=0)
     session.mount("https://", adapter)
@@ -174,7 +131,7 @@ def retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> f
         try:
             when = parsedate_to_datetime(value)
             if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
+                when = when.replace(tzinfo=dt.UTC)
             seconds = max(0.0, when.timestamp() - now())
         except (TypeError, ValueError, OverflowError, IndexError, OSError):
             return None
@@ -324,15 +281,6 @@ def jwt_times(token: str) -> tuple[float | None, float | None]:
     if any(t is not None and not math.isfinite(t) for t in times):
         return None, None
     return times
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LEADPUSH_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir  # noqa: PLC0415
-
-    return Path(user_cache_dir("leadpush"))
 
 
 class TokenStore:

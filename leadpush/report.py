@@ -11,10 +11,9 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
-    TimeElapsedColumn
-from rich.text import Text
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .outcomes import STATUS_ORDER, Status
 from .records import RunSummary
@@ -53,7 +52,7 @@ def print_table(console: Console, summary: RunSummary) -> None:
 
 def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
-    ours = summary.extra.get("exists_probably_added_by_this_run")
+    ours = summary.exists_after_our_attempt
     parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]"
              + (f" ({ours} of them probably added by this run: an earlier attempt's answer was lost)"
                 if s is Status.EXISTS and ours else "")
@@ -110,7 +109,7 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
+        obj["exists_after_our_attempt"] = summary.exists_after_our_attempt
     return obj
 
 
@@ -215,7 +214,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), _EtaColumn(), _NoteColumn()]
     window = RateWindow()

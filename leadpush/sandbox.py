@@ -1,6 +1,6 @@
 """A faithful local CloudAgent: the token and Add Campaign Data APIs over HTTP, for trying leadpush and for tests.
 
-Every answer below is one the vendor documents (../shared/cloudagent/); where the vendor is silent
+Every answer below is one the vendor documents (docs/cloudagent.md); where the vendor is silent
 or contradicts itself, the choice made is written in docs/sandbox.md.
 """
 
@@ -16,7 +16,6 @@ import random
 import re
 import threading
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .outcomes import ConfigError
+from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
@@ -50,7 +50,7 @@ DEMO_CONFIG: dict[str, Any] = {"accounts": [{
 _PHONE = re.compile(r"^\+?\d{3,16}$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 
-# The vendor's bodies, as documented. The brace-less ones are byte for byte as the seed shows them.
+# The vendor's bodies, as documented. The brace-less ones are byte for byte as the vendor's page shows them.
 def _false(message: str) -> dict[str, Any]:
     return {"status": "false", "message": message, "data": None}
 
@@ -143,15 +143,7 @@ class Account:
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return DEMO_CONFIG
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return DEMO_CONFIG if path is None else load_toml(path)
 
 
 def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
@@ -497,7 +489,8 @@ def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
         for key, value in a.items():
             if key not in ANSWER_FIELDS:
                 raise ConfigError(f"{source}: [[answers]]: unknown field {key!r} (known: {', '.join(ANSWER_FIELDS)})")
-            if not isinstance(value, ANSWER_FIELDS[key]) or (isinstance(value, bool) and ANSWER_FIELDS[key] is not bool):
+            expected = ANSWER_FIELDS[key]
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"{source}: [[answers]]: {key} has the wrong type ({type(value).__name__})")
     return [dict(a, phone=str(a["phone"])) for a in entries]
 
@@ -576,7 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if state.redirect_status and not path.startswith("/sandbox/"):
             answer, delay = Answer(status=state.redirect_status, content_type="text/html",
-                                   headers={"Location": state.redirect_to.rstrip("/") + path},
+                                   headers={"Location": str(state.redirect_to).rstrip("/") + path},
                                    outcome=f"redirect-{state.redirect_status}"), 0.0
             with state.lock:
                 state.stats["AddCampaignData" if path == ADD_PATH else "generateToken"][answer.outcome] += 1
@@ -653,10 +646,19 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop a sandbox started with `start()` (or `with`), and close its socket."""
         self.server.shutdown()
-        self.server.server_close()
+        self.close()
         if self.thread is not None:
             self.thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Close the listening socket (after `serve_forever` returned)."""
+        self.server.server_close()
+
+    def campaign_names(self, account: int = 0) -> list[str]:
+        """The campaigns of an account, in the order the config lists them (the demo's by default)."""
+        return [c["name"] for c in self.state.config["accounts"][account]["campaigns"]]
 
     def __enter__(self) -> Sandbox:
         return self.start()

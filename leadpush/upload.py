@@ -7,20 +7,22 @@ import datetime as dt
 import queue
 import random
 import signal
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, recording
-from .journal import Journal, JournalState
+from .jobs import InputOptions, fewer_collections, log_end, open_input, reading_notes, recording
+from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
@@ -30,7 +32,7 @@ from .records import RunSummary
 @dataclass
 class UploadSettings:
     conn: Connection
-    rate: Rate
+    rate: Rate | None  # None: no pacing (a rate of 0 where allowed)
     cache_dir: Path
     workers: int = 4
     retries: int = 3
@@ -63,7 +65,11 @@ def install_interrupt(event: Interrupt, say: Callable[[str], None]) -> Callable[
         say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(s, h) for s, h in previous.items()]  # type: ignore[func-returns-value]
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return restore
 
 
 class _Workers:
@@ -87,7 +93,7 @@ class _Workers:
                 continue
             try:
                 future.set_result(call())
-            except BaseException as e:  # noqa: BLE001 — handed to whoever waits on the future
+            except BaseException as e:  # handed to whoever waits on the future
                 future.set_exception(e)
 
     def shutdown(self, wait: bool = True) -> None:
@@ -96,24 +102,6 @@ class _Workers:
         if wait:
             for t in self._threads:
                 t.join()
-
-
-@dataclass
-class Resume:
-    """What an earlier run finished, and how to match this run's rows against it."""
-
-    state: JournalState
-    digest: str
-
-    @property
-    def same_input(self) -> bool:
-        return self.digest in self.state.digests
-
-    def done(self, outcome: RowOutcome) -> bool:
-        if self.same_input:
-            return outcome.row in self.state.done_rows.get(self.digest, ())
-        # The input changed: row numbers mean nothing now, campaign and phone still do.
-        return (outcome.campaign, outcome.phone) in self.state.done_keys
 
 
 class _Stop:
@@ -202,7 +190,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
 
-    quit_now = (lambda: getattr(stop.interrupt, "quit_now", False))
+    def quit_now() -> bool:
+        return bool(getattr(stop.interrupt, "quit_now", False))
+
     quitting = False
     started = clock()
     with recording(opts, lead_file, "upload") as (recorder, summary):
@@ -218,7 +208,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                         return
                     try:
                         item.result(timeout=0.1)
-                    except Exception:  # noqa: BLE001, S110 — recorded below, from the future
+                    except Exception:  # recorded below, from the future
                         pass
                     continue
                 pending.popleft()
@@ -228,7 +218,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
         slots = threading.BoundedSemaphore(settings.workers * 2)
         pool = _Workers(settings.workers, "leadpush-send")
-        setattr(stop.interrupt, "polled", True)
+        stop.interrupt.polled = True  # type: ignore[attr-defined]  # an Interrupt, or a plain Event in tests
         try:
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
                 if quit_now():
@@ -254,7 +244,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 flush()
             flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
         finally:
-            setattr(stop.interrupt, "polled", False)
+            stop.interrupt.polled = False  # type: ignore[attr-defined]
             pool.shutdown(wait=False)
         if quit_now():
             quitting = True
@@ -266,8 +256,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
         summary.stop_reason = stop.reason
-        if probably_ours:
-            summary.extra["exists_probably_added_by_this_run"] = probably_ours
+        summary.exists_after_our_attempt = probably_ours
     if journal:
         journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
     summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
@@ -302,3 +291,45 @@ def _record_unfinished(pending: deque[RowOutcome | Future[RowOutcome]], in_fligh
 def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
     outcome.status, outcome.message = Status.ABORTED, reason
     return outcome
+
+
+# ---------------------------------------------------------------------------- getting a run ready
+
+@dataclass
+class PreparedRun:
+    """An upload ready to go: the open lead file, its journal and what to resume from."""
+
+    lead_file: LeadFile
+    journal: Journal | None = None
+    resume: Resume | None = None
+    notes: list[str] = field(default_factory=list)  # for the user, before anything is sent
+
+
+def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, cache_dir: Path,
+                sandbox: bool, stdin: IO[bytes] | None) -> PreparedRun:
+    """Open the input, take the one-run-at-a-time lock, and open the journal by the journal rule.
+
+    Everything opened here is closed (and every lock dropped) by `stack`.
+    """
+    keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
+    lead_file = stack.enter_context(open_input(opts, stdin=stdin))
+    run = PreparedRun(lead_file, notes=reading_notes(lead_file))
+    if opts.file != "-":
+        stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
+    if keep_journal:
+        path = choice.path or default_journal_path(lead_file.name)
+        run.journal, run.resume, note = open_journal(stack, path, lead_file.digest(), choice, lead_file.name)
+        if note:
+            run.notes.append(note)
+    return run
+
+
+def demo_sandbox(stack: ExitStack) -> tuple[Connection, Path, str]:
+    """A built-in sandbox for this run (stopped by `stack`): its demo connection, a throwaway token
+    cache, and the line that tells the user where the leads go."""
+    from .sandbox import DEMO_KEY, DEMO_USER, Sandbox  # noqa: PLC0415 (only --sandbox needs the server)
+
+    server = stack.enter_context(Sandbox())
+    cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
+    return (Connection(server.base_url, DEMO_USER, DEMO_KEY), cache_dir,
+            f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
