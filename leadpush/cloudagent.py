@@ -12,6 +12,7 @@ import math
 import os
 import random
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
 from .outcomes import AccountRefusal, LeadpushError, Status, scrub
@@ -48,10 +50,47 @@ def make_session(workers: int, base_url: str | None = None) -> requests.Session:
     # Never a proxy for this machine: the key would travel to the proxy (in clear over http).
     if base_url and not is_loopback(urlsplit(base_url).hostname or ""):
         session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, workers), max_retries=0)
+    adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, workers), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+# The connection each request goes out on, so that a timer can cut it off at the request's
+# deadline: requests' own timeout bounds each socket read, so an answer trickled a byte at a
+# time (headers included) would otherwise never end.
+_in_flight = threading.local()
+
+
+class _Watched:
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        connections = getattr(_in_flight, "connections", None)
+        if connections is not None:
+            connections.append(conn)
+        return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
+    pass
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter whose pools say which connection a request uses (see `exchange`)."""
+
+    _pools = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
 
 
 # ---------------------------------------------------------------------------- answers
@@ -219,35 +258,53 @@ class DeadlinePassed(requests.ReadTimeout):
     """The whole answer did not arrive within the request's total deadline."""
 
 
-def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float, *,
-             clock: Callable[[], float] = time.monotonic) -> Reply:
+def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float) -> Reply:
     """One POST, never following a redirect, its whole answer read within `timeout` and BODY_CAP.
 
-    requests' own timeout bounds each socket read, so an answer trickled a byte at a time would
-    never end: the body is read in pieces, each read given only what is left of the deadline.
+    `timeout` is a total deadline (connect, send, the whole answer): a timer shuts the
+    request's socket down when it passes, which ends any read in progress.
     """
-    deadline = clock() + timeout
+    connections: list[Any] = []
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        for conn in connections:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, cut_off)
+    timer.daemon = True
+    _in_flight.connections = connections
+    timer.start()
+    try:
+        return _read_answer(session, url, payload, headers, timeout, cut)
+    except requests.RequestException:
+        if cut.is_set():
+            raise DeadlinePassed("no complete answer within the timeout") from None
+        raise
+    finally:
+        timer.cancel()
+        _in_flight.connections = None
+
+
+def _read_answer(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
+                 cut: threading.Event) -> Reply:
     r = session.post(url, data=payload, headers=headers, timeout=(timeout, timeout), allow_redirects=False,
                      stream=True)
     with r:
         length = r.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > BODY_CAP:
             return Reply(r.status_code, "", r.headers, oversized=True)
-        connection = getattr(r.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
         chunks: list[bytes] = []
         size = 0
         while True:
-            left = deadline - clock()
-            if left <= 0:
-                raise DeadlinePassed("no complete answer within the timeout")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.settimeout(left)
             try:
                 chunk = r.raw.read1(65536)
             except ReadTimeoutError:
-                raise DeadlinePassed("no complete answer within the timeout") from None
+                raise requests.ReadTimeout("no answer within the timeout") from None
             except (ProtocolError, OSError) as e:
                 raise requests.ConnectionError(e) from None
             if not chunk:
@@ -256,6 +313,8 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
             if size > BODY_CAP:
                 return Reply(r.status_code, "", r.headers, oversized=True)
             chunks.append(chunk)
+    if cut.is_set():  # the socket was shut down mid-answer: what arrived is not the whole answer
+        raise DeadlinePassed("no complete answer within the timeout")
     return Reply(r.status_code, b"".join(chunks).decode(r.encoding or "utf-8", "replace"), r.headers)
 
 
@@ -520,12 +579,12 @@ def _never_reached(e: requests.RequestException) -> bool:
 # ---------------------------------------------------------------------------- sending one lead
 
 def post_lead(session: requests.Session, conn: Connection, payload: bytes, token: str,
-              timeout: float, *, campaign: str = "", clock: Callable[[], float] = time.monotonic) -> Verdict:
+              timeout: float, *, campaign: str = "") -> Verdict:
     """One Add Campaign Data request, its answer (or transport fault) as a Verdict."""
     headers = {"Content-Type": "application/json", "apiKey": conn.api_key, "Authorization": f"Bearer {token}"}
     secrets = conn.secrets + (token,)
     try:
-        reply = exchange(session, conn.base_url + ADD_PATH, payload, headers, timeout, clock=clock)
+        reply = exchange(session, conn.base_url + ADD_PATH, payload, headers, timeout)
     except requests.exceptions.SSLError:
         return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
                                   "or REQUESTS_CA_BUNDLE")

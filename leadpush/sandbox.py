@@ -91,7 +91,8 @@ FAULTS: dict[str, type | tuple[type, ...]] = {
 # Fields of one scripted answer ([[answers]] in a config, or `answers=` in Python).
 ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "phone": str, "status": int, "body": str, "content_type": str, "headers": dict, "store": bool,
-    "drop": bool, "trickle_ms": (int, float), "pad_bytes": int, "length": bool, "times": int,
+    "drop": bool, "trickle_ms": (int, float), "trickle_headers": bool, "pad_bytes": int, "length": bool,
+    "times": int,
 }
 
 
@@ -106,6 +107,7 @@ class Answer:
     drop: bool = False
     outcome: str = ""  # for stats and the log
     trickle_ms: float = 0.0  # the body goes out one byte at a time, this long apart
+    trickle_headers: bool = False  # ... and the status line and headers too
     length: bool = True  # send Content-Length; without it the body ends when the connection closes
 
     @classmethod
@@ -432,7 +434,8 @@ class SandboxState:
                       content_type=entry.get("content_type", "application/json"),
                       headers={str(k): str(v) for k, v in entry.get("headers", {}).items()},
                       drop=bool(entry.get("drop")), outcome=f"scripted-{status}",
-                      trickle_ms=float(entry.get("trickle_ms", 0)), length=bool(entry.get("length", True)))
+                      trickle_ms=float(entry.get("trickle_ms", 0)), length=bool(entry.get("length", True)),
+                      trickle_headers=bool(entry.get("trickle_headers", False)))
 
     @staticmethod
     def _stored_message(campaign: Campaign, body: dict[str, Any]) -> dict[str, Any]:
@@ -549,8 +552,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         for k, v in answer.headers.items():
             self.send_header(k, v)
-        self.end_headers()
-        body = memoryview(answer.body)
+        if answer.trickle_ms and answer.trickle_headers:
+            head: list[bytes] = getattr(self, "_headers_buffer", [])  # http.server's own, unsent yet
+            body = memoryview(b"".join(head) + b"\r\n" + answer.body)  # sent below, a byte at a time
+            head.clear()
+        else:
+            self.end_headers()
+            body = memoryview(answer.body)
         step = 1 if answer.trickle_ms else 1 << 16
         try:
             for i in range(0, len(body), step):

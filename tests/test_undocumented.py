@@ -271,8 +271,10 @@ def test_auth_check_ok_on_please_provide_campaign_details(cli, tmp_path):
 
 # ---------------------------------------------------------------------------- 8. answers that never end or never stop
 
-def test_a_trickled_answer_is_cut_at_the_total_deadline(tmp_path, clock):
-    answers = [{"phone": "9100000001", "body": SUCCESS, "trickle_ms": 100, "store": True}]  # ~5.5 s in all
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_a_trickled_answer_is_cut_at_the_total_deadline(tmp_path, clock, headers_too):
+    answers = [{"phone": "9100000001", "body": SUCCESS, "trickle_ms": 100, "store": True,  # 5.5 s or more
+                "trickle_headers": headers_too}]
     with Sandbox(CONFIG, clock=clock, rate_limit=0, answers=answers) as sb:
         started = time.monotonic()
         s = run(tmp_path, sb, phones(3), clock=clock, timeout=1.0, check_dup=False)
