@@ -615,7 +615,8 @@ class Sandbox:
 
     def __init__(self, config: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
-                 **state_options: Any) -> None:
+                 tls: tuple[str, str] | None = None, **state_options: Any) -> None:
+        """`tls=(certificate file, key file)` serves https (for a redirect from https to http, say)."""
         self.state = SandboxState(config, **state_options)
         self.sleep = sleep
         self.written: Counter[str] = Counter()  # body bytes written, by outcome (what a client made us send)
@@ -626,12 +627,20 @@ class Sandbox:
         except OSError as e:
             raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror})") from None
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            import ssl  # noqa: PLC0415 — only for the rare https sandbox
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def log_request(self, method: str, path: str, raw: bytes, answer: Answer) -> None:
         if self._log is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,26 @@ def test_a_redirected_lead_is_not_followed_nor_counted(tmp_path, clock, elsewher
     assert {rows[p]["status"] for p in ("9100000002", "9100000003")} == {"aborted"}
     assert elsewhere.seen == []
     assert KEY not in elsewhere.headers_text() and token not in elsewhere.headers_text()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a certificate")
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_an_https_base_url_redirecting_to_plain_http_sends_nothing_there(tmp_path, clock, elsewhere, code,
+                                                                        monkeypatch):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    answers = [{"phone": "9100000001", "status": code, "body": "",
+                "headers": {"Location": elsewhere.url + "/ca_apis/AddCampaignData"}}]
+    with Sandbox(CONFIG, clock=clock, rate_limit=0, answers=answers, tls=(str(cert), str(key))) as sb:
+        assert sb.base_url.startswith("https://")
+        s = run(tmp_path, sb, phones(3), clock=clock)
+    rows = by_phone(tmp_path)
+    assert rows["9100000000"]["status"] == "added"  # https itself works
+    assert s.exit_code == 3 and f"redirects to {elsewhere.url}/ca_apis/AddCampaignData" in s.stop_reason
+    assert elsewhere.seen == [] and KEY not in elsewhere.headers_text()
 
 
 # ---------------------------------------------------------------------------- 3. success-worded refusals
