@@ -66,7 +66,7 @@ def by_phone(tmp_path, name="results.csv"):
 class HeaderRecorder:
     """Another host (127.0.0.2) that records every request's headers and answers as a happy CloudAgent would."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = "eyJh.eyJi.c2ln") -> None:
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         recorder = self
 
@@ -80,7 +80,7 @@ class HeaderRecorder:
                 recorder.seen.append((self.command, self.path, dict(self.headers)))
                 body = SUCCESS.encode()
                 if "generateToken" in self.path:
-                    body = json.dumps({"token": "eyJh.eyJi.c2ln", "message": ""}).encode()
+                    body = json.dumps({"token": token, "message": ""}, ensure_ascii=False).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -414,6 +414,18 @@ def test_a_poisoned_cache_is_never_trusted_nor_a_crash(tmp_path, clock, content)
     saved = json.loads(store.path.read_text())
     assert sendable_token(saved["token"])
     assert all(isinstance(t, float) and t <= clock() for t in saved["generations"])
+
+
+@pytest.mark.parametrize("token", ["eyJh.eyJi\n.c2ln", "eyJh.eyJi.c2ln\u20ac", "not a jwt"])
+def test_a_token_that_cannot_go_in_a_header_is_refused_and_never_cached(tmp_path, clock, token):
+    server = HeaderRecorder(token=token)  # a server whose Generate Token answers such a token
+    try:
+        s = run(tmp_path, type("At", (), {"base_url": server.url})(), phones(2), clock=clock)
+    finally:
+        server.close()
+    assert s.exit_code == 3 and "cannot be sent back in an HTTP header" in s.stop_reason
+    assert [path for _, path, _ in server.seen] == ["/ca_apis/CAToken/generateToken"]  # no lead sent with it
+    assert not list((tmp_path / "cache").glob("tokens/*.json"))
 
 
 def test_unreadable_generations_assume_the_cap_is_near(tmp_path):
