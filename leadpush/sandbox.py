@@ -14,6 +14,7 @@ import json
 import math
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -610,6 +611,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a deadline, a size cap, a quit): nothing to report
+        super().handle_error(request, client_address)
+
+
 class Sandbox:
     """A sandbox server on a background thread: `with Sandbox() as sb: sb.base_url`."""
 
@@ -623,7 +631,7 @@ class Sandbox:
         self._log = log
         handler = type("Handler", (_Handler,), {"sandbox": self})
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = _Server((host, port), handler)
         except OSError as e:
             raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror})") from None
         self.server.daemon_threads = True
