@@ -266,8 +266,11 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
     """
     connections: list[Any] = []
     cut = threading.Event()
+    over = threading.Lock()  # held by whichever comes first: the answer's end or the deadline
 
     def cut_off() -> None:
+        if not over.acquire(blocking=False):
+            return  # the answer is complete; its connection may already serve another request
         cut.set()
         for conn in connections:
             sock = getattr(conn, "sock", None)
@@ -280,7 +283,7 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
     _in_flight.connections = connections
     timer.start()
     try:
-        return _read_answer(session, url, payload, headers, timeout, cut)
+        return _read_answer(session, url, payload, headers, timeout, cut, over)
     except requests.RequestException:
         if cut.is_set():
             raise DeadlinePassed("no complete answer within the timeout") from None
@@ -291,7 +294,7 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
 
 
 def _read_answer(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
-                 cut: threading.Event) -> Reply:
+                 cut: threading.Event, over: threading.Lock) -> Reply:
     r = session.post(url, data=payload, headers=headers, timeout=(timeout, timeout), allow_redirects=False,
                      stream=True)
     with r:
@@ -313,6 +316,10 @@ def _read_answer(session: requests.Session, url: str, payload: bytes, headers: d
             if size > BODY_CAP:
                 return Reply(r.status_code, "", r.headers, oversized=True)
             chunks.append(chunk)
+        # No cut from now on: the connection may serve another request next. (A cut in the instant
+        # before this line can only make another request see a dropped connection: ambiguous,
+        # handled as such, never a wrong count.)
+        over.acquire(blocking=False)
     if cut.is_set():  # the socket was shut down mid-answer: what arrived is not the whole answer
         raise DeadlinePassed("no complete answer within the timeout")
     return Reply(r.status_code, b"".join(chunks).decode(r.encoding or "utf-8", "replace"), r.headers)
