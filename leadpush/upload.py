@@ -195,75 +195,79 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
 
     quitting = False
     started = clock()
-    with recording(opts, lead_file, "upload") as (recorder, summary):
-        pending: deque[RowOutcome | Future[RowOutcome]] = deque()
-        in_flight: dict[int, RowOutcome] = {}
+    # From here a second Ctrl-C only sets `quit_now`: the loops below watch it, and the files
+    # are still written whole.
+    stop.interrupt.polled = True  # type: ignore[attr-defined]  # an Interrupt, or a plain Event in tests
+    try:
+        with recording(opts, lead_file, "upload") as (recorder, summary):
+            pending: deque[RowOutcome | Future[RowOutcome]] = deque()
+            in_flight: dict[int, RowOutcome] = {}
 
-        def flush(wait: bool = False) -> None:
-            """Record finished rows in row order; on a second Ctrl-C, stop waiting for any."""
-            while pending:
-                item = pending[0]
-                if isinstance(item, Future) and not item.done():
-                    if not wait or quit_now():
-                        return
-                    try:
-                        item.result(timeout=0.1)
-                    except Exception:  # recorded below, from the future
-                        pass
-                    continue
-                pending.popleft()
-                recorder.record(item.result() if isinstance(item, Future) else item)
-                progress.advance()
+            def flush(wait: bool = False) -> None:
+                """Record finished rows in row order; on a second Ctrl-C, stop waiting for any."""
+                while pending:
+                    item = pending[0]
+                    if isinstance(item, Future) and not item.done():
+                        if not wait or quit_now():
+                            return
+                        try:
+                            item.result(timeout=0.1)
+                        except Exception:  # recorded below, from the future
+                            pass
+                        continue
+                    pending.popleft()
+                    recorder.record(item.result() if isinstance(item, Future) else item)
+                    progress.advance()
 
-        # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
-        slots = threading.BoundedSemaphore(settings.workers * 2)
-        pool = _Workers(settings.workers, "leadpush-send")
-        stop.interrupt.polled = True  # type: ignore[attr-defined]  # an Interrupt, or a plain Event in tests
-        try:
-            for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
-                if quit_now():
-                    break
-                if body is not None and resume and resume.done(outcome):
-                    outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
-                    body = None
-                reason = stop.why_not(outcome.campaign) if body is not None else None
-                if body is None or reason:
-                    pending.append(_abort(outcome, reason) if reason else outcome)
-                else:
-                    while not slots.acquire(timeout=0.1):
-                        flush()
-                        reason = stop.why_not(outcome.campaign)
-                        if reason:  # a stop while this row waited for a worker: it is not sent
-                            pending.append(_abort(outcome, reason))
-                            break
+            # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
+            slots = threading.BoundedSemaphore(settings.workers * 2)
+            pool = _Workers(settings.workers, "leadpush-send")
+            try:
+                for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                    if quit_now():
+                        break
+                    if body is not None and resume and resume.done(outcome):
+                        outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
+                        body = None
+                    reason = stop.why_not(outcome.campaign) if body is not None else None
+                    if body is None or reason:
+                        pending.append(_abort(outcome, reason) if reason else outcome)
                     else:
-                        future = pool.submit(send, outcome, body)
-                        future.add_done_callback(lambda _f: slots.release())
-                        in_flight[id(future)] = outcome
-                        pending.append(future)
-                flush()
-            flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
-        finally:
-            stop.interrupt.polled = False  # type: ignore[attr-defined]
-            pool.shutdown(wait=False)
-        if quit_now():
-            quitting = True
-            _record_unfinished(pending, in_flight, recorder, progress)
-            if not stop.interrupt.is_set():
-                stop.interrupt.set()
-        summary.column_map = first_pass.column_map
-        summary.elapsed = clock() - started
-        summary.requests = sender.requests + tokens.requests
-        summary.token_generations = tokens.generations
-        summary.stop_reason = stop.reason
-        summary.exists_after_our_attempt = probably_ours
-    if journal:
-        journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
-    summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
-                                      interrupted=stop.interrupt.is_set(),
-                                      terminated=getattr(stop.interrupt, "terminated", False))
-    log_end(summary)
-    return summary
+                        while not slots.acquire(timeout=0.1):
+                            flush()
+                            reason = stop.why_not(outcome.campaign)
+                            if reason:  # a stop while this row waited for a worker: it is not sent
+                                pending.append(_abort(outcome, reason))
+                                break
+                        else:
+                            future = pool.submit(send, outcome, body)
+                            future.add_done_callback(lambda _f: slots.release())
+                            in_flight[id(future)] = outcome
+                            pending.append(future)
+                    flush()
+                flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
+            finally:
+                pool.shutdown(wait=False)
+            if quit_now():
+                quitting = True
+                _record_unfinished(pending, in_flight, recorder, progress)
+                if not stop.interrupt.is_set():
+                    stop.interrupt.set()
+            summary.column_map = first_pass.column_map
+            summary.elapsed = clock() - started
+            summary.requests = sender.requests + tokens.requests
+            summary.token_generations = tokens.generations
+            summary.stop_reason = stop.reason
+            summary.exists_after_our_attempt = probably_ours
+        if journal:
+            journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
+        summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
+                                          interrupted=stop.interrupt.is_set(),
+                                          terminated=getattr(stop.interrupt, "terminated", False))
+        log_end(summary)
+        return summary
+    finally:
+        stop.interrupt.polled = False  # type: ignore[attr-defined]
 
 
 def _record_unfinished(pending: deque[RowOutcome | Future[RowOutcome]], in_flight: dict[int, RowOutcome],
