@@ -211,6 +211,7 @@ def test_only_a_documented_success_counts_as_added(tmp_path, clock):
         assert json.loads("{" + body.strip("{}") + "}").get("message", "") in rows[phone]["message"]
     assert rows["9100000009"]["status"] == "failed"
     assert "unrecognised answer (HTTP 202)" in rows["9100000009"]["message"]
+    assert {rows[p]["cause"] for p in rows if rows[p]["status"] == "failed"} == {"cloudagent.unrecognised"}
     assert rows["9100000000"]["status"] == "added"
     assert statuses(s) == {"added": 1, "rejected": 5, "failed": 4} and s.exit_code == 1
     failures = {r["phone"]: r for r in read_csv(tmp_path / "leads.failures.csv")}
@@ -480,6 +481,7 @@ def test_a_second_ctrl_c_quits_at_once_keeping_what_was_recorded(tmp_path):
     assert len(results) == 10
     unknown = [r for r in results if r["status"] == "failed"]
     assert len(unknown) == 2 and all("outcome unknown: quit" in r["message"] for r in unknown)
+    assert {r["cause"] for r in unknown} == {"send.unknown"}
     assert {r["status"] for r in results} == {"failed", "aborted"}
 
 
