@@ -449,6 +449,8 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
+    exists_after_our_attempt: int | None = None
     in_flight_earlier: int = 0  # --resume: rows in flight when the earlier run stopped (outcome unknown)
 
     def cause_items(self) -> list[tuple[str, int]]:
