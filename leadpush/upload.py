@@ -270,6 +270,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                         if quit_now():
                             break
                         read += 1
+                        if read > total:  # rows the check never saw: not sent
+                            stop.run("input", f"{lead_file.name} changed during the upload: it now has more "
+                                              f"than the {total} rows checked; the rows after them were not sent")
+                            break
                         if body is not None and resume:
                             earlier = resume.verdict(outcome, body)
                             if earlier:
@@ -280,7 +284,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                     # The file changed under us after the check: what was sent stays sent and on record.
                     stop.run("input", f"{lead_file.name} changed during the upload after {read} of {total} rows "
                                       f"({e}); the rows not reached were not sent")
-                if not quit_now() and stop.kind != "input" and read != total:
+                if not quit_now() and stop.kind != "input" and read < total:
                     stop.run("input", f"{lead_file.name} changed during the upload: {read} rows read where the "
                                       f"check found {total}")
                 flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once

@@ -516,6 +516,16 @@ def test_a_symlink_planted_as_the_lock_or_journal_is_refused_and_not_followed(up
     assert victim.read_text() == "precious\n" and not stored(sb)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_journal_of_another_user_is_refused(up, sb, tmp_path):
+    p = write_csv(tmp_path / "leads.csv", rows(2))
+    j = tmp_path / "leads.csv.leadpush-journal.jsonl"
+    j.write_text("")
+    os.chown(j, 4321, -1)
+    r = up(p)
+    assert r.exit_code == 2 and "belongs to another user" in r.stderr and not stored(sb)
+
+
 # ---------------------------------------------------------------------------- 11. default names
 
 def test_inputs_with_one_stem_keep_their_own_outputs(cli, tmp_path):
@@ -543,6 +553,26 @@ def test_a_failures_file_fed_back_writes_itself_again(cli, tmp_path):
 
 
 # ---------------------------------------------------------------------------- 12. an input changed mid-upload
+
+def test_rows_appended_during_the_upload_are_not_sent(up, sb, tmp_path, monkeypatch):
+    from leadpush import checks
+    p = write_csv(tmp_path / "leads.csv", rows(5))
+    real = checks.Checker.check_file
+    passes = Counter()
+
+    def check_file(self, lead_file):
+        passes["n"] += 1
+        if passes["n"] == 2:  # between the check and the send, someone appends three rows
+            with open(p, "a") as f:
+                f.write("".join(f"{9400000100 + i},Nightly\n" for i in range(3)))
+        yield from real(self, lead_file)
+
+    monkeypatch.setattr(checks.Checker, "check_file", check_file)
+    r = up(p, "--json")
+    assert r.exit_code == 1, r.stderr
+    assert "more than the 5 rows checked" in json.loads(r.stdout)["stop_reason"]
+    assert not {str(9400000100 + i) for i in range(3)} & set(stored(sb))
+
 
 def test_an_input_changed_during_the_upload_keeps_the_run_s_code_and_its_record(up, sb, tmp_path, monkeypatch):
     from leadpush import checks
