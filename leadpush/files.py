@@ -56,24 +56,35 @@ def check_distinct(paths: Iterable[tuple[str, str | Path | None]],
             other_label, other_path = seen[key]
             if frozenset((label, other_label)) in ok:
                 continue
-            if not label.startswith("the input") and not other_label.startswith("the input") and _is_device(path):
+            if not label.startswith("the input") and not other_label.startswith("the input") and _is_stream(path):
                 continue
             raise ConfigError(f"{label} ({path}) and {other_label} ({other_path}) are the same file; "
                               f"give each its own path (nothing was sent)")
         seen[key] = (label, str(path))
 
 
-def _is_device(path: str | Path) -> bool:
+def _is_stream(path: str | Path) -> bool:
+    """A device, a pipe or a path under /dev or /proc (/dev/null, /dev/stdout): written in place,
+    appended, never replaced."""
+    if os.path.abspath(path).startswith(_STREAM_FOLDERS):
+        return True
     try:
-        return stat.S_ISCHR(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def output_target(path: Path, what: str) -> tuple[Path, bool]:
     """Where an output file is written, and whether atomically (a temporary beside it, renamed into
     place). A symlink is followed: its target is replaced, the link stays. A device or a FIFO is
-    written in place, never replaced. A folder is refused."""
+    written in place, never replaced, and so is any path under /dev or /proc. A folder is refused."""
+    if os.path.abspath(path).startswith(_STREAM_FOLDERS):
+        # /dev/stdout and /proc/self/fd/1 stand for whatever the shell connected: written in place
+        # (appended), never renamed over, even when that is a regular file (`> out.txt`).
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a folder; {what} must be a file")
+        return path, False
     real = Path(os.path.realpath(path))
     try:
         st = os.stat(real)
@@ -86,6 +97,21 @@ def output_target(path: Path, what: str) -> tuple[Path, bool]:
     if stat.S_ISREG(st.st_mode):
         return real, True
     return path, False
+
+
+def open_in_place(path: str | Path, flags: int) -> int:
+    """A descriptor for writing a device, a pipe or /dev/stdout in place. Our own stdout or stderr
+    (by any spelling) is shared, not reopened: a reopened `> out.txt` would start at its beginning
+    and the table printed after would overwrite what was written."""
+    try:
+        st = os.stat(path)
+        for fd in (1, 2):
+            own = os.fstat(fd)
+            if (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino):
+                return os.dup(fd)
+    except OSError:
+        pass
+    return os.open(path, flags, 0o600)
 
 
 def regular_or_absent(path: Path, what: str) -> os.stat_result | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .causes import causes_of
-from .files import output_target, printable
+from .files import open_in_place, output_target, printable
 from .mapping import IGNORED_PREFIX, ColumnMap
 from .outcomes import STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
@@ -62,7 +62,9 @@ def cell_text(value: Any) -> str:
 
 def open_output(path: Path, flags: int) -> IO[bytes]:
     """The binary file under the results and failures files (created 0600; tests put a full disk here)."""
-    return open(os.open(path, flags, 0o600), "wb")
+    if flags & os.O_CREAT:
+        return open(os.open(path, flags, 0o600), "wb")
+    return open(open_in_place(path, flags), "wb")  # a device, a pipe, our own stdout
 
 
 class _AtomicFile:
@@ -82,7 +84,7 @@ class _AtomicFile:
                 self.tmp.unlink(missing_ok=True)  # a leftover of an earlier process with our pid
                 raw = open_output(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
             else:
-                raw = open_output(self.target, os.O_WRONLY | os.O_CLOEXEC)
+                raw = open_output(self.target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as e:
             raise ConfigError(f"{path}: {what} cannot be written ({e.strerror})") from None
         # Lone surrogates (a JSON "\ud800") are written as the escape \ud800, never a crash.
@@ -236,7 +238,9 @@ class LogWriter:
         self.secrets = secrets
         output_target(path, "the log file")  # a folder is refused
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self._fd = open_in_place(path, flags) if not output_target(path, "the log file")[1] else \
+                os.open(path, flags, 0o600)
         except OSError as e:
             raise ConfigError(f"{path}: the log file cannot be written ({e.strerror})") from None
 

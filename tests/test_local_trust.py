@@ -147,6 +147,21 @@ def test_a_symlinked_results_file_keeps_its_link_and_replaces_the_target(up, tmp
     assert link.is_symlink() and [x["status"] for x in read_csv(target)] == ["added", "added"]
 
 
+def test_results_to_dev_stdout_redirected_to_a_file_keep_the_table_and_the_file(tmp_path, penv):
+    # `> out.txt` makes /dev/stdout a regular file: it is written through our own stdout, never
+    # renamed over (that replaced out.txt) nor reopened at its start (that overwrote the summary).
+    p = write_csv(tmp_path / "leads.csv", rows(2) + [["12", "Nightly"]])
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "leadpush", "validate", str(p), "--results", "/dev/stdout",
+                               "--no-failures", "--table", "none"], stdout=f, stderr=subprocess.PIPE, text=True,
+                              env=penv, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    text = out.read_text()
+    assert "row,status,message" in text and "3 rows: 2 valid, 1 invalid" in text
+    assert not [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize("flag", ["--failures", "--results", "--log-file"])
 def test_a_folder_as_an_output_is_one_line_exit_2(cli, tmp_path, flag):
     p = write_csv(tmp_path / "leads.csv", rows(2) + [["12", "Nightly"]])
