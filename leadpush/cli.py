@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from .environment import Environment
 from .files import printable
 from .journal import JournalChoice
 from .mapping import parse_map_options
-from .outcomes import ConfigError, ExitCode, LeadpushError, internal_error
+from .outcomes import ConfigError, ExitCode, LeadpushError, Terminated, internal_error
 from .pacing import parse_rate
 from .readers import InputFormat
 from .records import FailuresFormat, TableMode
@@ -313,9 +314,9 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     except LeadpushError as e:
         env.say(f"Error: {e}")
         code = e.exit_code
-    except KeyboardInterrupt:
-        env.say("Interrupted.")
-        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt as e:
+        env.say("Terminated." if isinstance(e, Terminated) else "Interrupted.")
+        code = ExitCode.TERMINATED if isinstance(e, Terminated) else ExitCode.INTERRUPTED
     except typer.Exit:
         raise
     except Exception as e:  # a bug of leadpush's: its own exit code, one line, the traceback on request
@@ -346,8 +347,20 @@ def _sending() -> tuple[ModuleType, ModuleType]:
     return cloudagent, upload
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
     opts = _input_options(a, s, split=split)
+    with contextlib.ExitStack() as stack:
+        if threading.current_thread() is threading.main_thread():  # `kill` unwinds: no temporary left
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                stack.callback(signal.signal, signum, signal.signal(signum, _raise_terminated))
+        return _validate_file(env, a, opts)
+
+
+def _validate_file(env: Environment, a: LeadFileArgs, opts: jobs.InputOptions) -> ExitCode:
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")

@@ -48,6 +48,11 @@ class ExitCode(IntEnum):
     INTERNAL = 70  # a bug in leadpush (EX_SOFTWARE): an unexpected exception
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP where no run is in flight to finish (validate): unwinds like Ctrl-C, so
+    every file is closed and every temporary removed, and exits 143."""
+
+
 class LeadpushError(Exception):
     """An error meant for the user: one line, no traceback."""
 

@@ -661,6 +661,21 @@ def test_temporary_files_are_private_and_gone_after_an_error(cli, tmp_path, monk
     assert not [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
 
 
+def test_sigterm_during_validate_leaves_no_temporary_file(tmp_path, penv):
+    import signal
+    import time
+    p = write_csv(tmp_path / "leads.csv", rows(400_000))
+    proc = subprocess.Popen([sys.executable, "-m", "leadpush", "validate", str(p), "--results", str(tmp_path / "r.csv"),
+                             "--table", "none"], env=penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".r.csv.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert not list(tmp_path.glob(".*.tmp")) and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------- 15. leadpush's own bugs
 
 def test_an_unexpected_exception_exits_70_with_one_line(up, tmp_path, monkeypatch):
