@@ -302,10 +302,11 @@ class Checker:
         if cmap is None:
             cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
             if not cmap.has_phone and not self._maps:
+                sheet = f"; this is {lead_file.sheet_note}" if lead_file.sheet_note else ""
                 raise InputError(
                     f"{lead_file.name}: no phone number column (columns: "
                     f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phoneNumber' or "
-                    f"map it with --map \"Your column=phoneNumber\"")
+                    f"map it with --map \"Your column=phoneNumber\"{sheet}")
             self._maps[keys] = cmap
         return cmap
 
@@ -331,6 +332,9 @@ class Checker:
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
             cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            if lead_file.cell_problems:
+                yield from self._check_cell_problems(lead_file, cmap)
+                return
             for row, values in lead_file.rows():
                 yield check_row(row, values, cmap)
             return
@@ -341,6 +345,26 @@ class Checker:
                 last_keys = values.keys()
                 cmap = self.column_map_for(lead_file, tuple(last_keys))
             yield check_row(row, values, cmap)
+
+    def _check_cell_problems(self, lead_file: LeadFile,
+                             cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
+        """check_row, and a row that takes a field from a cell without a value (a workbook formula
+        saved without its result) is invalid, saying so: it must not go out with the cell empty."""
+        problems = lead_file.cell_problems or {}
+        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        phone_col = cmap.field_keys[0]
+        for row, values in lead_file.rows():
+            outcome, body = self.check_row(row, values, cmap)  # type: ignore[arg-type]
+            bad = problems.get(row)
+            said = [m for col, m in sorted(bad.items()) if col in used] if bad else []
+            if said:
+                if outcome.status is _VALID or outcome.status is _SKIPPED:
+                    rest: list[str] = []
+                else:
+                    rest = [p for p in outcome.message.split("; ")
+                            if not (p == "phone number is empty" and phone_col in bad)]  # type: ignore[operator]
+                outcome.status, outcome.message, body = _INVALID, "; ".join(said + rest), None
+            yield outcome, body
 
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:

@@ -57,6 +57,9 @@ class InputFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     xlsx = "xlsx"
+    xls = "xls"
+    xlsb = "xlsb"
+    ods = "ods"
 
 
 READING = "Reading the file"
@@ -82,7 +85,7 @@ def _profile_options(
 
 
 def _lead_file_options(
-    file: Annotated[str, typer.Argument(help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.",
+    file: Annotated[str, typer.Argument(help="Lead file (.csv .tsv .txt .json .jsonl .xlsx .xlsm .xlsb .xls .ods), or - for stdin.",
                                         show_default=False)],
     format: Annotated[Optional[InputFormat], typer.Option(
         "--format", help="Input format; by default from the extension (needed for odd names and stdin).",
@@ -94,7 +97,8 @@ def _lead_file_options(
         help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.",
         rich_help_panel=READING)] = None,
     sheet: Annotated[Optional[str], typer.Option(
-        help="XLSX sheet to read; by default the first.", rich_help_panel=READING)] = None,
+        help="Workbook sheet to read (any case); by default the active, or first visible, one.",
+        rich_help_panel=READING)] = None,
     map: Annotated[Optional[list[str]], typer.Option(
         "--map", help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.',
         rich_help_panel=READING)] = None,

@@ -1,0 +1,400 @@
+"""Read a workbook sheet (XLSX, XLSM, XLSB, XLS, ODS) with calamine, once per run, as lead rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from itertools import islice
+from typing import IO, Any
+from xml.etree import ElementTree
+
+from .outcomes import InputError
+from .readers import LeadFile, SourceRow, _column_keys
+
+WORKBOOK_FORMATS = ("xlsx", "xls", "xlsb", "ods")
+_CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of password-protected .xlsx)
+
+# The most cells (rows x columns, counted from A1) a sheet's values may span. calamine builds a
+# sheet as one dense grid of about 32 bytes a cell, so this bounds a sheet at about 1 GB; a real
+# sheet of 1,048,576 rows x 26 columns (27 M) fits. Beyond it is almost always a stray value far
+# away (a workbook saying it ends at XFD1048576): refused in one line, before calamine allocates.
+MAX_CELLS = 32_000_000
+_CHUNK = 1 << 20
+_EXACT_ROWS_ABOVE = MAX_CELLS // 999_999  # with wider sheets, rows are counted cell by cell
+
+# Cell references that make a sheet wide (column AA and beyond) or tall (row 1,000,000 and
+# beyond); other cells lie within A1:Z999999, which is inside MAX_CELLS by construction.
+_FAR = re.compile(rb'<c r="([A-Z]{2,3})([0-9]+)"|<c r="([A-Z])([0-9]{7,})"|<row r="([0-9]{7,})"')
+_ROW_TAG = re.compile(rb'<row r="([0-9]+)"')
+_ANY_ROW = re.compile(rb'<c r="[A-Z]+([0-9]+)"|<row r="([0-9]+)"')
+_CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
+_VALUE = re.compile(rb"<v>([^<]+)</v>")
+_FORMULA = re.compile(rb"<f(?:\s[^>]*)?(?:/>|>([^<]*)</f>)")
+
+
+def sniff_workbook(head: bytes) -> str | None:
+    """The workbook format the first bytes show, if they show one."""
+    if head.startswith(_CFB):
+        return "xls"
+    if head.startswith(b"PK\x03\x04"):
+        if b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet" in head[:200]:
+            return "ods"
+        return "xlsx"  # xlsx, xlsm or xlsb: told apart from the archive's contents when opened
+    return None
+
+
+def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet: str | None = None,
+                  header_row: int | None = None) -> LeadFile:
+    """Parse one sheet of a workbook once; every later pass over the rows reads that parsed sheet."""
+    try:
+        from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum  # noqa: PLC0415
+    except ImportError:
+        raise InputError(f"{name}: reading workbooks needs the xlsx extra: pip install 'leadpush[xlsx]'") from None
+    with opener() as f:
+        data = f.read()
+    if data.startswith(b"PK\x03\x04") and fmt != "ods":
+        fmt = _zip_kind(data, fmt)
+    elif data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+        raise InputError(f"{name}: this is a web page (HTML/XML) saved with a spreadsheet's name, not a "
+                         f"workbook; open it in a spreadsheet and save it as .xlsx or CSV")
+    kind = {"xlsx": ".xlsx", "xls": ".xls", "xlsb": ".xlsb", "ods": ".ods"}[fmt]
+    try:
+        wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except BaseException as e:  # calamine raises its own kinds (and a Rust panic) for a broken file
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise InputError(f"{name}: not a readable {kind} workbook ({_reason(e, data)})") from None
+    try:
+        metas = [m for m in wb.sheets_metadata]
+        names = [m.name for m in metas]
+        hidden = [m.visible != SheetVisibleEnum.Visible for m in metas]
+        worksheet = [m.typ == SheetTypeEnum.WorkSheet for m in metas]
+        index = _choose_sheet(name, data, fmt, names, hidden, worksheet, sheet)
+        chosen = names[index]
+        special: dict[int, dict[int, Any]] = {}
+        if fmt == "xlsx":
+            special = _scan_xlsx_sheet(name, data, index, chosen)
+        try:
+            ws = wb.get_sheet_by_index(index)
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise InputError(f"{name}: sheet {chosen!r} cannot be read ({_reason(e, data)})") from None
+        merges = ws.merged_cell_ranges or []
+    finally:
+        wb.close()
+    del data
+
+    def listing() -> str:
+        return ", ".join(n + (" (hidden)" if h else "") for n, h in zip(names, hidden))
+
+    sheet_note = f"sheet {chosen!r} (sheets: {listing()}); choose another with --sheet"
+    if ws.start is None:
+        raise InputError(f"{name}: {sheet_note.replace('(sheets', 'is empty (sheets', 1)}")
+    top, left = ws.start
+    width = ws.width
+
+    def grid() -> Iterator[tuple[int, list[Any]]]:
+        """(sheet row, cells) for rows with a value, from the first row of the sheet's values."""
+        number = top
+        for cells in islice(ws.iter_rows(), top, None):  # iter_rows starts at row 1 with empties
+            number += 1
+            if cells.count("") == width:
+                if number not in special:
+                    continue
+            for i, v in enumerate(cells):
+                if v.__class__ is not str:
+                    cells[i] = _cell(v)
+            extra = special.get(number)
+            if extra:
+                for col, value in extra.items():
+                    if 0 <= col - left < width and cells[col - left] == "":
+                        cells[col - left] = value
+            yield number, cells
+
+    header_number, header = 0, None
+    for number, cells in grid():
+        if header_row is not None and number < header_row:
+            continue
+        if header_row is not None and number > header_row:
+            raise InputError(f"{name}: row {header_row} of {sheet_note.split(';')[0]} is empty; "
+                             f"it cannot be the header")
+        header_number, header = number, [v if v.__class__ is str else _header_text(v) for v in cells]
+        break
+    if header is None:
+        raise InputError(f"{name}: {sheet_note.replace('(sheets', 'has no header row (sheets', 1)}")
+    while header and header[-1] == "":
+        header.pop()
+    keys = _column_keys(name, header_number, header)
+    n = len(keys)
+    # A merged range's value belongs to every cell it covers (below the header).
+    fills = sorted((r0 + 1, r1 + 1, c0 - left, c1 - left) for (r0, c0), (r1, c1) in merges
+                   if r0 + 1 > header_number and c0 - left < n)
+
+    def rows() -> Iterator[SourceRow]:
+        pending = list(fills)  # by first row
+        active: list[tuple[int, int, int, Any]] = []  # (last row, first col, last col, value)
+        for number, cells in grid():
+            if number <= header_number:
+                continue
+            if pending or active:
+                active = [a for a in active if a[0] >= number]
+                while pending and pending[0][0] <= number:
+                    r0, r1, c0, c1 = pending.pop(0)
+                    if r0 == number and 0 <= c0:
+                        active.append((r1, c0, min(c1, n - 1), cells[c0]))
+                for r1, c0, c1, value in active:
+                    for c in range(c0, c1 + 1):
+                        if cells[c] == "":
+                            cells[c] = value
+            if len(cells) > n:
+                extra = [v for v in cells[n:] if v != ""]
+                if extra:
+                    raise InputError(f"{name}: row {number}, column {n + 1}: a value outside the "
+                                     f"header's columns ({str(extra[0])[:40]!r}); give the column a header")
+                del cells[n:]
+            elif len(cells) < n:
+                cells += [""] * (n - len(cells))
+            yield number, cells
+
+    problems = {number: {col - left: v.message for col, v in cols.items() if isinstance(v, CellProblem)}
+                for number, cols in special.items()}
+    return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
+                    sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None)
+
+
+class CellProblem(str):
+    """A cell leadpush cannot take a value from (a formula nobody calculated): reads as empty text,
+    and the checks refuse a row that uses it, with `message`."""
+
+    message: str
+
+    def __new__(cls, message: str) -> CellProblem:
+        self = super().__new__(cls, "")
+        self.message = message
+        return self
+
+
+def _zip_kind(data: bytes, fmt: str) -> str:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return fmt
+    if "xl/workbook.bin" in names:
+        return "xlsb"
+    if "content.xml" in names and "xl/workbook.xml" not in names:
+        return "ods"
+    return "xlsx"
+
+
+def _reason(e: BaseException, data: bytes) -> str:
+    if type(e).__name__ == "PasswordError" or (data.startswith(_CFB) and "password" in str(e).lower()):
+        return "it is password-protected; save an unprotected copy"
+    text = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _choose_sheet(name: str, data: bytes, fmt: str, names: list[str], hidden: list[bool],
+                  worksheet: list[bool], sheet: str | None) -> int:
+    if sheet is not None:
+        if sheet in names:
+            return names.index(sheet)
+        folded = [i for i, n in enumerate(names) if n.casefold() == sheet.strip().casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise InputError(f"{name}: no sheet named {sheet!r} (sheets: {', '.join(names)})")
+    if not names:
+        raise InputError(f"{name}: the workbook has no sheets")
+
+    def readable(i: int) -> bool:
+        return worksheet[i] and not hidden[i]
+
+    active = _active_sheet(data, fmt, names)
+    if active is not None and readable(active):
+        return active
+    return next((i for i in range(len(names)) if readable(i)), 0)
+
+
+def _active_sheet(data: bytes, fmt: str, names: list[str]) -> int | None:
+    """The sheet the workbook opens on (XLSX: workbookView activeTab; ODS: ActiveTable), if it says."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if fmt == "xlsx":
+                with z.open("xl/workbook.xml") as f:
+                    head = f.read(1 << 16)
+                m = re.search(rb'<(?:\w+:)?workbookView\b[^>]*?\sactiveTab="([0-9]+)"', head)
+                return int(m.group(1)) if m and int(m.group(1)) < len(names) else None
+            if fmt == "ods" and "settings.xml" in z.namelist():
+                with z.open("settings.xml") as f:
+                    text = f.read(1 << 20)
+                m = re.search(rb'config:name="ActiveTable"[^>]*>([^<]*)<', text)
+                if m:
+                    active = html.unescape(m.group(1).decode("utf-8", "replace"))
+                    return names.index(active) if active in names else None
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError):
+        return None
+    return None
+
+
+def _sheet_part(z: zipfile.ZipFile, index: int) -> str | None:
+    """The archive path of the index-th sheet of an XLSX workbook."""
+    ns_r = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    try:
+        with z.open("xl/workbook.xml") as f:
+            book = ElementTree.fromstring(f.read(16 << 20))
+        with z.open("xl/_rels/workbook.xml.rels") as f:
+            rels = ElementTree.fromstring(f.read(16 << 20))
+    except (KeyError, ElementTree.ParseError, OSError):
+        return None
+    sheets = [e for e in book.iter() if e.tag.rsplit("}", 1)[-1] == "sheet"]
+    if index >= len(sheets):
+        return None
+    rid = sheets[index].get(ns_r)
+    for rel in rels:
+        if rel.get("Id") == rid:
+            target = rel.get("Target") or ""
+            return target.lstrip("/") if target.startswith("/") else "xl/" + target
+    return None
+
+
+def _col_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def _col_letters(n: int) -> str:
+    s = ""
+    while n:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def _chunks(z: zipfile.ZipFile, part: str) -> Iterator[bytes]:
+    """The sheet's XML in pieces that end at a row's end, so no cell is cut in two."""
+    with z.open(part) as f:
+        tail = b""
+        while chunk := f.read(_CHUNK):
+            data = tail + chunk
+            cut = data.rfind(b"</row>")
+            if cut < 0:
+                tail = data
+                continue
+            cut += len(b"</row>")
+            yield data[:cut]
+            tail = data[cut:]
+        if tail:
+            yield tail
+
+
+def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int, dict[int, Any]]:
+    """One streamed look at the sheet's XML before calamine builds it: refuse a sheet whose values
+    span more than MAX_CELLS, and find what calamine reads as empty but is not (error values, and
+    formulas saved without their result). Cost: about 0.1 s per 100,000 rows of 7 columns."""
+    special: dict[int, dict[int, Any]] = {}
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return special  # calamine says what is wrong with it
+    with z:
+        part = _sheet_part(z, index)
+        if part is None or part not in z.namelist():
+            return special
+        max_row = max_col = 0
+        far = ""
+        try:
+            for chunk in _chunks(z, part):
+                for m in _FAR.finditer(chunk):
+                    letters, digits, letter, tall, tall_row = m.groups()
+                    row = int(digits or tall or tall_row)
+                    col = _col_number(letters) if letters else 0  # 0: within A–Z
+                    if row > max_row or col > max_col:
+                        far = f"row {row}" if tall_row else (letters or letter).decode() + str(row)
+                        max_row, max_col = max(max_row, row), max(max_col, col)
+                last = chunk.rfind(b'<row r="')
+                if last >= 0:
+                    m = _ROW_TAG.match(chunk, last)
+                    if m:
+                        max_row = max(max_row, int(m.group(1)))
+                if b"<f" in chunk or b't="e"' in chunk:
+                    _special_cells(chunk, special)
+            if max_col > _EXACT_ROWS_ABOVE:
+                # Wide sheets: a row below the last row tag (cells out of order) would widen the
+                # grid unseen, so every cell's row is counted.
+                for chunk in _chunks(z, part):
+                    for m in _ANY_ROW.finditer(chunk):
+                        max_row = max(max_row, int(m.group(1) or m.group(2)))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return special  # a damaged archive: calamine gives the reason
+    # Without a cell beyond column Z the width is at most 26: counted as 26 (an upper bound).
+    cells = max_row * (max_col or 26)
+    if cells > MAX_CELLS:
+        where = f"A1:{_col_letters(max_col or 26)}{max_row}"
+        raise InputError(
+            f"{name}: sheet {sheet!r}: its values span {where} ({cells:,} cells, more than the "
+            f"{MAX_CELLS:,} leadpush reads){f' — is {far} a stray value?' if far else ''}; delete what "
+            f"lies beyond the leads, or save the sheet as CSV")
+    return special
+
+
+def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
+    for m in _CELL.finditer(chunk):
+        letters, digits, attrs, body = m.groups()
+        body = body or b""
+        if b't="e"' in attrs:
+            v = _VALUE.search(body)
+            if v:
+                special.setdefault(int(digits), {})[_col_number(letters) - 1] = \
+                    html.unescape(v.group(1).decode("utf-8", "replace"))
+            continue
+        f = _FORMULA.search(body)
+        if f is None or _VALUE.search(body) or b't="str"' in attrs:
+            continue
+        formula = html.unescape((f.group(1) or b"").decode("utf-8", "replace"))
+        shown = f" (={formula[:40]})" if formula else ""
+        ref = letters.decode() + digits.decode()
+        special.setdefault(int(digits), {})[_col_number(letters) - 1] = CellProblem(
+            f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
+            f"the file did not calculate it); open the file in a spreadsheet and save it again, or "
+            f"paste the values")
+
+
+def _number(v: float) -> str:
+    """A spreadsheet number as its digits: a spreadsheet keeps 15 significant digits."""
+    if v.is_integer():
+        if -2**53 < v < 2**53:
+            return str(int(v))
+        return repr(v)  # beyond what a float holds exactly: left in scientific notation, so a
+        # phone check says the digits were lost rather than sending invented ones
+    s = format(v, ".15g")
+    if "e" in s:
+        s = format(Decimal(s), "f")
+    return s
+
+
+def _cell(value: Any) -> Any:
+    """A non-text cell as leadpush sees it: exact digits for numbers, dates as dates."""
+    cls = value.__class__
+    if cls is float:
+        return _number(value)
+    if cls is bool:
+        return "TRUE" if value else "FALSE"
+    if cls is int:
+        return str(value)
+    if cls is dt.datetime:
+        return value.date() if value.time() == dt.time(0, 0) else value
+    if cls is dt.date or cls is dt.time:
+        return value
+    return str(value)
+
+
+def _header_text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
