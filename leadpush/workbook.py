@@ -86,6 +86,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 raise
             raise InputError(f"{name}: sheet {chosen!r} cannot be read ({_reason(e, data)})") from None
         merges = ws.merged_cell_ranges or []
+        if fmt == "ods":
+            merges = _ods_merges(data, chosen)  # calamine does not give them for ODS
     finally:
         wb.close()
     del data
@@ -365,6 +367,48 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
             f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
             f"the file did not calculate it); open the file in a spreadsheet and save it again, or "
             f"paste the values")
+
+
+_ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+
+
+def _ods_merges(data: bytes, sheet: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Merged ranges of one ODS sheet ((first row, first col), (last row, last col)), 0-based as
+    calamine counts: cells with number-rows/columns-spanned, positions counted through repeats."""
+    merges: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    t = _ODS_TABLE
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            with z.open("content.xml") as f:
+                if not any(b"-spanned=" in chunk for chunk in iter(lambda: f.read(_CHUNK), b"")):
+                    return merges
+            with z.open("content.xml") as f:
+                inside, row, col = False, -1, 0
+                for event, e in ElementTree.iterparse(f, events=("start", "end")):
+                    tag = e.tag
+                    if tag == t + "table":
+                        inside = event == "start" and e.get(t + "name") == sheet
+                        if event == "end":
+                            e.clear()
+                            if e.get(t + "name") == sheet:
+                                break
+                    elif not inside:
+                        continue
+                    elif tag == t + "table-row":
+                        if event == "start":
+                            row, col = row + 1, 0
+                        else:
+                            row += int(e.get(t + "number-rows-repeated") or 1) - 1
+                            e.clear()
+                    elif event == "start" and tag in (t + "table-cell", t + "covered-table-cell"):
+                        rows = int(e.get(t + "number-rows-spanned") or 1)
+                        cols = int(e.get(t + "number-columns-spanned") or 1)
+                        if rows > 1 or cols > 1:
+                            merges.append(((row, col), (row + rows - 1, col + cols - 1)))
+                        col += int(e.get(t + "number-columns-repeated") or 1)
+    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, OSError, ValueError):
+        return merges
+    return merges
 
 
 def _number(v: float) -> str:
