@@ -30,7 +30,6 @@ _EXACT_ROWS_ABOVE = MAX_CELLS // 999_999  # with wider sheets, rows are counted 
 # Cell references that make a sheet wide (column AA and beyond) or tall (row 1,000,000 and
 # beyond); other cells lie within A1:Z999999, which is inside MAX_CELLS by construction.
 _FAR = re.compile(rb'<c r="([A-Z]{2,3})([0-9]+)"|<c r="([A-Z])([0-9]{7,})"|<row r="([0-9]{7,})"')
-_ROW_TAG = re.compile(rb'<row r="([0-9]+)"')
 _ANY_ROW = re.compile(rb'<c r="[A-Z]+([0-9]+)"|<row r="([0-9]+)"')
 _CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
 _VALUE = re.compile(rb"<v>([^<]+)</v>")
@@ -316,16 +315,14 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
             for chunk in _chunks(z, part):
                 for m in _FAR.finditer(chunk):
                     letters, digits, letter, tall, tall_row = m.groups()
+                    if not (_has_value(chunk, m.end()) if not tall_row else _has_refless_cell(chunk, m.end())):
+                        continue  # an empty (formatted) cell or row: calamine keeps no cell for it
                     row = int(digits or tall or tall_row)
                     col = _col_number(letters) if letters else 0  # 0: within A–Z
-                    if row > max_row or col > max_col:
+                    if row > max_row or col > max_col or (row == max_row and not tall_row):
                         far = f"row {row}" if tall_row else (letters or letter).decode() + str(row)
                         max_row, max_col = max(max_row, row), max(max_col, col)
-                last = chunk.rfind(b'<row r="')
-                if last >= 0:
-                    m = _ROW_TAG.match(chunk, last)
-                    if m:
-                        max_row = max(max_row, int(m.group(1)))
+                max_row = max(max_row, _last_row(chunk))
                 if b"<f" in chunk or b't="e"' in chunk:
                     _special_cells(chunk, special)
             if max_col > _EXACT_ROWS_ABOVE:
@@ -345,6 +342,35 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
             f"{MAX_CELLS:,} leadpush reads){f' — is {far} a stray value?' if far else ''}; delete what "
             f"lies beyond the leads, or save the sheet as CSV")
     return special
+
+
+def _has_value(chunk: bytes, at: int) -> bool:
+    """Whether the cell whose start tag is open at `at` holds something (not `<c .../>`, `<c ...></c>`)."""
+    end = chunk.find(b">", at)
+    return end > 0 and chunk[end - 1] != 0x2F and not chunk.startswith(b"</c>", end + 1)
+
+
+_REFLESS = re.compile(rb"<c(?:>|\s(?![^>]*\br=)[^>]*[^/]>)(?!</c>)")
+
+
+def _has_refless_cell(chunk: bytes, at: int) -> bool:
+    """Whether the row whose tag is open at `at` has a cell without a reference (placed by count)."""
+    end = chunk.find(b"</row>", at)
+    return bool(_REFLESS.search(chunk, at, end if end > 0 else len(chunk)))
+
+
+def _last_row(chunk: bytes) -> int:
+    """The row of the chunk's last cell that holds something (cells come in row order)."""
+    end = len(chunk)
+    for _ in range(64):
+        at = chunk.rfind(b'<c r="', 0, end)
+        if at < 0:
+            return 0
+        m = _ANY_ROW.match(chunk, at)
+        if m and _has_value(chunk, m.end()):
+            return int(m.group(1))
+        end = at
+    return 0
 
 
 def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
