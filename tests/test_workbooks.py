@@ -165,11 +165,13 @@ def test_error_cells_read_as_their_error_text(tmp_path):
 
 
 def test_no_library_warning_reaches_the_user(tmp_path):
-    # A workbook without styles.xml (some exporters write none) made openpyxl warn with its path.
+    # A stylesheet without named styles (as some exporters write it) made openpyxl print a
+    # UserWarning with its site-packages path.
     src = workbook(tmp_path, [["Phone", "Campaign"], [9876543210, "camp_a"]])
-    p = rezip(src, tmp_path / "nostyle.xlsx", lambda n, b: None if n == "xl/styles.xml" else
-              b.replace(b'<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-'
-                        b'officedocument.spreadsheetml.styles+xml"/>', b""))
+    bare = (b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><fonts count="1">'
+            b'<font/></fonts><fills count="1"><fill/></fills><borders count="1"><border/></borders>'
+            b'<cellXfs count="1"><xf numFmtId="0"/></cellXfs></styleSheet>')
+    p = rezip(src, tmp_path / "plain.xlsx", lambda n, b: bare if n == "xl/styles.xml" else b)
     r = subprocess.run([sys.executable, "-W", "always", "-m", "leadpush", "validate", str(p), "--no-failures"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
