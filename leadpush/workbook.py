@@ -28,8 +28,10 @@ _CHUNK = 1 << 20
 _EXACT_ROWS_ABOVE = MAX_CELLS // 999_999  # with wider sheets, rows are counted cell by cell
 
 # Cell references that make a sheet wide (column AA and beyond) or tall (row 1,000,000 and
-# beyond); other cells lie within A1:Z999999, which is inside MAX_CELLS by construction.
-_FAR = re.compile(rb'<c r="([A-Z]{2,3})([0-9]+)"|<c r="([A-Z])([0-9]{7,})"|<row r="([0-9]{7,})"')
+# beyond), and tall row tags; other cells lie within A1:Z999999, inside MAX_CELLS by construction.
+# One pattern with a literal start ('r="'), so the scan runs at the regex engine's best speed.
+_SUSPECT = re.compile(rb'r="(?:[A-Z](?:[A-Z]|[0-9]{7})|[0-9]{7})')
+_FAR = re.compile(rb'r="(?:([A-Z]{2,3})([0-9]+)|([A-Z])([0-9]{7,})|([0-9]{7,}))"')
 _ANY_ROW = re.compile(rb'<c r="[A-Z]+([0-9]+)"|<row r="([0-9]+)"')
 _CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
 _VALUE = re.compile(rb"<v>([^<]+)</v>")
@@ -313,8 +315,14 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
         far = ""
         try:
             for chunk in _chunks(z, part):
-                for m in _FAR.finditer(chunk):
+                for found in _SUSPECT.finditer(chunk):
+                    m = _FAR.match(chunk, found.start())
+                    if m is None:
+                        continue
                     letters, digits, letter, tall, tall_row = m.groups()
+                    at = m.start()
+                    if chunk[at - 3:at] != b"<c " if not tall_row else chunk[at - 5:at] != b"<row ":
+                        continue  # another attribute whose name ends in r
                     if not (_has_value(chunk, m.end()) if not tall_row else _has_refless_cell(chunk, m.end())):
                         continue  # an empty (formatted) cell or row: calamine keeps no cell for it
                     row = int(digits or tall or tall_row)
@@ -323,7 +331,8 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
                         far = f"row {row}" if tall_row else (letters or letter).decode() + str(row)
                         max_row, max_col = max(max_row, row), max(max_col, col)
                 max_row = max(max_row, _last_row(chunk))
-                if b"<f" in chunk or b't="e"' in chunk:
+                # (a formula is <f>…</f>, or <f … si="n"/> where it shares another cell's formula)
+                if b"</f>" in chunk or b'si="' in chunk or b't="e"' in chunk:
                     _special_cells(chunk, special)
             if max_col > _EXACT_ROWS_ABOVE:
                 # Wide sheets: a row below the last row tag (cells out of order) would widen the
