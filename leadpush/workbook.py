@@ -80,6 +80,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         special: dict[int, dict[int, Any]] = {}
         if fmt == "xlsx":
             special = _scan_xlsx_sheet(name, data, index, chosen)
+        elif fmt == "xlsb":
+            _scan_xlsb_sheet(name, data, index, chosen)
         try:
             ws = wb.get_sheet_by_index(index)
         except BaseException as e:
@@ -343,14 +345,73 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):
             return special  # a damaged archive: calamine gives the reason
     # Without a cell beyond column Z the width is at most 26: counted as 26 (an upper bound).
-    cells = max_row * (max_col or 26)
-    if cells > MAX_CELLS:
-        where = f"A1:{_col_letters(max_col or 26)}{max_row}"
-        raise InputError(
-            f"{name}: sheet {sheet!r}: its values span {where} ({cells:,} cells, more than the "
-            f"{MAX_CELLS:,} leadpush reads){f' — is {far} a stray value?' if far else ''}; delete what "
-            f"lies beyond the leads, or save the sheet as CSV")
+    _too_big(name, sheet, max_row, max_col or 26, far)
     return special
+
+
+def _too_big(name: str, sheet: str, max_row: int, max_col: int, far: str) -> None:
+    cells = max_row * max_col
+    if cells > MAX_CELLS:
+        raise InputError(
+            f"{name}: sheet {sheet!r}: its values span A1:{_col_letters(max_col)}{max_row} ({cells:,} cells, "
+            f"more than the {MAX_CELLS:,} leadpush reads){f' — is {far} a stray value?' if far else ''}; "
+            f"delete what lies beyond the leads, or save the sheet as CSV")
+
+
+def _records(stream: bytes) -> Iterator[tuple[int, int, int]]:
+    """(type, start, end) of each record of an XLSB part (MS-XLSB 2.1.4: 7-bit varint type and size)."""
+    pos, n = 0, len(stream)
+    while pos < n:
+        typ = stream[pos]
+        pos += 1
+        if typ & 0x80:
+            typ = (typ & 0x7F) | ((stream[pos] & 0x7F) << 7) if pos < n else typ
+            pos += 1
+        size = shift = 0
+        for _ in range(4):
+            if pos >= n:
+                return
+            b = stream[pos]
+            pos += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        yield typ, pos, pos + size
+        pos += size
+
+
+def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
+    """The size check of _scan_xlsx_sheet for an XLSB sheet: its rows and cells, record by record."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            with z.open("xl/_rels/workbook.bin.rels") as f:
+                rels = {r.get("Id"): r.get("Target") or "" for r in ElementTree.fromstring(f.read(16 << 20))}
+            book = z.read("xl/workbook.bin")
+            parts = []
+            for typ, start, end in _records(book):
+                if typ == 0x009C and end - start >= 12:  # BrtBundleSh: state, id, relId, name
+                    length = int.from_bytes(book[start + 8:start + 12], "little")
+                    if length != 0xFFFFFFFF:
+                        parts.append(book[start + 12:start + 12 + 2 * length].decode("utf-16-le", "replace"))
+            if index >= len(parts) or rels.get(parts[index]) is None:
+                return
+            stream = z.read("xl/" + rels[parts[index]].lstrip("/").removeprefix("xl/"))
+    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, OSError, ValueError, EOFError):
+        return  # calamine says what is wrong
+    row = max_row = max_col = 0
+    far = ""
+    for typ, start, end in _records(stream):
+        if typ == 0x0000:  # BrtRowHdr
+            row = int.from_bytes(stream[start:start + 4], "little") + 1
+        elif 2 <= typ <= 11:  # a cell with a value (1, BrtCellBlank, is kept by no one)
+            col = int.from_bytes(stream[start:start + 4], "little") + 1
+            if row > max_row or col > max_col:
+                far = f"{_col_letters(col)}{row}"
+                max_row, max_col = max(max_row, row), max(max_col, col)
+        elif typ == 0x0092:  # BrtEndSheetData
+            break
+    _too_big(name, sheet, max_row, max_col, far)
 
 
 def _has_value(chunk: bytes, at: int) -> bool:

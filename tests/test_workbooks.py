@@ -206,6 +206,24 @@ def test_a_stray_cell_at_xfd1048576_is_refused_in_one_line_at_once(tmp_path):
     assert "\n" not in message
 
 
+def test_an_xlsb_with_a_stray_cell_far_away_is_refused_too(tmp_path):
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from make_workbooks import make_xlsb
+    finally:
+        sys.path.remove(str(FIXTURES))
+    make_xlsb(tmp_path / "far.xlsb", far=(1048575, 16383))
+    make_xlsb(tmp_path / "near.xlsb", far=(99, 30))  # a real, if odd, value: read
+    # In a child process: were the check missing, calamine would abort the process allocating.
+    r = subprocess.run([sys.executable, "-m", "leadpush", "validate", str(tmp_path / "far.xlsb"), "--no-failures"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "A1:XFD1048576" in r.stderr and "XFD1048576 a stray value" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(InputError, match=r"column 5: a value outside the header's columns \('x'\)"):
+        rows_of(tmp_path / "near.xlsb")
+
+
 def test_a_row_number_beyond_any_sheet_is_refused(tmp_path):
     src = workbook(tmp_path, [["Phone"], [9876543210]])
     p = _sheet_xml(src, tmp_path / "far.xlsx",
