@@ -207,8 +207,8 @@ def workbooks(folder: Path, args: argparse.Namespace) -> None:
         print(f"  validate CSV  : {c[0]:6.2f} s  {rows / c[0]:10,.0f} rows/s  peak {c[2] / 1e6:7.1f} MB")
         print(f"  validate XLSX : {x[0]:6.2f} s  {rows / x[0]:10,.0f} rows/s  peak {x[2] / 1e6:7.1f} MB")
         print(f"  XLSX / CSV    : {x[0] / c[0]:.2f}x (run by run: "
-              f"{', '.join(f'{b[0] / a[0]:.2f}' for a, b in zip(csv_runs, xlsx_runs))}); same counts: {same} "
-              f"{counts(x[3])}")
+              f"{', '.join(f'{b[0] / a[0]:.2f}' for a, b in zip(csv_runs, xlsx_runs, strict=True))}); "
+              f"same counts: {same} {counts(x[3])}")
     rows = args.old_rows
     csv_path, xlsx = folder / f"leads-{rows}.csv", folder / f"leads-{rows}.xlsx"
     if not csv_path.exists():
@@ -217,7 +217,7 @@ def workbooks(folder: Path, args: argparse.Namespace) -> None:
         write_xlsx(csv_path, xlsx)
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     if not soffice:
-        print(f"\n.xls/.ods: skipped (LibreOffice is not installed)")
+        print("\n.xls/.ods: skipped (LibreOffice is not installed)")
         return
     expected = counts(measure(validate(csv_path))[3])
     for fmt in ("xls", "ods"):

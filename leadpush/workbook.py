@@ -96,7 +96,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     del data
 
     def listing() -> str:
-        return ", ".join(n + (" (hidden)" if h else "") for n, h in zip(names, hidden))
+        return ", ".join(n + (" (hidden)" if h else "") for n, h in zip(names, hidden, strict=True))
 
     sheet_note = f"sheet {chosen!r} (sheets: {listing()}); choose another with --sheet"
     if ws.start is None:
@@ -153,7 +153,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                     r0, r1, c0, c1 = pending.pop(0)
                     if r0 == number and 0 <= c0:
                         active.append((r1, c0, min(c1, n - 1), cells[c0]))
-                for r1, c0, c1, value in active:
+                for _last, c0, c1, value in active:
                     for c in range(c0, c1 + 1):
                         if cells[c] == "":
                             cells[c] = value
@@ -401,7 +401,7 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
         return  # calamine says what is wrong
     row = max_row = max_col = 0
     far = ""
-    for typ, start, end in _records(stream):
+    for typ, start, _end in _records(stream):
         if typ == 0x0000:  # BrtRowHdr
             row = int.from_bytes(stream[start:start + 4], "little") + 1
         elif 2 <= typ <= 11:  # a cell with a value (1, BrtCellBlank, is kept by no one)

@@ -33,7 +33,7 @@ CONFIG = {"accounts": [{"user": "demo", "api_key": "demo-key-7f3a9c", "auth_mode
 
 def rows_of(path, **kw):
     with open_lead_file(path, **kw) as f:
-        return f, [(row, f.as_dict(values)) for row, values in f.rows()]
+        return f, [(row, dict(zip(f.keys or [], values, strict=True))) for row, values in f.rows()]
 
 
 def workbook(tmp_path, rows, name="a.xlsx", **sheets):
