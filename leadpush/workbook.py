@@ -64,6 +64,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         raise InputError(f"{name}: this is a web page (HTML/XML) saved with a spreadsheet's name, not a "
                          f"workbook; open it in a spreadsheet and save it as .xlsx or CSV")
     kind = {"xlsx": ".xlsx", "xls": ".xls", "xlsb": ".xlsb", "ods": ".ods"}[fmt]
+    if fmt == "ods":
+        _scan_ods(name, data)  # calamine builds every ODS sheet as it opens the file
     try:
         wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
     except BaseException as e:  # calamine raises its own kinds (and a Rust panic) for a broken file
@@ -283,17 +285,17 @@ def _col_letters(n: int) -> str:
     return s
 
 
-def _chunks(z: zipfile.ZipFile, part: str) -> Iterator[bytes]:
+def _chunks(z: zipfile.ZipFile, part: str, row_end: bytes = b"</row>") -> Iterator[bytes]:
     """The sheet's XML in pieces that end at a row's end, so no cell is cut in two."""
     with z.open(part) as f:
         tail = b""
         while chunk := f.read(_CHUNK):
             data = tail + chunk
-            cut = data.rfind(b"</row>")
+            cut = data.rfind(row_end)
             if cut < 0:
                 tail = data
                 continue
-            cut += len(b"</row>")
+            cut += len(row_end)
             yield data[:cut]
             tail = data[cut:]
         if tail:
@@ -412,6 +414,62 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
         elif typ == 0x0092:  # BrtEndSheetData
             break
     _too_big(name, sheet, max_row, max_col, far)
+
+
+_ODS_TABLE_NAME = re.compile(rb'<table:table\s[^>]*?table:name="([^"]*)"')
+_ODS_ROWS = re.compile(rb'number-rows-repeated="([0-9]+)"')
+_ODS_COLS = re.compile(rb'number-columns-repeated="([0-9]+)"')
+_ODS_TRAILING = re.compile(rb'<table:table-cell [^>]*number-columns-repeated="[0-9]+"[^>]*/>\s*$')
+
+
+def _scan_ods(name: str, data: bytes) -> None:
+    """The size check of _scan_xlsx_sheet for every sheet of an ODS file (calamine builds them all
+    when it opens one): rows and cells counted through their repeat attributes, before calamine
+    expands them. Rows are cut apart with bytes.split and their cells counted, not parsed."""
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+        if "content.xml" not in z.namelist():
+            return
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    sheet, row, max_row, max_col, far = "", 0, 0, 0, ""
+    try:
+        with z:
+            for chunk in _chunks(z, "content.xml", b"</table:table-row>"):
+                for i, piece in enumerate(chunk.split(b"<table:table-row")):
+                    end = len(piece)
+                    if i:  # a row: its tag, its cells, and what follows it up to the next row
+                        tag_end = piece.find(b">")
+                        closed = piece.find(b"</table:table-row>")
+                        end = tag_end + 1 if tag_end > 0 and piece[tag_end - 1] == 0x2F else \
+                            (closed if closed >= 0 else len(piece))
+                        m_rep = _ODS_ROWS.search(piece, 0, tag_end)
+                        repeat = int(m_rep.group(1)) if m_rep else 1
+                        body = piece[tag_end + 1:end]
+                        if b"value-type" in body or b"<text:" in body:
+                            last = _ods_last_col(body)
+                            if last:
+                                if row + repeat > max_row or last > max_col:
+                                    far = f"{_col_letters(last)}{row + repeat}"
+                                max_row, max_col = max(max_row, row + repeat), max(max_col, last)
+                        row += repeat
+                    start = piece.find(b"<table:table ", end)
+                    if start >= 0:  # a new sheet begins after this row
+                        _too_big(name, sheet, max_row, max_col, far)
+                        m = _ODS_TABLE_NAME.search(piece, start)
+                        sheet = html.unescape(m.group(1).decode("utf-8", "replace")) if m else "?"
+                        row, max_row, max_col, far = 0, 0, 0, ""
+            _too_big(name, sheet, max_row, max_col, far)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return
+
+
+def _ods_last_col(body: bytes) -> int:
+    """At most the column (1-based) of a row's last cell with a value: every cell counted with its
+    repeats, but the empty ones that fill the row to the sheet's edge."""
+    body = _ODS_TRAILING.sub(b"", body)
+    cells = body.count(b"<table:table-cell") + body.count(b"<table:covered-table-cell")
+    return cells + sum(int(n) - 1 for n in _ODS_COLS.findall(body))
 
 
 def _has_value(chunk: bytes, at: int) -> bool:

@@ -57,7 +57,7 @@ def rezip(src: Path, dst: Path, change) -> Path:
         for info in zin.infolist():
             data = change(info.filename, zin.read(info.filename))
             if data is not None:
-                zout.writestr(info.filename, data)
+                zout.writestr(info, data)  # as stored before (an .ods's mimetype stays uncompressed)
     return dst
 
 
@@ -222,6 +222,30 @@ def test_an_xlsb_with_a_stray_cell_far_away_is_refused_too(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     with pytest.raises(InputError, match=r"column 5: a value outside the header's columns \('x'\)"):
         rows_of(tmp_path / "near.xlsb")
+
+
+def test_an_ods_whose_repeats_reach_far_away_is_refused_before_calamine_expands_them(tmp_path):
+    # 90,000 empty rows 1,000 wide, then one value: a 16 KB file that calamine alone expanded into
+    # a 90-million-cell grid (35 s and 5.7 GB measured), refused here at once.
+    far = (b'<table:table-row table:number-rows-repeated="90000"><table:table-cell table:number-columns-repeated='
+           b'"1000"/></table:table-row><table:table-row><table:table-cell table:number-columns-repeated="999"/>'
+           b'<table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row>')
+
+    def edit(name, data):
+        if name != "content.xml":
+            return data
+        at = data.index(b'table:name="Leads"')
+        for _ in range(7):  # after the header and the six leads
+            at = data.index(b"</table:table-row>", at) + len(b"</table:table-row>")
+        return data[:at] + far + data[at:]
+
+    p = rezip(FIXTURES / "leads.ods", tmp_path / "far.ods", edit)
+    assert p.stat().st_size < 20_000
+    r = subprocess.run([sys.executable, "-m", "leadpush", "validate", str(p), "--no-failures"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "sheet 'Leads'" in r.stderr and "A1:ALL90008" in r.stderr and "is ALL90008 a stray value" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_a_row_number_beyond_any_sheet_is_refused(tmp_path):
