@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import io
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -66,6 +67,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     kind = {"xlsx": ".xlsx", "xls": ".xls", "xlsb": ".xlsb", "ods": ".ods"}[fmt]
     if fmt == "ods":
         _scan_ods(name, data)  # calamine builds every ODS sheet as it opens the file
+    elif fmt == "xls" and data.startswith(_CFB):
+        _scan_xls(name, data)  # and every XLS sheet
     try:
         wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
     except BaseException as e:  # calamine raises its own kinds (and a Rust panic) for a broken file
@@ -470,6 +473,116 @@ def _ods_last_col(body: bytes) -> int:
     body = _ODS_TRAILING.sub(b"", body)
     cells = body.count(b"<table:table-cell") + body.count(b"<table:covered-table-cell")
     return cells + sum(int(n) - 1 for n in _ODS_COLS.findall(body))
+
+
+def _cfb_stream(data: bytes, wanted: tuple[str, ...]) -> bytes | None:
+    """A stream of a Compound File (MS-CFB: the container of .xls) by name, or None."""
+    u16 = lambda at: int.from_bytes(data[at:at + 2], "little")  # noqa: E731
+    u32 = lambda at: int.from_bytes(data[at:at + 4], "little")  # noqa: E731
+    size = 1 << u16(0x1E)
+    mini_size, cutoff = 1 << u16(0x20), u32(0x38)
+    if size not in (512, 4096) or mini_size != 64:
+        return None
+    sectors = (len(data) - size) // size
+
+    def sector(i: int) -> bytes:
+        return data[(i + 1) * size:(i + 2) * size]
+
+    def words(block: bytes) -> list[int]:
+        return [int.from_bytes(block[i:i + 4], "little") for i in range(0, len(block) - 3, 4)]
+
+    difat = words(data[0x4C:0x200])
+    nxt, seen = u32(0x44), 0
+    while nxt < sectors and seen <= sectors:  # further DIFAT sectors: entries, then the next one
+        block = words(sector(nxt))
+        difat += block[:-1]
+        nxt, seen = block[-1], seen + 1
+    fat: list[int] = []
+    for i in difat:
+        if i < sectors:
+            fat += words(sector(i))
+
+    def chain(start: int, table: list[int]) -> list[int]:
+        out: list[int] = []
+        while start < len(table) and len(out) <= len(table):
+            out.append(start)
+            start = table[start]
+        return out
+
+    directory = b"".join(sector(i) for i in chain(u32(0x30), fat) if i < sectors)
+    entries = [directory[i:i + 128] for i in range(0, len(directory) - 127, 128)]
+    if not entries:
+        return None
+    root = entries[0]
+    for e in entries:
+        length = int.from_bytes(e[64:66], "little")
+        if e[66] != 2 or e[:max(length - 2, 0)].decode("utf-16-le", "replace") not in wanted:
+            continue
+        start, length = int.from_bytes(e[116:120], "little"), int.from_bytes(e[120:124], "little")
+        if length >= cutoff:
+            return b"".join(sector(i) for i in chain(start, fat) if i < sectors)[:length]
+        mini = b"".join(sector(i) for i in chain(int.from_bytes(root[116:120], "little"), fat) if i < sectors)
+        minifat = words(b"".join(sector(i) for i in chain(u32(0x3C), fat) if i < sectors))
+        return b"".join(mini[i * mini_size:(i + 1) * mini_size] for i in chain(start, minifat))[:length]
+    return None
+
+
+# BIFF8 records that hold a cell's value (row, then column, first): LABELSST, NUMBER, RK, FORMULA,
+# BOOLERR, LABEL, RSTRING; MULRK holds several, its last column at its end.
+_XLS_CELLS = frozenset({0x00FD, 0x0203, 0x027E, 0x0006, 0x0205, 0x0204, 0x00D6})
+
+
+def _scan_xls(name: str, data: bytes) -> None:
+    """The size check for an .xls: calamine builds every sheet when it opens the file, each as one
+    grid, so the grids of all worksheets together must stay within MAX_CELLS."""
+    stream = _cfb_stream(data, ("Workbook", "Book"))
+    if stream is None:
+        return
+    header = struct.Struct("<HH").unpack_from
+    names: list[str] = []
+    total, depth, sheet, biggest = 0, 0, -1, (0, "")
+    top = left = 1 << 20
+    max_row = max_col = 0
+    pos, n = 0, len(stream)
+    while pos + 4 <= n:
+        typ, size = header(stream, pos)
+        at, pos = pos + 4, pos + 4 + size
+        if depth == 1 and (typ in _XLS_CELLS or typ == 0x00BD) and size >= 4:
+            row, col = header(stream, at)
+            first_col = col
+            if typ == 0x00BD:  # MULRK: the last column is at its end
+                col = header(stream, pos - 4)[1]
+            if row >= max_row:
+                max_row = row + 1
+            if row < top:
+                top = row
+            if col >= max_col:
+                max_col = col + 1
+            if first_col < left:
+                left = first_col
+        elif typ == 0x0809:  # BOF: a substream begins (the globals, a sheet, or a chart inside one)
+            depth += 1
+            if depth == 1:
+                sheet += 1
+                max_row = max_col = 0
+                top = left = 1 << 20
+        elif typ == 0x000A:  # EOF
+            if depth == 1 and max_row:
+                box = (max_row - top) * (max_col - left)  # calamine's grid: first to last value
+                total += box
+                if box > biggest[0]:
+                    title = names[sheet - 1] if 0 < sheet <= len(names) else f"#{sheet}"
+                    biggest = (box, f"{_col_letters(max_col)}{max_row} on sheet {title!r}")
+            depth = max(depth - 1, 0)
+        elif typ == 0x0085 and size >= 8:  # BoundSheet8: the sheets' names, in order
+            cch, high = stream[at + 6], stream[at + 7] & 1
+            raw = stream[at + 8:at + 8 + cch * (2 if high else 1)]
+            names.append(raw.decode("utf-16-le" if high else "latin-1", "replace"))
+    if total > MAX_CELLS:
+        raise InputError(
+            f"{name}: its sheets' values span {total:,} cells together, more than the {MAX_CELLS:,} leadpush "
+            f"reads (calamine reads every sheet of an .xls) — is {biggest[1]} a stray value?; delete what "
+            f"lies beyond the leads, or save the sheet as CSV")
 
 
 def _has_value(chunk: bytes, at: int) -> bool:
