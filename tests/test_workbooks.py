@@ -99,6 +99,19 @@ def test_merged_campaign_reaches_cloudagent_on_every_row(cli, tmp_path):
     assert stored == {"camp_a": sorted(PHONES[:3]), "camp_b": sorted(PHONES[3:]), "moved": []}
 
 
+@pytest.mark.parametrize("ext", ["xls", "xlsb", "ods"])
+def test_older_formats_get_xlsx_failures_and_split_files(cli, tmp_path, ext):
+    # .xlsb rows 3, 4, 6 and 7 have no campaign (no merges there): they fail; the others are valid.
+    shutil.copy(FIXTURES / f"leads.{ext}", tmp_path)
+    r = cli("validate", tmp_path / f"leads.{ext}", "--split")
+    assert r.exit_code == (1 if ext == "xlsb" else 0), r.output
+    _, valid = rows_of(tmp_path / "leads.valid.xlsx")
+    assert [v["phoneNumber"] for _, v in valid] == (PHONES if ext != "xlsb" else [PHONES[0], PHONES[3]])
+    if ext == "xlsb":
+        _, failed = rows_of(tmp_path / "leads.failures.xlsx")
+        assert [v["Phone"] for _, v in failed] == [PHONES[1], PHONES[2], PHONES[4], PHONES[5]]
+
+
 # ---------------------------------------------------------------------------- which sheet
 
 def test_hidden_first_sheet_is_passed_over_and_sheets_are_listed_when_no_phone(cli, tmp_path):
