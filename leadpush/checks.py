@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .causes import Problem
+from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile
@@ -379,18 +379,17 @@ class Checker:
         saved without its result) is invalid, saying so: it must not go out with the cell empty."""
         problems = lead_file.cell_problems or {}
         used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
-        phone_col = cmap.field_keys[0]
         for row, values in lead_file.rows():
             outcome, body = self.check_row(row, values, cmap)
             bad = problems.get(row)
-            said = [m for col, m in sorted(bad.items()) if col in used] if bad else []
+            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
             if said:
-                if outcome.status is _VALID or outcome.status is _SKIPPED:
-                    rest: list[str] = []
-                else:
-                    rest = [p for p in outcome.message.split("; ")
-                            if not (p == "phone number is empty" and phone_col in bad)]  # type: ignore[operator]
-                outcome.status, outcome.message, body = _INVALID, "; ".join(said + rest), None
+                # What the check said about the same cell ("phone number is empty") is said better.
+                rest = [] if outcome.status is not _INVALID else [
+                    p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
+                outcome.status, outcome.problems, body = _INVALID, tuple(said + rest), None
+                outcome.message = "; ".join(outcome.problems)
+                outcome.cause = ";".join(p.cause for p in outcome.problems)
             yield outcome, body
 
     def check_row(self, row: int, values: list[Any] | dict[str, Any],

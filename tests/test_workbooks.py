@@ -170,6 +170,9 @@ def test_formula_without_a_saved_result_is_named_not_empty(cli, tmp_path):
     assert "cell B3 holds a formula (=\"\"camp\"\"&\"\"_b\"\") saved without its result" in failures
     assert "phone number is empty" not in failures
     assert failures.count("saved without its result") == 2  # the third row is valid
+    r = cli("validate", p, "--no-failures", "--json")  # without --campaign: B3 alone is named
+    causes = {c["cause"]: c["rows"] for c in json.loads(r.stdout)["causes"]}
+    assert causes == {"cell.no_value": 2}
 
 
 def test_error_cells_read_as_their_error_text(tmp_path):
