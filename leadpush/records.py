@@ -298,6 +298,8 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
+    exists_after_our_attempt: int | None = None
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""
