@@ -17,7 +17,6 @@ from xml.etree import ElementTree
 from .outcomes import InputError
 from .readers import LeadFile, SourceRow, _column_keys
 
-WORKBOOK_FORMATS = ("xlsx", "xls", "xlsb", "ods")
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of password-protected .xlsx)
 
 # The most cells (rows x columns, counted from A1) a sheet's values may span. calamine builds a
@@ -76,7 +75,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             raise
         raise InputError(f"{name}: not a readable {kind} workbook ({_reason(e, data)})") from None
     try:
-        metas = [m for m in wb.sheets_metadata]
+        metas = list(wb.sheets_metadata)
         names = [m.name for m in metas]
         hidden = [m.visible != SheetVisibleEnum.Visible for m in metas]
         worksheet = [m.typ == SheetTypeEnum.WorkSheet for m in metas]
@@ -103,9 +102,10 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     def listing() -> str:
         return ", ".join(n + (" (hidden)" if h else "") for n, h in zip(names, hidden, strict=True))
 
-    sheet_note = f"sheet {chosen!r} (sheets: {listing()}); choose another with --sheet"
+    which, others = f"sheet {chosen!r}", f"(sheets: {listing()}); choose another with --sheet"
+    sheet_note = f"{which} {others}"
     if ws.start is None:
-        raise InputError(f"{name}: {sheet_note.replace('(sheets', 'is empty (sheets', 1)}")
+        raise InputError(f"{name}: {which} is empty {others}")
     top, left = ws.start
     width = ws.width
 
@@ -132,12 +132,11 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         if header_row is not None and number < header_row:
             continue
         if header_row is not None and number > header_row:
-            raise InputError(f"{name}: row {header_row} of {sheet_note.split(';')[0]} is empty; "
-                             f"it cannot be the header")
+            raise InputError(f"{name}: row {header_row} of {which} is empty; it cannot be the header")
         header_number, header = number, [v if v.__class__ is str else _header_text(v) for v in cells]
         break
     if header is None:
-        raise InputError(f"{name}: {sheet_note.replace('(sheets', 'has no header row (sheets', 1)}")
+        raise InputError(f"{name}: {which} has no header row {others}")
     while header and header[-1] == "":
         header.pop()
     keys = _column_keys(name, header_number, header)
