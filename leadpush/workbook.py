@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import os
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from itertools import islice
 from typing import IO, Any
@@ -25,6 +28,10 @@ _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of pass
 # away (a workbook saying it ends at XFD1048576): refused in one line, before calamine allocates.
 MAX_CELLS = 32_000_000
 _CHUNK = 1 << 20
+# What a damaged archive or stream raises while leadpush looks into it: the look is skipped and
+# calamine, which reads it next, says what is wrong.
+_BROKEN = (KeyError, IndexError, ValueError, EOFError, OSError, NotImplementedError, struct.error, zlib.error,
+           zipfile.BadZipFile, ElementTree.ParseError)
 _EXACT_ROWS_ABOVE = MAX_CELLS // 999_999  # with wider sheets, rows are counted cell by cell
 
 # Cell references that make a sheet wide (column AA and beyond) or tall (row 1,000,000 and
@@ -69,7 +76,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     elif fmt == "xls" and data.startswith(_CFB):
         _scan_xls(name, data)  # and every XLS sheet
     try:
-        wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        with _rust_quiet(name):
+            wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
     except BaseException as e:  # calamine raises its own kinds (and a Rust panic) for a broken file
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
@@ -87,7 +95,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         elif fmt == "xlsb":
             _scan_xlsb_sheet(name, data, index, chosen)
         try:
-            ws = wb.get_sheet_by_index(index)
+            with _rust_quiet(name):
+                ws = wb.get_sheet_by_index(index)
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -177,6 +186,44 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                     sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None)
 
 
+_DONE = b"\x00leadpush: calamine returned\x00"
+
+
+@contextmanager
+def _rust_quiet(name: str) -> Iterator[None]:
+    """Keep what calamine's Rust code prints on a damaged file (a panic's message, and with
+    RUST_BACKTRACE set a backtrace) off the user's terminal: the panic reaches Python as an
+    exception, which becomes one line. What it prints goes to a pipe read by a forked watcher,
+    which drops it when calamine returns; if calamine instead aborts the process (it does on some
+    damaged .xls files, asking for hundreds of GB), the watcher says so in one line."""
+    if not hasattr(os, "fork"):
+        yield
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the watcher: it owns nothing but the pipe and the real stderr
+        os.close(write_end)
+        said = b""
+        while chunk := os.read(read_end, 1 << 16):
+            said = (said + chunk)[-(1 << 16):]
+        if not said.endswith(_DONE):
+            first = said.decode("utf-8", "replace").strip().splitlines()[:1] or ["no reason given"]
+            os.write(2, f"{name}: the workbook reader stopped on a damaged file ({first[0][:200]}); open it "
+                        f"in a spreadsheet and save it again, or save it as CSV\n".encode())
+        os._exit(0)
+    os.close(read_end)
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.write(2, _DONE)
+        os.dup2(saved, 2)  # the pipe's last write end closes: the watcher sees the marker and ends
+        os.close(saved)
+        os.waitpid(pid, 0)
+
+
 class CellProblem(str):
     """A cell leadpush cannot take a value from (a formula nobody calculated): reads as empty text,
     and the checks refuse a row that uses it, with `message`."""
@@ -193,7 +240,7 @@ def _zip_kind(data: bytes, fmt: str) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = set(z.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except _BROKEN:
         return fmt
     if "xl/workbook.bin" in names:
         return "xlsb"
@@ -246,7 +293,7 @@ def _active_sheet(data: bytes, fmt: str, names: list[str]) -> int | None:
                 if m:
                     active = html.unescape(m.group(1).decode("utf-8", "replace"))
                     return names.index(active) if active in names else None
-    except (KeyError, zipfile.BadZipFile, OSError, ValueError):
+    except _BROKEN:
         return None
     return None
 
@@ -259,7 +306,7 @@ def _sheet_part(z: zipfile.ZipFile, index: int) -> str | None:
             book = ElementTree.fromstring(f.read(16 << 20))
         with z.open("xl/_rels/workbook.xml.rels") as f:
             rels = ElementTree.fromstring(f.read(16 << 20))
-    except (KeyError, ElementTree.ParseError, OSError):
+    except _BROKEN:
         return None
     sheets = [e for e in book.iter() if e.tag.rsplit("}", 1)[-1] == "sheet"]
     if index >= len(sheets):
@@ -311,7 +358,7 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
     special: dict[int, dict[int, Any]] = {}
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except _BROKEN:
         return special  # calamine says what is wrong with it
     with z:
         part = _sheet_part(z, index)
@@ -346,7 +393,7 @@ def _scan_xlsx_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
                 for chunk in _chunks(z, part):
                     for m in _ANY_ROW.finditer(chunk):
                         max_row = max(max_row, int(m.group(1) or m.group(2)))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        except _BROKEN:
             return special  # a damaged archive: calamine gives the reason
     # Without a cell beyond column Z the width is at most 26: counted as 26 (an upper bound).
     _too_big(name, sheet, max_row, max_col or 26, far)
@@ -401,7 +448,7 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
             if index >= len(parts) or rels.get(parts[index]) is None:
                 return
             stream = z.read("xl/" + rels[parts[index]].lstrip("/").removeprefix("xl/"))
-    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, OSError, ValueError, EOFError):
+    except _BROKEN:
         return  # calamine says what is wrong
     row = max_row = max_col = 0
     far = ""
@@ -432,7 +479,7 @@ def _scan_ods(name: str, data: bytes) -> None:
         z = zipfile.ZipFile(io.BytesIO(data))
         if "content.xml" not in z.namelist():
             return
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except _BROKEN:
         return
     sheet, row, max_row, max_col, far = "", 0, 0, 0, ""
     try:
@@ -462,7 +509,7 @@ def _scan_ods(name: str, data: bytes) -> None:
                         sheet = html.unescape(m.group(1).decode("utf-8", "replace")) if m else "?"
                         row, max_row, max_col, far = 0, 0, 0, ""
             _too_big(name, sheet, max_row, max_col, far)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except _BROKEN:
         return
 
 
@@ -534,9 +581,22 @@ _XLS_CELLS = frozenset({0x00FD, 0x0203, 0x027E, 0x0006, 0x0205, 0x0204, 0x00D6})
 def _scan_xls(name: str, data: bytes) -> None:
     """The size check for an .xls: calamine builds every sheet when it opens the file, each as one
     grid, so the grids of all worksheets together must stay within MAX_CELLS."""
+    try:
+        total, biggest = _xls_grids(data)
+    except _BROKEN:
+        return  # calamine says what is wrong
+    if total > MAX_CELLS:
+        raise InputError(
+            f"{name}: its sheets' values span {total:,} cells together, more than the {MAX_CELLS:,} leadpush "
+            f"reads (calamine reads every sheet of an .xls) — is {biggest} a stray value?; delete what "
+            f"lies beyond the leads, or save the sheet as CSV")
+
+
+def _xls_grids(data: bytes) -> tuple[int, str]:
+    """The cells of all worksheet grids of an .xls together, and the far corner of the largest."""
     stream = _cfb_stream(data, ("Workbook", "Book"))
     if stream is None:
-        return
+        return 0, ""
     header = struct.Struct("<HH").unpack_from
     names: list[str] = []
     total, depth, sheet, biggest = 0, 0, -1, (0, "")
@@ -577,11 +637,7 @@ def _scan_xls(name: str, data: bytes) -> None:
             cch, high = stream[at + 6], stream[at + 7] & 1
             raw = stream[at + 8:at + 8 + cch * (2 if high else 1)]
             names.append(raw.decode("utf-16-le" if high else "latin-1", "replace"))
-    if total > MAX_CELLS:
-        raise InputError(
-            f"{name}: its sheets' values span {total:,} cells together, more than the {MAX_CELLS:,} leadpush "
-            f"reads (calamine reads every sheet of an .xls) — is {biggest[1]} a stray value?; delete what "
-            f"lies beyond the leads, or save the sheet as CSV")
+    return total, biggest[1]
 
 
 def _has_value(chunk: bytes, at: int) -> bool:
@@ -672,7 +728,7 @@ def _ods_merges(data: bytes, sheet: str) -> list[tuple[tuple[int, int], tuple[in
                         if rows > 1 or cols > 1:
                             merges.append(((row, col), (row + rows - 1, col + cols - 1)))
                         col += int(e.get(t + "number-columns-repeated") or 1)
-    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, OSError, ValueError):
+    except _BROKEN:
         return merges
     return merges
 
