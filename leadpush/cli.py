@@ -130,6 +130,9 @@ def _lead_file_options(
     keep_duplicates: Annotated[bool, typer.Option(
         "--keep-duplicates", help="Send repeated (campaign, phone) rows instead of skipping them.",
         rich_help_panel=ROWS)] = False,
+    suppress: Annotated[Optional[list[Path]], typer.Option(
+        "--suppress", help="Do-not-call list (CSV, TXT or XLSX; repeatable): its numbers are never sent.",
+        rich_help_panel=ROWS)] = None,
     table: Annotated[TableChoice, typer.Option(
         help="Rows in the table: auto = all up to 200 rows, else only problems.",
         rich_help_panel=OUTPUT)] = TableChoice.auto,
@@ -245,6 +248,11 @@ def _input_options(ctx: typer.Context, o: dict[str, Any]) -> tuple[jobs.InputOpt
         delimiter=o["delimiter"], sheet=o["sheet"], checks=settings,
         table="none" if quiet_table else o["table"].value, results=o["results"],
         failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"])
+    from .suppress import load_suppression
+
+    opts.suppression = load_suppression(s["suppress"].value or [], region=settings.region, today=dt.date.today())
+    for note in opts.suppression.notes() if opts.suppression and not o["quiet"] else []:
+        _stderr(f"Note: {note}")
     return opts, s, profile
 
 

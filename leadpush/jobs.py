@@ -32,6 +32,7 @@ class InputOptions:
     write_failures: bool = True
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
+    suppression: Any = None  # suppress.Suppression: do-not-call lists, screened after the checks
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
@@ -107,13 +108,24 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
     checker = Checker(opts.checks, today=today, build_bodies=False)
     with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
         record, advance = recorder.record, progress.advance
+        screen = opts.suppression.screen if opts.suppression else None
         for outcome, _body in checker.check_file(lead_file):
+            if screen:
+                screen(outcome)
             record(outcome)
             advance()
         summary.column_map = checker.column_map
+        note_suppression(opts, summary)
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
+
+
+def note_suppression(opts: InputOptions, summary: RunSummary) -> None:
+    """How many rows each do-not-call list removed, for the summary and --json."""
+    if opts.suppression:
+        counts = opts.suppression.counts
+        summary.extra["suppressed_by"] = {lst.name: counts.get(lst.name, 0) for lst in opts.suppression.lists}
 
 
 def one_line(summary: RunSummary) -> str:

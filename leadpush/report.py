@@ -19,6 +19,7 @@ from .records import RunSummary
 
 STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
+    Status.SUPPRESSED: "yellow", Status.DELETED: "green",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
 
@@ -62,6 +63,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+    for name, n in summary.extra.get("suppressed_by", {}).items():
+        console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:

@@ -70,6 +70,7 @@ AGENT_MISSING = b'"status": "FAIL", "message": "Agent Is Empty!"'
 AGENT_EMPTY = b'"status": "FAIL",\n"message": "Agent Is Empty!"'
 AGENT_UNKNOWN = b'"status": "FAIL",\n"message": "Agent is not correctly mapped!"'
 SKILL_INVALID = b'"status": "FAIL",\n"message": "Please provide valid skill"'
+DND_NUMBER = {"status": "FAIL", "message": "PhoneNumber Added is a DND Number"}  # the legacy APIs' answer
 NUMBER_EXISTS = {"status": "SUCCESS", "message": "Number Already Exist"}
 NUMBER_EXISTED = {"status": "Success", "message": "Number Already Existed"}
 TOKEN_USER_NULL = _false("UserName is null")
@@ -124,6 +125,7 @@ class Account:
     auth_mode: str
     campaigns: dict[str, Campaign]
     token_id: int | None = None  # the one live token; a newer one kills the older
+    dnd: set[str] = field(default_factory=set)  # numbers answered "PhoneNumber Added is a DND Number"
     generations: deque[float] = field(default_factory=deque)
 
 
@@ -163,7 +165,11 @@ def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
             for number in c.get("numbers", []):
                 camp.store({"phoneNumber": str(number), "preexisting": True})
             campaigns[camp.name] = camp
-        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns)
+        dnd = a.get("dnd_numbers", [])
+        if not isinstance(dnd, list):
+            raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
+        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
+                                 dnd={str(n).strip() for n in dnd})
     return accounts
 
 
@@ -362,6 +368,8 @@ class SandboxState:
                 return Answer.raw(AGENT_UNKNOWN, "agent-unknown")
         if campaign.type == "skill-wise" and str(body.get("skill") or "").strip() not in campaign.skills:
             return Answer.raw(SKILL_INVALID, "skill-invalid")
+        if phone in account.dnd:
+            return Answer.json(DND_NUMBER, "dnd")
         if str(body.get("checkDuplicate", "")).strip().upper() == "TRUE" and campaign.numbers[phone]:
             return Answer.json(NUMBER_EXISTED if campaign.type == "skill-wise" else NUMBER_EXISTS, "exists")
 

@@ -18,6 +18,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate": str, "workers": int, "retries": int, "timeout": (int, float),
     "campaign": str, "skill": str, "agent_id": str, "priority": (str, int), "expiry_date": str,
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
+    "suppress": list, "skip_loaded_within": str, "skip_scope": str,
 }
 SECRET = "api_key"
 # Built-in defaults of the settings that have one (the command line declares its options with these).

@@ -16,7 +16,7 @@ import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, recording
+from .jobs import InputOptions, fewer_collections, log_end, note_suppression, recording
 from .journal import Journal, JournalState
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
@@ -154,6 +154,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         slots = threading.BoundedSemaphore(settings.workers * 2)
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-send") as pool:
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                if body is not None and opts.suppression and opts.suppression.screen(outcome):
+                    body = None
                 if body is not None and resume and resume.done(outcome):
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
                     body = None
@@ -169,6 +171,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 flush()
             flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
         summary.column_map = first_pass.column_map
+        note_suppression(opts, summary)
         summary.elapsed = clock() - started
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
