@@ -20,6 +20,7 @@ import typer
 
 from . import __version__, jobs, report
 from .checks import CheckSettings, RowDefaults
+from .ledger import SkipScope
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .settings import DEFAULTS, PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
@@ -198,6 +199,10 @@ def _upload_options(
     restart: Annotated[bool, typer.Option(
         "--restart", rich_help_panel=UNATTENDED,
         help="Start over although an earlier run of this file did not finish.")] = False,
+    skip_loaded_within: Annotated[Optional[str], typer.Option(
+        rich_help_panel=UNATTENDED, help="Skip numbers the ledger saw added this lately, such as 30d, 12h.")] = None,
+    skip_scope: Annotated[SkipScope, typer.Option(
+        rich_help_panel=UNATTENDED, help="Where --skip-loaded-within looks.")] = SkipScope.campaign,
 ) -> None:
     """Holds the options of `upload` beyond those of every lead-file command."""
 
@@ -364,6 +369,7 @@ def upload(**o: Any) -> None:
     def body() -> ExitCode:
         from .cloudagent import Connection, default_cache_dir, make_session
         from .journal import default_journal_path, input_lock, journal_lock, prepare_journal
+        from .ledger import RunLog, open_ledger, skip_rule
         from .pacing import parse_rate
         from .upload import Interrupt, Resume, UploadSettings, upload as run_upload
 
@@ -387,6 +393,7 @@ def upload(**o: Any) -> None:
             lead_file = stack.enter_context(
                 jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None))
             _note_encoding(lead_file)
+            ledger_db = None if o["use_sandbox"] else stack.enter_context(contextlib.closing(open_ledger()))
             if opts.file != "-":
                 stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
             journal = resume = None
@@ -403,16 +410,58 @@ def upload(**o: Any) -> None:
                     resume = Resume(state, journal.digest)
             elif o["resume"]:
                 raise ConfigError("--resume needs the journal (leave out --no-journal)")
+            within, scope = skip_rule(s["skip_loaded_within"].value, s["skip_scope"].value)
+            if o["use_sandbox"] and within:
+                raise ConfigError("--skip-loaded-within needs the run ledger, which --sandbox runs do not keep")
+            run_log = ledger_db and RunLog(ledger_db, "upload", conn.base_url, conn.username, profile.name,
+                                           lead_file.name, journal.digest if journal else lead_file.digest)
             settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=int(s["workers"].value),
-                                      retries=int(s["retries"].value), timeout=float(s["timeout"].value))
+                                      retries=int(s["retries"].value), timeout=float(s["timeout"].value),
+                                      skip_loaded_within=within, skip_scope=scope)
             session = stack.enter_context(make_session(settings.workers, conn.base_url))
             interrupt = Interrupt()
             stack.callback(_install_interrupt(interrupt))
             progress = stack.enter_context(report.progress_bar(sys.stderr, "Uploading", enabled=_progress_enabled(o)))
             summary = run_upload(opts, settings, lead_file, today=dt.date.today(), session=session,
                                  clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
-                                 progress=progress, interrupt=interrupt, journal=journal, resume=resume)
+                                 progress=progress, interrupt=interrupt, journal=journal, resume=resume,
+                                 ledger=run_log)
         return _finish(summary, o)
+    _run(body)
+
+
+@app.command()
+def history(
+    run: Annotated[Optional[int], typer.Argument(help="A run's id: show its counts and rows.",
+                                                 show_default=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many recent runs to list.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    results: Annotated[Optional[Path], typer.Option(
+        help="Write the run's rows to this file (.csv, or .jsonl for JSON Lines).")] = None,
+) -> None:
+    """List recent upload and undo runs from the run ledger, or show one run."""
+    def body() -> ExitCode:
+        from .ledger import open_ledger, run_object, write_leads
+
+        with contextlib.closing(open_ledger()) as ledger:
+            if run is None:
+                runs = ledger.runs(limit)
+                if json_out:
+                    print(json.dumps([run_object(r) for r in runs], ensure_ascii=False))
+                else:
+                    report.print_runs(report.make_console(sys.stdout), runs)
+                return ExitCode.OK
+            found = ledger.run(run)
+            if found is None:
+                raise ConfigError(f"no run {run} in the ledger {ledger.path}")
+            leads = ledger.leads(run)
+        if results:
+            write_leads(results, leads)
+        if json_out:
+            print(json.dumps(run_object(found, leads), ensure_ascii=False))
+        else:
+            report.print_run(report.make_console(sys.stdout), found, leads)
+        return ExitCode.OK
     _run(body)
 
 

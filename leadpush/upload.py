@@ -18,6 +18,7 @@ from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
 from .jobs import InputOptions, fewer_collections, log_end, note_suppression, recording
 from .journal import Journal, JournalState
+from .ledger import RunLog
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
@@ -32,6 +33,8 @@ class UploadSettings:
     workers: int = 4
     retries: int = 3
     timeout: float = 30.0
+    skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
+    skip_scope: str = "campaign"  # campaign | account
 
 
 class Interrupt(threading.Event):
@@ -95,7 +98,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
            session: requests.Session, clock: Callable[[], float], sleep: Callable[[float], None],
            progress: Any, interrupt: threading.Event | None = None, rng: random.Random | None = None,
            wall_clock: Callable[[], float] | None = None, journal: Journal | None = None,
-           resume: Resume | None = None) -> RunSummary:
+           resume: Resume | None = None, ledger: RunLog | None = None) -> RunSummary:
     """Send every valid row; `interrupt` (set by Ctrl-C) stops dispatching and lets in-flight rows finish."""
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
@@ -114,6 +117,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     stop = _Stop(interrupt or threading.Event())
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
+    if ledger:
+        ledger.start()
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
         reason = stop.why_not(outcome.campaign)
@@ -135,6 +140,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
         outcome.status, outcome.message = sent.status, message
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
+        if ledger:
+            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
         if journal and sent.attempts:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
@@ -159,6 +166,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 if body is not None and resume and resume.done(outcome):
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
                     body = None
+                if body is not None and ledger and settings.skip_loaded_within:
+                    lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
+                    if lately:
+                        outcome.status, outcome.message, body = Status.SKIPPED, lately, None
                 reason = stop.why_not(outcome.campaign) if body is not None else None
                 if body is None or reason:
                     pending.append(_abort(outcome, reason) if reason else outcome)
@@ -181,6 +192,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
                                       interrupted=stop.interrupt.is_set(),
                                       terminated=getattr(stop.interrupt, "terminated", False))
+    if ledger:
+        ledger.end(recorder.counts, summary.exit_code)
+        summary.extra["run"] = ledger.run_id
     log_end(summary)
     return summary
 
