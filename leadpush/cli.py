@@ -465,6 +465,93 @@ def history(
     _run(body)
 
 
+def _undo_options(
+    target: Annotated[str, typer.Argument(help="The run to undo: its id in the ledger (leadpush history), or its "
+                                                "journal file.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for cron).")] = False,
+    rate: Annotated[str, typer.Option(help="Requests per time, all included (100/min is CloudAgent's limit).",
+                                      rich_help_panel=CONNECTING)] = DEFAULTS["rate"],
+    workers: Annotated[int, typer.Option(min=1, max=64, rich_help_panel=CONNECTING,
+                                         help="Requests in flight at once.")] = DEFAULTS["workers"],
+    retries: Annotated[int, typer.Option(min=0, max=20, rich_help_panel=CONNECTING,
+                                         help="Retries per lead for faults.")] = DEFAULTS["retries"],
+    timeout: Annotated[float, typer.Option(min=0.1, rich_help_panel=CONNECTING,
+                                           help="Seconds to wait for each answer.")] = DEFAULTS["timeout"],
+    journal: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=UNATTENDED, help="The undo's journal; by default beside its source.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=UNATTENDED,
+                                         help="Continue an undo that stopped.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", rich_help_panel=UNATTENDED,
+                                          help="Start over although an earlier undo did not finish.")] = False,
+    results: Annotated[Optional[Path], typer.Option(
+        help="Write every lead's outcome to this file (.csv, or .jsonl).", rich_help_panel=OUTPUT)] = None,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.",
+                                               rich_help_panel=OUTPUT)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and a one-line summary.",
+                                        rich_help_panel=OUTPUT)] = False,
+) -> None:
+    """Holds the options of `undo`."""
+
+
+@app.command()
+@_with_options(_profile_options, _connection_options, _undo_options)
+def undo(**o: Any) -> None:
+    """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
+    ctx = o.pop("ctx")
+
+    def body() -> ExitCode:
+        from .cloudagent import default_cache_dir, make_session
+        from .journal import journal_lock, prepare_journal
+        from .ledger import RunLog, open_ledger
+        from .pacing import parse_rate
+        from .undo import UndoOutput, default_undo_journal, plan_undo, undo as run_undo
+        from .upload import Interrupt, UploadSettings
+
+        if o["resume"] and o["restart"]:
+            raise ConfigError("--resume and --restart exclude each other")
+        s, profile = _settings(ctx, o)
+        conn = _connection(s, profile, use_prompt=sys.stdin.isatty())
+        rate = parse_rate(s["rate"].value)
+        with contextlib.ExitStack() as stack:
+            ledger = stack.enter_context(contextlib.closing(open_ledger()))
+            plan = plan_undo(o["target"], ledger, conn)
+            if not o["quiet"] or not o["yes"]:
+                _stderr(plan.describe())
+            if not plan.leads:
+                _stderr("Nothing to delete.")
+                return ExitCode.OK
+            if not o["yes"]:
+                if not sys.stdin.isatty():
+                    raise ConfigError("undo asks before deleting; pass --yes to run it without a terminal")
+                if not typer.confirm(f"Delete these {len(plan.leads)} leads from CloudAgent?", err=True):
+                    _stderr("Nothing deleted.")
+                    return ExitCode.OK
+            path = o["journal"] or default_undo_journal(plan)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(journal_lock(path))
+            journal, state, note = prepare_journal(path, plan.digest, resume=o["resume"], restart=o["restart"],
+                                                   file=plan.source)
+            stack.callback(journal.close)
+            if note:
+                _stderr(f"Note: {note}")
+            settings = UploadSettings(conn=conn, rate=rate, cache_dir=default_cache_dir(),
+                                      workers=int(s["workers"].value), retries=int(s["retries"].value),
+                                      timeout=float(s["timeout"].value))
+            run_log = RunLog(ledger, "undo", conn.base_url, conn.username, profile.name, plan.source,
+                             undo_of=plan.run["id"] if plan.run else None)
+            session = stack.enter_context(make_session(settings.workers, conn.base_url))
+            interrupt = Interrupt()
+            stack.callback(_install_interrupt(interrupt))
+            progress = stack.enter_context(report.progress_bar(sys.stderr, "Deleting", enabled=_progress_enabled(o)))
+            summary = run_undo(plan, settings, session=session, clock=time.monotonic, wall_clock=time.time,
+                               sleep=time.sleep, progress=progress, run_log=run_log, journal=journal, resume=state,
+                               interrupt=interrupt,
+                               output=UndoOutput(results=o["results"], table="none" if o["json_summary"] or o[
+                                   "quiet"] else "auto"))
+        return _finish(summary, o)
+    _run(body)
+
+
 @config_app.command("show")
 @_with_options(_profile_options, _connection_options)
 def config_show(**o: Any) -> None:

@@ -76,8 +76,9 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
     if summary.extra.get("run") is not None:
-        console.print(f"Run {summary.extra['run']} in the ledger (leadpush history {summary.extra['run']}; "
-                      f"leadpush undo {summary.extra['run']})")
+        run = summary.extra["run"]
+        console.print(f"Run {run} in the ledger (leadpush history {run}"
+                      + (f"; leadpush undo {run})" if summary.command == "upload" else ")"))
     if summary.results_file:
         console.print(f"Results: {escape(summary.results_file)}")
     if summary.failures_file:

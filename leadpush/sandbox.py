@@ -28,6 +28,7 @@ from .outcomes import ConfigError
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
+DELETE_PATH = "/ca_apis/deleteCampaignData"
 DEMO_USER = "demo"
 DEMO_KEY = "demo-key"
 CAMPAIGN_TYPES = ("progressive", "predictive", "preview", "ivr", "agent-wise", "skill-wise", "inbound")
@@ -73,6 +74,11 @@ SKILL_INVALID = b'"status": "FAIL",\n"message": "Please provide valid skill"'
 DND_NUMBER = {"status": "FAIL", "message": "PhoneNumber Added is a DND Number"}  # the legacy APIs' answer
 NUMBER_EXISTS = {"status": "SUCCESS", "message": "Number Already Exist"}
 NUMBER_EXISTED = {"status": "Success", "message": "Number Already Existed"}
+# Delete Campaign Data: the messages are the vendor's; the status values are not documented (a choice).
+DELETED = {"status": "Success", "message": "Deleted Successfully"}
+DELETE_NO_CAMPAIGN = {"status": "Error", "message": "Campaign should not be null are empty"}
+DELETE_BAD_CAMPAIGN = {"status": "Error", "message": "Passed campaign are invalid"}
+DELETE_NO_PHONE = {"status": "Error", "message": "PhoneNumber should not be null are empty"}
 TOKEN_USER_NULL = _false("UserName is null")
 TOKEN_BAD_LOGIN = _false("Invalid userName or apiKey")
 # Not documented by the vendor (the cap is, its answer is not): the sandbox's choice.
@@ -112,6 +118,17 @@ class Campaign:
     skills: set[str] = field(default_factory=set)
     leads: list[dict[str, Any]] = field(default_factory=list)
     numbers: Counter[str] = field(default_factory=Counter)
+    deletions: Counter[str] = field(default_factory=Counter)  # per number: requests that removed leads
+
+    def delete(self, phone: str) -> int:
+        """Remove every lead with this number; how many there were."""
+        kept = [lead for lead in self.leads if str(lead.get("phoneNumber")) != phone]
+        removed = len(self.leads) - len(kept)
+        if removed:
+            self.leads = kept
+            del self.numbers[phone]
+            self.deletions[phone] += 1
+        return removed
 
     def store(self, lead: dict[str, Any]) -> None:
         self.leads.append(lead)
@@ -211,7 +228,8 @@ class SandboxState:
             self.rng = random.Random(self.seed)
             self.token_serial = 0
             self.windows: dict[str, deque[float]] = {}
-            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter()}
+            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter(),
+                                                  "deleteCampaignData": Counter()}
             self.tokens_issued = 0
             self._arrivals_1s: deque[float] = deque()
             self._arrivals_60s: deque[float] = deque()
@@ -315,8 +333,48 @@ class SandboxState:
         answer.drop = drop
         return answer
 
-    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+    def delete_campaign_data(self, headers: dict[str, str], raw: bytes) -> tuple[Answer, float]:
+        """Delete Campaign Data: the same auth, rate limit, faults and latency as Add Campaign Data."""
+        with self.lock:
+            now = self.clock()
+            api_key = headers.get("apikey", "").strip()
+            answer = self._rate_limited(f"delete:{api_key or '-'}", now)
+            if answer is None and self.fail_rate and self.rng.random() < self.fail_rate:
+                answer = Answer(status=503, body=HTML_503, content_type="text/html", outcome="http-503")
+            if answer is None:
+                drop = bool(self.drop_rate) and self.rng.random() < self.drop_rate
+                answer = self._delete(headers, raw, api_key, now)
+                answer.drop = drop
+            self.stats["deleteCampaignData"][answer.outcome] += 1
+            delay = 0.0
+            if self.latency_ms or self.jitter_ms:
+                delay = max(0.0, self.latency_ms + self.rng.uniform(-self.jitter_ms, self.jitter_ms)) / 1000
+            return answer, delay
+
+    def _delete(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
         body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
+        name = body.get("campaignName")
+        if name is None or str(name).strip() == "":
+            return Answer.json(DELETE_NO_CAMPAIGN, "no-campaign")
+        campaign = account.campaigns.get(str(name))
+        if campaign is None:
+            return Answer.json(DELETE_BAD_CAMPAIGN, "unknown-campaign")
+        phone = body.get("phoneNumber")
+        if phone is None or str(phone).strip() == "":
+            return Answer.json(DELETE_NO_PHONE, "no-phone")
+        # Nothing to delete is answered as a delete (a choice: the vendor is silent), so that a
+        # resend after a lost answer hears the same as the first request.
+        removed = campaign.delete(str(phone).strip())
+        return Answer.json(DELETED, "deleted" if removed else "deleted-none")
+
+    def _refuse_account(self, headers: dict[str, str], body: dict[str, Any] | None, api_key: str,
+                        now: float) -> Answer | None:
+        """The checks every token-auth API makes before looking at the request itself."""
         if body is None:
             return Answer(status=400, body=json.dumps(_false("Invalid request body")).encode(), outcome="bad-body")
         # As documented: a missing apiKey header has its own answer; an empty or wrong one
@@ -338,7 +396,15 @@ class SandboxState:
             return Answer.json(TOKEN_EMPTY, "token-empty")
         if not self._token_ok(token, account, now):
             return Answer.json(TOKEN_EXPIRED, "token-expired")
+        return None
 
+    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+        body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
         name = body.get("campaignName")
         if name is None or str(name).strip() == "":
             return Answer.json(NO_CAMPAIGN, "no-campaign")
@@ -402,7 +468,7 @@ class SandboxState:
     def leads_view(self) -> dict[str, Any]:
         with self.lock:
             return {"accounts": {a.user: {"campaigns": {c.name: {
-                "type": c.type, "started": c.started, "leads": list(c.leads)}
+                "type": c.type, "started": c.started, "leads": list(c.leads), "deletions": dict(c.deletions)}
                 for c in a.campaigns.values()}} for a in self.accounts.values()}}
 
     def stats_view(self) -> dict[str, Any]:
@@ -484,6 +550,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.log_request(self.command, path, raw, answer)
         self._send(answer)
 
+    def do_DELETE(self) -> None:  # noqa: N802
+        raw = self._read()
+        path = self.path.split("?")[0]
+        if path == DELETE_PATH:
+            answer, delay = self.sandbox.state.delete_campaign_data({k.lower(): v for k, v in self.headers.items()},
+                                                                    raw)
+        else:
+            answer, delay = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                                   content_type="text/html", headers={"Allow": "POST"}, outcome="405"), 0.0
+        if delay:
+            self.sandbox.sleep(delay)
+        self.sandbox.log_request(self.command, path, raw, answer)
+        self._send(answer)
+
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
         state = self.sandbox.state
@@ -491,6 +571,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = Answer(body=json.dumps(state.leads_view()).encode())
         elif path == "/sandbox/stats":
             answer = Answer(body=json.dumps(state.stats_view()).encode())
+        elif path == DELETE_PATH:
+            answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                            content_type="text/html", headers={"Allow": "DELETE"})
         elif path in (TOKEN_PATH, ADD_PATH):
             answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
                             content_type="text/html", headers={"Allow": "POST"})
