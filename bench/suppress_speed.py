@@ -3,7 +3,9 @@
 Run:  python bench/suppress_speed.py [--numbers 5000000] [--region IN --region-numbers 200000]
 Each measurement runs in a fresh child process: load time (wall), the list's bytes per number
 (its hash table of 8-byte keys), the child's peak RSS over that of a child that only imports leadpush, and
-the time `Suppression.screen` adds per row (half the rows on the list, half not).
+the CPU time `Suppression.screen` adds per row (half the rows on the list, half not). CPU time
+(process time) is printed beside wall time because the machine is shared: wall time grows with
+the load of other processes, CPU time much less. --repeat N keeps the fastest of N.
 """
 
 from __future__ import annotations
@@ -28,23 +30,23 @@ def hwm():  # peak RSS of this process image (ru_maxrss would include the parent
 path, region, probe = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 if path == "-":
     print(json.dumps({"rss": hwm()})); sys.exit()
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 sup = load_suppression([path], region=region, today=dt.date(2026, 11, 27))
-load = time.perf_counter() - t
+load, load_cpu = time.perf_counter() - t, time.process_time() - c
 lst = sup.lists[0]
 phones = [line.strip() for line in open(probe)]
 rows = [RowOutcome(i, Status.VALID, "", p, "c") for i, p in enumerate(phones)]
-t = time.perf_counter()
+t = time.process_time()
 for o in rows:
     pass
-empty = time.perf_counter() - t
-t = time.perf_counter()
+empty = time.process_time() - t
+t = time.process_time()
 screen = sup.screen
 for o in rows:
     screen(o)
-per_row = (time.perf_counter() - t - empty) / len(rows)
+per_row = (time.process_time() - t - empty) / len(rows)
 hits = sum(o.status is Status.SUPPRESSED for o in rows)
-print(json.dumps({"load": load, "entries": lst.entries, "bytes": lst.table.nbytes,
+print(json.dumps({"load": load, "load_cpu": load_cpu, "entries": lst.entries, "bytes": lst.table.nbytes,
                   "rss": hwm(),
                   "per_row_us": per_row * 1e6, "hits": hits, "probes": len(rows)}))
 """
@@ -72,23 +74,26 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=200_000)
     ap.add_argument("--region", default="IN")
     ap.add_argument("--region-numbers", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     print(f"command: python bench/suppress_speed.py --numbers {a.numbers} --probes {a.probes} "
-          f"--region {a.region} --region-numbers {a.region_numbers}")
+          f"--region {a.region} --region-numbers {a.region_numbers} --repeat {a.repeat}")
     base = child("-", "", "")["rss"]
     with tempfile.TemporaryDirectory() as tmp:
         for n, region in ((a.numbers, ""), (a.region_numbers, a.region)):
             path, probe = Path(tmp) / "dnc.csv", Path(tmp) / "probe.txt"
             generate(path, probe, n, a.probes if not region else min(a.probes, 20_000))
-            r = child(str(path), region, str(probe))
+            runs = [child(str(path), region, str(probe)) for _ in range(a.repeat)]
+            r = min(runs, key=lambda x: x["load"])
+            r["per_row_us"] = min(x["per_row_us"] for x in runs)
             extra = r["rss"] - base
             print(f"{'--region ' + region if region else 'no region'}: {r['entries']:,} numbers "
-                  f"({path.stat().st_size / 1e6:.1f} MB) loaded in {r['load']:.2f} s "
+                  f"({path.stat().st_size / 1e6:.1f} MB) loaded in {r['load']:.2f} s wall, {r['load_cpu']:.2f} s CPU "
                   f"({r['load'] / r['entries'] * 1e6:.2f} us/number); list {r['bytes'] / r['entries']:.1f} "
                   f"bytes/number; peak RSS over a bare import {extra / 1e6:.0f} MB "
                   f"({extra / r['entries']:.0f} bytes/number, while building); "
-                  f"check {r['per_row_us']:.3f} us/row ({r['hits']}/{r['probes']} on the list)")
+                  f"check {r['per_row_us']:.3f} us/row (CPU) ({r['hits']}/{r['probes']} on the list)")
 
 
 if __name__ == "__main__":
