@@ -40,6 +40,14 @@ def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
                           sheet=opts.sheet, stdin=stdin)
 
 
+def reading_notes(lead_file: LeadFile) -> list[str]:
+    """What the user should know about how the file was read, before its rows."""
+    if lead_file.encoding_note:
+        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                f"(choose another with --encoding)."]
+    return []
+
+
 def _same_file(a: Path, b: str) -> bool:
     try:
         return b != "-" and a.resolve() == Path(b).resolve()
@@ -125,7 +133,7 @@ def note_suppression(opts: InputOptions, summary: RunSummary) -> None:
     """How many rows each do-not-call list removed, for the summary and --json."""
     if opts.suppression:
         counts = opts.suppression.counts
-        summary.extra["suppressed_by"] = {lst.name: counts.get(lst.name, 0) for lst in opts.suppression.lists}
+        summary.suppressed_by = {lst.name: counts.get(lst.name, 0) for lst in opts.suppression.lists}
 
 
 def one_line(summary: RunSummary) -> str:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from .outcomes import ConfigError, RowOutcome, Status
 
 LEDGER_NAME = "ledger.sqlite3"
 KEPT = frozenset({Status.ADDED, Status.EXISTS, Status.DELETED})  # the rows a run leaves in the ledger
-SCOPES = ("campaign", "account")
 BUSY_SECONDS = 30.0  # another run's transaction takes milliseconds; longer than this is a stuck lock
 
 # Each step takes the schema from the version before it to its own; a new version appends one.
@@ -56,19 +55,11 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class SkipScope(str, Enum):
+class SkipScope(StrEnum):
     """Where --skip-loaded-within looks: the row's campaign, or every campaign of the account."""
 
-    campaign = "campaign"
-    account = "account"
-
-
-def skip_rule(within: str | None, scope: str | None) -> tuple[dt.timedelta | None, str]:
-    """--skip-loaded-within and --skip-scope (from flags or a profile), checked."""
-    scope = scope or SkipScope.campaign.value
-    if scope not in SCOPES:
-        raise ConfigError(f"--skip-scope {scope!r}: use campaign or account")
-    return (parse_window(within) if within else None), scope
+    CAMPAIGN = "campaign"
+    ACCOUNT = "account"
 
 
 class LedgerError(ConfigError):

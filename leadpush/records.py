@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,15 @@ FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_ALL_UP_TO = 200  # files up to this many rows show every row by default
 TABLE_MAX_ROWS = 1000  # at most this many problem rows are kept for the table
+
+
+class TableMode(StrEnum):
+    """Which rows the terminal table shows."""
+
+    AUTO = "auto"  # every row up to TABLE_ALL_UP_TO rows, else only the problems
+    ALL = "all"
+    PROBLEMS = "problems"
+    NONE = "none"
 
 
 def formula_safe(text: str) -> str:
@@ -162,12 +172,12 @@ class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
     def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresWriter | None = None,
-                 table: str = "auto", log: LogWriter | None = None) -> None:
+                 table: str = TableMode.AUTO, log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
         self.log = log
         self._counts = [0] * len(Status)
-        self.table_mode = table  # auto | all | problems | none
+        self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
@@ -233,7 +243,9 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
+    run: int | None = None  # this run's id in the run ledger
+    undo_of: int | None = None  # undo: the ledger run it undid
 
     def count_items(self) -> list[tuple[Status, int]]:
         """(status, rows) for the statuses that occurred, in the order summaries list them."""

@@ -63,7 +63,7 @@ def print_summary(console: Console, summary: RunSummary) -> None:
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
-    for name, n in summary.extra.get("suppressed_by", {}).items():
+    for name, n in (summary.suppressed_by or {}).items():
         console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
@@ -75,8 +75,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             n = summary.token_generations
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
-    if summary.extra.get("run") is not None:
-        run = summary.extra["run"]
+    if summary.run is not None:
+        run = summary.run
         console.print(f"Run {run} in the ledger (leadpush history {run}"
                       + (f"; leadpush undo {run})" if summary.command == "upload" else ")"))
     if summary.results_file:
@@ -111,7 +111,9 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
+    for name in ("suppressed_by", "run", "undo_of"):
+        if getattr(summary, name) is not None:
+            obj[name] = getattr(summary, name)
     return obj
 
 
@@ -195,7 +197,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn()]

@@ -1,6 +1,6 @@
 """A faithful local CloudAgent: the token and Add Campaign Data APIs over HTTP, for trying leadpush and for tests.
 
-Every answer below is one the vendor documents (../shared/cloudagent/); where the vendor is silent
+Every answer below is one the vendor documents (docs/cloudagent.md); where the vendor is silent
 or contradicts itself, the choice made is written in docs/sandbox.md.
 """
 
@@ -16,7 +16,6 @@ import random
 import re
 import threading
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .outcomes import ConfigError
+from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
@@ -49,7 +49,7 @@ DEMO_CONFIG: dict[str, Any] = {"accounts": [{
 _PHONE = re.compile(r"^\+?\d{3,16}$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 
-# The vendor's bodies, as documented. The brace-less ones are byte for byte as the seed shows them.
+# The vendor's bodies, as documented. The brace-less ones are byte for byte as the vendor's page shows them.
 def _false(message: str) -> dict[str, Any]:
     return {"status": "false", "message": message, "data": None}
 
@@ -79,6 +79,7 @@ DELETED = {"status": "Success", "message": "Deleted Successfully"}
 DELETE_NO_CAMPAIGN = {"status": "Error", "message": "Campaign should not be null are empty"}
 DELETE_BAD_CAMPAIGN = {"status": "Error", "message": "Passed campaign are invalid"}
 DELETE_NO_PHONE = {"status": "Error", "message": "PhoneNumber should not be null are empty"}
+DELETE_NO_RECORD = {"status": "Error", "message": "No Record Found"}
 TOKEN_USER_NULL = _false("UserName is null")
 TOKEN_BAD_LOGIN = _false("Invalid userName or apiKey")
 # Not documented by the vendor (the cap is, its answer is not): the sandbox's choice.
@@ -147,15 +148,7 @@ class Account:
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return DEMO_CONFIG
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return DEMO_CONFIG if path is None else load_toml(path)
 
 
 def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
@@ -367,10 +360,9 @@ class SandboxState:
         phone = body.get("phoneNumber")
         if phone is None or str(phone).strip() == "":
             return Answer.json(DELETE_NO_PHONE, "no-phone")
-        # Nothing to delete is answered as a delete (a choice: the vendor is silent), so that a
-        # resend after a lost answer hears the same as the first request.
-        removed = campaign.delete(str(phone).strip())
-        return Answer.json(DELETED, "deleted" if removed else "deleted-none")
+        if not campaign.delete(str(phone).strip()):
+            return Answer.json(DELETE_NO_RECORD, "no-record")
+        return Answer.json(DELETED, "deleted")
 
     def _refuse_account(self, headers: dict[str, str], body: dict[str, Any] | None, api_key: str,
                         now: float) -> Answer | None:
@@ -550,7 +542,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.log_request(self.command, path, raw, answer)
         self._send(answer)
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         raw = self._read()
         path = self.path.split("?")[0]
         if path == DELETE_PATH:
@@ -625,10 +617,19 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop a sandbox started with `start()` (or `with`), and close its socket."""
         self.server.shutdown()
-        self.server.server_close()
+        self.close()
         if self.thread is not None:
             self.thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Close the listening socket (after `serve_forever` returned)."""
+        self.server.server_close()
+
+    def campaign_names(self, account: int = 0) -> list[str]:
+        """The campaigns of an account, in the order the config lists them (the demo's by default)."""
+        return [c["name"] for c in self.state.config["accounts"][account]["campaigns"]]
 
     def __enter__(self) -> Sandbox:
         return self.start()

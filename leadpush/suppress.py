@@ -196,13 +196,14 @@ def read_list(path: str, *, region: str | None, today: dt.date) -> SuppressionLi
         dates: dict[Any, dt.date | None] = {}
         add, append = _add, lst.keys.append
         try:
-            for line, values in lead_file.rows():
+            row: Any
+            for line, row in lead_file.rows():
                 if expiry_col is not None:
-                    until = _until(dates, values[expiry_col], path, line, keys[expiry_col])
+                    until = _until(dates, row[expiry_col], path, line, keys[expiry_col])
                     if until is not None and until < today:
                         lst.expired += 1
                         continue
-                raw = values[phone_col]
+                raw = row[phone_col]
                 # The common case, a clean number without a region, takes the shortest way.
                 if region is None and raw.__class__ is str and _PHONE.match(raw):
                     append(int(raw[1:]) + _PLUS_MARK[len(raw) - 1] if raw[0] == "+"
@@ -242,6 +243,7 @@ def _until(memo: dict[Any, dt.date | None], raw: Any, path: str, line: int, colu
     if text:
         day, problem = _read_date(text, None)
         if problem:
-            raise ConfigError(f"{path}: line {line}, column {column.strip()!r}: {problem.replace('expiry date', 'date')}")
+            problem = problem.replace("expiry date", "date")
+            raise ConfigError(f"{path}: line {line}, column {column.strip()!r}: {problem}")
     memo[raw] = day
     return day

@@ -8,19 +8,34 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from .cloudagent import _ACCOUNT, RETRY_AFTER_CAP, TOKEN_RESENDS, Connection, Sender, Sent, TokenKeeper, \
-    TokenStore, TokenUnavailable, Verdict, _never_reached, _transport_reason, classify, parse_answer
-from .journal import Journal, JournalState, read_journal
+from .cloudagent import (
+    _ACCOUNT,
+    RETRY_AFTER_CAP,
+    TOKEN_RESENDS,
+    Connection,
+    Sender,
+    Sent,
+    TokenKeeper,
+    TokenStore,
+    TokenUnavailable,
+    Verdict,
+    _never_reached,
+    _transport_reason,
+    classify,
+    parse_answer,
+)
+from .journal import Journal, JournalChoice, JournalState, open_journal, read_journal
 from .ledger import Ledger, RunLog, default_data_dir, local_time
 from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for, scrub
 from .pacing import Pacer
-from .records import Recorder, ResultsWriter, RunSummary
+from .records import Recorder, ResultsWriter, RunSummary, TableMode
 from .upload import UploadSettings, _abort, _Stop
 
 DELETE_PATH = "/ca_apis/deleteCampaignData"
@@ -79,7 +94,7 @@ def plan_undo(target: str, ledger: Ledger, conn: Connection) -> UndoPlan:
     state = read_journal(path)
     if state.empty:
         raise ConfigError(f"{target}: not a leadpush journal (no run recorded in it)")
-    added: dict[tuple[str, str], RowOutcome] = {}
+    found: dict[tuple[str, str], RowOutcome] = {}
     existed = 0
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -91,11 +106,11 @@ def plan_undo(target: str, ledger: Ledger, conn: Connection) -> UndoPlan:
                 continue
             if rec.get("status") == Status.ADDED.value:
                 key = (str(rec.get("campaign", "")), str(rec.get("phone", "")))
-                added.setdefault(key, RowOutcome(int(rec.get("row", 0)), Status.VALID, "", key[1], key[0]))
+                found.setdefault(key, RowOutcome(int(rec.get("row", 0)), Status.VALID, "", key[1], key[0]))
             elif rec.get("status") == Status.EXISTS.value:
                 existed += 1
     digest = "undo-journal-" + str(path.resolve())
-    return UndoPlan(str(path), digest, list(added.values()), existed=existed)
+    return UndoPlan(str(path), digest, list(found.values()), existed=existed)
 
 
 def default_undo_journal(plan: UndoPlan) -> Path:
@@ -103,6 +118,21 @@ def default_undo_journal(plan: UndoPlan) -> Path:
         return default_data_dir() / "undo" / f"run-{plan.run['id']}.leadpush-journal.jsonl"
     p = Path(plan.source)
     return p.with_name(p.name + ".undo.jsonl")
+
+
+def open_undo_journal(stack: ExitStack, plan: UndoPlan,
+                      choice: JournalChoice) -> tuple[Journal, JournalState | None, str | None]:
+    """The undo's own journal, by upload's rule: an undo that stopped is continued with --resume,
+    or started over with --restart, never silently either (closed and unlocked by `stack`)."""
+    if choice.resume and choice.restart:
+        raise ConfigError("--resume and --restart exclude each other")
+    path = choice.path or default_undo_journal(plan)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{path.parent}: cannot be created ({e.strerror})") from None
+    journal, resume, note = open_journal(stack, path, plan.digest, choice, plan.source)
+    return journal, None if resume is None else resume.state, note
 
 
 # ---------------------------------------------------------------------------- one delete
@@ -119,6 +149,8 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
     key = message.lower().rstrip(".! ")
     if key == "deleted successfully":
         return Verdict("deleted", message, status)
+    if key == "no record found":
+        return Verdict("no-record", message, status)
     if key == "token expired":
         return Verdict("token-expired", message, status)
     if key in _ACCOUNT:
@@ -169,6 +201,13 @@ class Deleter(Sender):
             self.tokens.used(token)
             if verdict.kind == "deleted":
                 return Sent(Status.DELETED, verdict.message, attempts, last_status)
+            if verdict.kind == "no-record" and maybe_done:
+                # An earlier attempt went unanswered: it is the one that deleted the lead.
+                return Sent(Status.DELETED, f"{verdict.message} on a resend: an earlier attempt whose answer was "
+                                            f"lost deleted it", attempts, last_status)
+            if verdict.kind == "no-record":
+                return Sent(Status.SKIPPED, f"not in the campaign any more ({verdict.message}): nothing to delete",
+                            attempts, last_status)
             if verdict.kind == "rejected":
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status)
             if verdict.kind in ("account", "campaign"):
@@ -200,8 +239,7 @@ class Deleter(Sender):
 @dataclass
 class UndoOutput:
     results: Path | None = None
-    table: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
+    table: TableMode = TableMode.AUTO
 
 
 def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session, clock: Callable[[], float],
@@ -287,5 +325,5 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
                                       interrupted=stop.interrupt.is_set(),
                                       terminated=getattr(stop.interrupt, "terminated", False))
     run_log.end(recorder.counts, summary.exit_code)
-    summary.extra.update(output.extra, run=run_log.run_id, undo_of=plan.run["id"] if plan.run else None)
+    summary.run, summary.undo_of = run_log.run_id, plan.run["id"] if plan.run else None
     return summary

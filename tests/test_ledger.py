@@ -179,10 +179,10 @@ def test_skip_loaded_within_from_a_profile_and_bad_values(cli, sb, tmp_path, env
             "--config", cfg, "--json", env=env)
     assert json.loads(r.stdout)["counts"]["skipped"] == 1
     r = cli("upload", tmp_path / "b.csv", "--skip-loaded-within", "soon", env=env)
-    assert r.exit_code == 2 and "--skip-loaded-within 'soon': write a duration such as 30d" in r.stderr
+    assert r.exit_code == 2 and "skip-loaded-within (from flag) must be a duration such as 30d" in r.stderr
     cfg.write_text('[profiles.p]\nskip_scope = "galaxy"\n')
     r = cli("upload", tmp_path / "b.csv", "--profile", "p", "--config", cfg, env=env)
-    assert r.exit_code == 2 and "--skip-scope 'galaxy'" in r.stderr
+    assert r.exit_code == 2 and "must be one of campaign, account, not 'galaxy'" in r.stderr
 
 
 def test_the_window_ends_and_undone_leads_do_not_count(tmp_path):

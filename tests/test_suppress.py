@@ -1,4 +1,4 @@
-"""Do-not-call lists: reading them, matching by cleaned or parsed number, the `suppressed` status, the sandbox's DND answer."""
+"""Do-not-call lists: reading them, matching by cleaned or parsed number, `suppressed`, the sandbox's DND answer."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def test_without_region_the_cleaned_numbers_must_be_equal(cli, tmp_path):
     p = leads(tmp_path, ["09876543210", "+919876543210", "9876543210", "98765-43210"])
     (tmp_path / "dnc.txt").write_text("9876543210\n")
     r = cli("validate", p, "--suppress", tmp_path / "dnc.txt", "--json", "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.output
     assert [row["status"] for row in read_csv(tmp_path / "r.csv")] == ["valid", "valid", "suppressed", "skipped"]
 
 

@@ -1,4 +1,4 @@
-"""`leadpush undo`: exactly the added leads deleted, confirmation, resume after a kill, faults, the sandbox's delete API."""
+"""`leadpush undo`: exactly the added leads deleted, asking first, resume after a kill, faults, the delete API."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_faults_are_retried_because_a_resent_delete_is_harmless(tmp_path):
             summary = undo(plan, settings, session=session, clock=clock, sleep=clock.sleep, progress=progress,
                            run_log=RunLog(ledger, "undo", sb.base_url, "ops"), rng=random.Random(1))
         outcomes = sb.state.stats_view()["requests"]["deleteCampaignData"]
-        assert outcomes["http-503"] > 0 and outcomes["deleted-none"] > 0  # drops were resent
+        assert outcomes["http-503"] > 0 and outcomes["no-record"] > 0  # drops were resent
         assert summary.exit_code == 0 and summary.recorder.counts[Status.DELETED] == 30
         assert numbers(sb, "Morning") == Counter()
         assert set(campaign(sb, "Morning")["deletions"].values()) == {1}
@@ -172,7 +172,8 @@ def test_a_campaign_that_is_gone_stops_only_its_own_rows(tmp_path):
     with Sandbox(CONFIG, clock=clock, rate_limit=0) as sb:
         sb.state.accounts["ops"].campaigns["Morning"].store({"phoneNumber": "9400000000"})
         plan = UndoPlan("run 1", "undo-run-1", [
-            RowOutcome(2, Status.VALID, "", "9400000001", "Gone"), RowOutcome(3, Status.VALID, "", "9400000002", "Gone"),
+            RowOutcome(2, Status.VALID, "", "9400000001", "Gone"),
+            RowOutcome(3, Status.VALID, "", "9400000002", "Gone"),
             RowOutcome(4, Status.VALID, "", "9400000000", "Morning")])
         settings = UploadSettings(conn=Connection(sb.base_url, "ops", KEY), rate=parse_rate("6000/min"),
                                   cache_dir=tmp_path / "cache", workers=1)
@@ -190,6 +191,7 @@ def test_a_campaign_that_is_gone_stops_only_its_own_rows(tmp_path):
     ({"status": "Error", "message": "Campaign should not be null are empty"}, "campaign"),
     ({"status": "Error", "message": "Passed campaign are invalid"}, "campaign"),
     ({"status": "Error", "message": "PhoneNumber should not be null are empty"}, "rejected"),
+    ({"status": "Error", "message": "No Record Found"}, "no-record"),
     ({"status": "false", "message": "Token Expired"}, "token-expired"),
     ({"status": "false", "message": "Invalid User Details"}, "account"),
 ])
@@ -238,3 +240,14 @@ def test_the_sandbox_limits_deletes_to_100_a_minute():
                                         headers={"apiKey": KEY, "Authorization": f"Bearer {token}"}).status_code
                         for _ in range(103))
     assert codes == Counter({200: 100, 429: 3})
+
+
+def test_a_lead_someone_already_removed_is_skipped_not_failed(cli, sb, tmp_path, env):
+    assert cli("upload", write_csv(tmp_path / "l.csv", rows(3, start=9300000010)), "--rate", "6000/min",
+               env=env).exit_code == 0
+    sb.state.accounts["ops"].campaigns["Nightly"].delete("9300000011")  # removed by hand in CloudAgent
+    r = cli("undo", "1", "--yes", "--results", tmp_path / "u.csv", env=env)
+    assert r.exit_code == 0, r.output
+    got = {row["phoneNumber"]: (row["status"], row["message"]) for row in read_csv(tmp_path / "u.csv")}
+    assert got["9300000011"] == ("skipped", "not in the campaign any more (No Record Found): nothing to delete")
+    assert got["9300000010"][0] == got["9300000012"][0] == "deleted"
