@@ -267,7 +267,7 @@ def _source(ctx: typer.Context, name: str) -> str:
     return Source.DEFAULT.value
 
 
-def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
+def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date) -> jobs.InputOptions:
     if a.dayfirst and a.monthfirst:
         raise ConfigError("--dayfirst and --monthfirst exclude each other")
     checks = CheckSettings(
@@ -281,7 +281,7 @@ def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
         file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
         checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
         results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file,
-        suppression=load_suppression(s.suppress or [], region=s.region, today=dt.date.today()))
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -356,7 +356,7 @@ def _sending() -> tuple[ModuleType, ModuleType]:
 
 
 def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
-    opts = _input_options(a, s)
+    opts = _input_options(a, s, env.today())
     _suppression_notes(env, opts, a)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
@@ -373,7 +373,7 @@ def _suppression_notes(env: Environment, opts: jobs.InputOptions, a: LeadFileArg
 
 def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
     cloudagent, sending = _sending()
-    opts = _input_options(a, s)
+    opts = _input_options(a, s, env.today())
     _suppression_notes(env, opts, a)
     rate = parse_rate(s.rate)
     choice = u.journal or JournalChoice()
