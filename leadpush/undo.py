@@ -9,7 +9,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +279,10 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
         elif sent.stop == "campaign":
             stop.campaign(o.campaign, sent.message)
         o.status, o.message, o.attempts, o.http_status = sent.status, sent.message, sent.attempts, sent.http_status
-        run_log.row(o)  # the ledger first: it then holds at least what the journal does
+        # The ledger first: it then holds at least what the journal does. A lead already gone
+        # (No Record Found: deleted by an attempt a kill cut short, or by hand) is gone all the same:
+        # the ledger counts it deleted, so no later undo or --skip-loaded-within counts it present.
+        run_log.row(replace(o, status=Status.DELETED) if o.status is Status.SKIPPED else o)
         if journal and sent.attempts:
             journal.row(o)
         return o
