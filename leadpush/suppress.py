@@ -138,6 +138,7 @@ class Suppression:
                 held = table[i]
                 if held == key:
                     outcome.status, outcome.message = _SUPPRESSED, f"on do-not-call list {name}"
+                    outcome.cause = "row.suppressed"
                     self.counts[name] = self.counts.get(name, 0) + 1
                     return True
                 if held == 0:
@@ -243,7 +244,7 @@ def _until(memo: dict[Any, dt.date | None], raw: Any, path: str, line: int, colu
     if text:
         day, problem = _read_date(text, None)
         if problem:
-            problem = problem.replace("expiry date", "date")
-            raise ConfigError(f"{path}: line {line}, column {column.strip()!r}: {problem}")
+            said = problem.replace("expiry date", "date")
+            raise ConfigError(f"{path}: line {line}, column {column.strip()!r}: {said}")
     memo[raw] = day
     return day

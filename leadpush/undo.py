@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from .causes import Problem
 from .cloudagent import (
     _ACCOUNT,
     RETRY_AFTER_CAP,
@@ -195,7 +196,7 @@ class Deleter(Sender):
                 token_resends += 1
                 if token_resends > TOKEN_RESENDS:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens",
-                                attempts, last_status)
+                                attempts, last_status, cause="send.token")
                 self.tokens.expired(token)
                 continue
             self.tokens.used(token)
@@ -207,16 +208,18 @@ class Deleter(Sender):
                                             f"lost deleted it", attempts, last_status)
             if verdict.kind == "no-record":
                 return Sent(Status.SKIPPED, f"not in the campaign any more ({verdict.message}): nothing to delete",
-                            attempts, last_status)
+                            attempts, last_status, cause="row.gone")
             if verdict.kind == "rejected":
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
             if verdict.kind in ("account", "campaign"):
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
+                            cause=f"cloudagent.{verdict.kind}")
             maybe_done = maybe_done or verdict.kind == "ambiguous"
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts"
                             + ("; the lead may or may not have been deleted (undo again to be sure)"
-                               if maybe_done else ""), attempts, last_status)
+                               if maybe_done else ""), attempts, last_status,
+                            cause="send.unknown" if maybe_done else "send.gave_up")
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -230,8 +233,9 @@ class Deleter(Sender):
     def _stopped(attempts: int, last_status: int | None, maybe_done: bool) -> Sent:
         if maybe_done:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "deleted the lead (undo again to be sure)", attempts, last_status)
-        return Sent(Status.ABORTED, "not deleted: the run stopped", attempts, last_status)
+                                       "deleted the lead (undo again to be sure)", attempts, last_status,
+                        cause="send.unknown")
+        return Sent(Status.ABORTED, "not deleted: the run stopped", attempts, last_status, cause="not_sent.stopped")
 
 
 # ---------------------------------------------------------------------------- the undo run
@@ -258,6 +262,12 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
     deleter = Deleter(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
                       retries=settings.retries, rng=rng)
     stop = _Stop(interrupt or threading.Event())
+
+    def why_not(campaign: str) -> Problem | None:
+        """As for upload, in undo's words."""
+        reason = stop.why_not(campaign)
+        return Problem(reason.cause, reason.replace("not sent", "not deleted", 1)) if reason else None
+
     recorder = Recorder(results=ResultsWriter(output.results) if output.results else None, table=output.table)
     summary = RunSummary(command="undo", file=plan.source, file_format="ledger" if plan.run else "journal",
                          recorder=recorder)
@@ -266,19 +276,21 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
     run_log.start()
 
     def send(o: RowOutcome) -> RowOutcome:
-        reason = stop.why_not(o.campaign)
+        reason = why_not(o.campaign)
         if reason:
-            return _abort(o, reason.replace("not sent", "not deleted"))
+            return _abort(o, reason)
         try:
             sent = deleter.delete(o.campaign, o.phone, stop.is_set)
         except (AccountRefusal, TokenUnavailable) as e:
             stop.run("account" if isinstance(e, AccountRefusal) else "token", str(e))
-            return _abort(o, f"not deleted: {e}")
+            return _abort(o, Problem("not_sent.stopped", f"not deleted: {e}"))
         if sent.stop == "account":
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(o.campaign, sent.message)
-        o.status, o.message, o.attempts, o.http_status = sent.status, sent.message, sent.attempts, sent.http_status
+        why = why_not(o.campaign) if sent.status is Status.ABORTED else None  # which stop, if one
+        o.status, o.message, o.cause = sent.status, why or sent.message, why.cause if why else sent.cause
+        o.attempts, o.http_status = sent.attempts, sent.http_status
         # The ledger first: it then holds at least what the journal does. A lead already gone
         # (No Record Found: deleted by an attempt a kill cut short, or by hand) is gone all the same:
         # the ledger counts it deleted, so no later undo or --skip-loaded-within counts it present.
@@ -302,10 +314,10 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-undo") as pool:
             for o in plan.leads:
                 if (o.campaign, o.phone) in done:
-                    o.status, o.message = Status.SKIPPED, "deleted in an earlier undo"
+                    o.status, o.message, o.cause = Status.SKIPPED, "deleted in an earlier undo", "row.deleted_earlier"
                     pending.append(o)
-                elif reason := stop.why_not(o.campaign):
-                    pending.append(_abort(o, reason.replace("not sent", "not deleted")))
+                elif reason := why_not(o.campaign):
+                    pending.append(_abort(o, reason))
                 else:
                     while not slots.acquire(timeout=0.1):
                         flush()

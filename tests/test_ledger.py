@@ -156,6 +156,7 @@ def test_skip_loaded_within_works_across_files_and_names(cli, sb, tmp_path, env)
     assert [(x["status"], x["message"]) for x in read_csv(tmp_path / "r.csv")][:2] == [
         ("skipped", f"loaded on {today} by run 1")] * 2
     assert read_csv(tmp_path / "r.csv")[2]["status"] == "added"
+    assert read_csv(tmp_path / "r.csv")[0]["cause"] == "row.loaded_lately"
     assert stored(sb) == Counter({"9300000000": 1, "9300000001": 1, "9300000002": 1})
 
 

@@ -54,6 +54,7 @@ def test_validate_reports_suppressed_rows_per_list_and_exits_0(cli, tmp_path):
     assert out["suppressed_by"] == {str(txt): 2, str(csv_list): 1}
     rows = {row["row"]: row for row in read_csv(tmp_path / "r.csv")}
     assert rows["2"]["status"] == "suppressed" and rows["2"]["message"] == f"on do-not-call list {txt}"
+    assert rows["2"]["cause"] == "row.suppressed"
     assert rows["4"]["status"] == "valid"  # its entry expired in 2020
     assert rows["5"]["message"] == f"on do-not-call list {csv_list}"
     assert "1 past their expiry date" in r.stderr

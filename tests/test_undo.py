@@ -251,6 +251,7 @@ def test_a_lead_someone_already_removed_is_skipped_not_failed(cli, sb, tmp_path,
     got = {row["phoneNumber"]: (row["status"], row["message"]) for row in read_csv(tmp_path / "u.csv")}
     assert got["9300000011"] == ("skipped", "not in the campaign any more (No Record Found): nothing to delete")
     assert got["9300000010"][0] == got["9300000012"][0] == "deleted"
+    assert {row["phoneNumber"]: row["cause"] for row in read_csv(tmp_path / "u.csv")}["9300000011"] == "row.gone"
     # gone is gone: the ledger counts it deleted, so nothing is left for a second undo
     r = cli("undo", "1", "--yes", env=env)
     assert r.exit_code == 0 and "3 already deleted by an earlier undo" in r.stderr
