@@ -166,3 +166,11 @@ def test_the_sandbox_answers_dnd_numbers_as_the_legacy_apis_do(cli, tmp_path, sb
     assert rows[0]["status"] == "rejected" and "PhoneNumber Added is a DND Number" in rows[0]["message"]
     assert rows[1]["status"] == "added" and sent(sb) == Counter({"9300000001": 1})
     assert sb.state.stats_view()["requests"]["AddCampaignData"]["dnd"] == 1
+
+
+def test_a_suppressed_row_is_not_among_the_split_valid_rows(cli, tmp_path):
+    p = leads(tmp_path, ["9876543210", "9876543211"])
+    (tmp_path / "dnc.txt").write_text("9876543210\n")
+    r = cli("validate", p, "--suppress", tmp_path / "dnc.txt", "--split")
+    assert r.exit_code == 0, r.output
+    assert [row["phoneNumber"] for row in read_csv(tmp_path / "leads.valid.csv")] == ["9876543211"]
