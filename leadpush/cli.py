@@ -677,7 +677,7 @@ def sandbox(
         metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
 ) -> None:
-    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
+    """Serve a local CloudAgent (token, Add and Delete Campaign Data APIs) until Ctrl-C."""
     env = _env(ctx)
 
     def body() -> ExitCode:
