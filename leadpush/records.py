@@ -299,6 +299,8 @@ class RunSummary:
     suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
     run: int | None = None  # this run's id in the run ledger
     undo_of: int | None = None  # undo: the ledger run it undid
+    # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
+    exists_after_our_attempt: int | None = None
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

@@ -7,7 +7,7 @@ import random
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +18,6 @@ import requests
 from .causes import Problem
 from .cloudagent import (
     _ACCOUNT,
-    RETRY_AFTER_CAP,
     TOKEN_RESENDS,
     Connection,
     Sender,
@@ -30,6 +29,7 @@ from .cloudagent import (
     _never_reached,
     _transport_reason,
     classify,
+    exchange,
     parse_answer,
 )
 from .journal import Journal, JournalChoice, JournalState, open_journal, read_journal
@@ -37,7 +37,7 @@ from .ledger import Ledger, RunLog, default_data_dir, local_time
 from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for, scrub
 from .pacing import Pacer
 from .records import Recorder, ResultsWriter, RunSummary, TableMode
-from .upload import UploadSettings, _abort, _Stop
+from .upload import UploadSettings, _abort, _Stop, _Workers
 
 DELETE_PATH = "/ca_apis/deleteCampaignData"
 _CAMPAIGN = ("campaign should not be null are empty", "passed campaign are invalid")
@@ -162,15 +162,20 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
 
 
 def delete_lead(session: requests.Session, conn: Connection, payload: bytes, token: str, timeout: float) -> Verdict:
+    """One Delete Campaign Data request, through the same exchange as Add Campaign Data: no redirect
+    followed (the key goes to no other host), a total deadline, a capped body."""
     headers = {"Content-Type": "application/json", "apiKey": conn.api_key, "Authorization": f"Bearer {token}"}
+    secrets = conn.secrets + (token,)
     try:
-        r = session.delete(conn.base_url + DELETE_PATH, data=payload, headers=headers, timeout=timeout)
+        reply = exchange(session, conn.base_url + DELETE_PATH, payload, headers, timeout, method="DELETE")
     except requests.exceptions.SSLError:
         return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
         return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
-    return classify_delete(r.status_code, scrub(r.text, conn.secrets + (token,)), r.headers)
+    verdict = classify_delete(reply.status, "" if reply.oversized else scrub(reply.text, secrets), reply.headers)
+    verdict.message = scrub(verdict.message, secrets)
+    return verdict
 
 
 class Deleter(Sender):
@@ -214,7 +219,9 @@ class Deleter(Sender):
             if verdict.kind in ("account", "campaign"):
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
                             cause=f"cloudagent.{verdict.kind}")
-            maybe_done = maybe_done or verdict.kind == "ambiguous"
+            # Anything else is resent (a delete sent twice deletes once); an answer that may
+            # have come after the delete was done makes a later "No Record Found" ours.
+            maybe_done = maybe_done or verdict.kind in ("ambiguous", "unrecognised")
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts"
                             + ("; the lead may or may not have been deleted (undo again to be sure)"
@@ -223,9 +230,11 @@ class Deleter(Sender):
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
-                delay = max(delay, min(verdict.retry_after, RETRY_AFTER_CAP))
+                delay = max(delay, verdict.retry_after)
                 if verdict.http_status == 429:
                     self.pacer.pause_until(self.clock() + delay)
+                    if self.on_wait:
+                        self.on_wait(delay, "CloudAgent asked to slow down (429)")
             if not self._sleep(delay, stop):
                 return self._stopped(attempts, last_status, maybe_done)
 
@@ -256,12 +265,14 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
     output = output or UndoOutput()
     progress.set_total(len(plan.leads))
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
-    tokens = TokenKeeper(session, settings.conn, TokenStore(settings.cache_dir, settings.conn.base_url,
-                                                            settings.conn.username),
-                         pacer, clock=wall_clock or clock, timeout=settings.timeout)
-    deleter = Deleter(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
-                      retries=settings.retries, rng=rng)
     stop = _Stop(interrupt or threading.Event())
+    rng = rng or random.Random()
+    store = TokenStore(settings.cache_dir, settings.conn.base_url, settings.conn.username)
+    # As upload does: token expiry is wall-clock time, pacing and waits a clock that never jumps.
+    tokens = TokenKeeper(session, settings.conn, store, pacer, clock=wall_clock or clock, monotonic=clock,
+                         timeout=settings.timeout, retries=settings.retries, sleep=sleep, stop=stop.is_set, rng=rng)
+    deleter = Deleter(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
+                      retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
 
     def why_not(campaign: str) -> Problem | None:
         """As for upload, in undo's words."""
@@ -311,7 +322,8 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
 
         slots = threading.BoundedSemaphore(settings.workers * 2)
         done = resume.done_keys if resume else set()
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-undo") as pool:
+        pool = _Workers(settings.workers, "leadpush-undo")
+        try:
             for o in plan.leads:
                 if (o.campaign, o.phone) in done:
                     o.status, o.message, o.cause = Status.SKIPPED, "deleted in an earlier undo", "row.deleted_earlier"
@@ -326,6 +338,8 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
                     pending.append(future)
                 flush()
             flush(wait=True)
+        finally:
+            pool.shutdown(wait=False)  # daemon threads: a second Ctrl-C is not held up by them
     finally:
         recorder.close()
     if output.results:

@@ -255,3 +255,14 @@ def test_a_lead_someone_already_removed_is_skipped_not_failed(cli, sb, tmp_path,
     # gone is gone: the ledger counts it deleted, so nothing is left for a second undo
     r = cli("undo", "1", "--yes", env=env)
     assert r.exit_code == 0 and "3 already deleted by an earlier undo" in r.stderr
+
+
+def test_a_redirect_is_never_followed_and_stops_the_undo(cli, sb, tmp_path, env):
+    assert cli("upload", write_csv(tmp_path / "l.csv", rows(2, start=9300000020)), "--rate", "6000/min",
+               env=env).exit_code == 0
+    sb.state.redirect_status, sb.state.redirect_to = 302, "http://127.0.0.1:9"  # the token stays cached
+    r = cli("undo", "1", "--yes", env=env)
+    assert r.exit_code == 3, r.output
+    assert "redirects to http://127.0.0.1:9" in r.stderr and KEY not in r.output
+    assert numbers(sb) == Counter(BEFORE + ["9300000020", "9300000021"])
+    assert sb.state.stats_view()["requests"]["deleteCampaignData"] == {"redirect-302": 1}
