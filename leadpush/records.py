@@ -298,6 +298,9 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
+    run: int | None = None  # this run's id in the run ledger
+    undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
 
