@@ -16,7 +16,7 @@ from typing import Any
 from .files import open_private, regular_or_absent
 from .outcomes import ConfigError, LeadpushError, OutputError, RowOutcome, Status
 
-DONE = frozenset({Status.ADDED.value, Status.EXISTS.value})
+DONE = frozenset({Status.ADDED.value, Status.EXISTS.value, Status.DELETED.value})  # deleted: by an undo
 STATUSES = frozenset(s.value for s in Status)
 JOURNAL_SUFFIX = ".leadpush-journal.jsonl"
 FORMAT = 2  # the "journal" field of a start record
@@ -242,7 +242,7 @@ class Journal:
         self._write({"type": "row", "input": self.digest, "row": o.row, "campaign": o.campaign,
                      "phone": o.phone, "status": o.status.value, "unknown": o.maybe_stored, "at": _now()})
 
-    def end(self, *, complete: bool, unsettled: int) -> None:
+    def end(self, *, complete: bool, unsettled: int = 0) -> None:
         self._write({"type": "end", "complete": complete, "unsettled": unsettled, "at": _now()})
 
     def close(self) -> None:

@@ -1,10 +1,9 @@
-"""Read lead files (CSV/TSV, JSON, JSON Lines, XLSX, stdin) as a stream of (row, columns) pairs."""
+"""Read lead files (CSV/TSV, JSON, JSON Lines, workbooks, stdin) as a stream of (row, columns) pairs."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import hashlib
 import io
 import json
@@ -35,13 +34,17 @@ class InputFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     JSONL = "jsonl"
-    XLSX = "xlsx"
+    XLSX = "xlsx"  # and .xlsm
+    XLS = "xls"
+    XLSB = "xlsb"
+    ODS = "ods"
 
 
 FORMATS = tuple(f.value for f in InputFormat)
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx", ".xlsm": "xlsx",
+    ".xls": "xls", ".xlsb": "xlsb", ".ods": "ods",
 }
 _DELIMITERS = (",", ";", "\t", "|")
 _QUOTED = re.compile(r'"[^"]*"')
@@ -64,6 +67,9 @@ class LeadFile:
     delimiter: str | None = None
     columns: list[str] | None = None  # header cells as read (CSV, XLSX); None for JSON
     keys: list[str] | None = None  # the row dicts' keys for those columns (unnamed ones made unique)
+    sheet_note: str | None = None  # workbooks: which sheet was read, and the others, for errors
+    # workbooks: cells that read as empty but hold no value to take (row -> column index -> why)
+    cell_problems: dict[int, dict[int, str]] | None = None
     _rows: Callable[[], Iterator[SourceRow]] = field(default=None, repr=False)  # type: ignore[assignment]
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
     _opener: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
@@ -95,7 +101,7 @@ class LeadFile:
 
 def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | None = None,
                    delimiter: str | None = None, sheet: str | None = None,
-                   stdin: IO[bytes] | None = None) -> LeadFile:
+                   stdin: IO[bytes] | None = None, header_row: int | None = None) -> LeadFile:
     """Open a lead file for reading; `-` means standard input. Raises InputError for the user."""
     path = str(path)
     cleanup = None
@@ -151,7 +157,9 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
         elif fmt in ("json", "jsonl"):
             lead_file = _open_json(name, opener, fmt, encoding)
         else:
-            lead_file = _open_xlsx(name, opener, sheet)
+            from .workbook import open_workbook  # noqa: PLC0415 — it imports this module
+
+            lead_file = open_workbook(name, opener, fmt, sheet=sheet, header_row=header_row)
     except BaseException:
         if cleanup:
             cleanup()
@@ -191,12 +199,15 @@ class _NoClose(io.RawIOBase):
 
 def _guess_format(path: str, head: bytes) -> str:
     suffix = Path(path).suffix.lower()
-    if suffix == ".xls":
-        raise InputError(f"{path}: old-style .xls workbooks are not supported; save it as .xlsx or CSV")
+    if head.startswith((b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"PK\x03\x04")):
+        # The bytes say workbook, whatever the name: which kind is told when it is opened.
+        if _EXTENSIONS.get(suffix) in ("xlsx", "xls", "xlsb", "ods"):
+            return _EXTENSIONS[suffix]
+        from .workbook import sniff_workbook  # noqa: PLC0415
+
+        return sniff_workbook(head) or "xlsx"
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    if head.startswith(b"PK\x03\x04"):
-        return "xlsx"
     first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if first == b"[":
         return "json"
@@ -463,88 +474,3 @@ def _json_array_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Ite
 def _json_kind(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
         type(value), "a number")
-
-
-# ---------------------------------------------------------------------------- XLSX
-
-def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None) -> LeadFile:
-    try:
-        import openpyxl  # noqa: PLC0415 — optional extra
-    except ImportError:
-        raise InputError(f"{name}: reading .xlsx needs the xlsx extra: pip install 'leadpush[xlsx]'") from None
-
-    def load() -> Any:
-        f = opener()
-        try:
-            wb = openpyxl.load_workbook(f, read_only=True, data_only=True)
-        except Exception as e:  # openpyxl raises many kinds for a broken workbook
-            f.close()
-            raise InputError(f"{name}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
-        if sheet is None:
-            ws = wb.worksheets[0]
-        elif sheet in wb.sheetnames:
-            ws = wb[sheet]
-        else:
-            wb.close()
-            f.close()
-            raise InputError(f"{name}: no sheet named {sheet!r} (sheets: {', '.join(wb.sheetnames)})")
-        return f, wb, ws
-
-    def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
-        f, wb, ws = load()
-        try:
-            for number, cells in enumerate(ws.iter_rows(values_only=True), start=1):
-                values = [_cell(v) for v in cells]
-                if any(v != "" for v in values):
-                    yield number, values
-        finally:
-            wb.close()
-            f.close()
-
-    header_row, header = 0, None
-    for number, values in sheet_rows():
-        header_row, header = number, [str(v) for v in values]
-        break
-    if header is None:
-        raise InputError(f"{name}: the sheet is empty")
-    while header and header[-1] == "":
-        header.pop()
-    keys = _column_keys(name, header_row, header)
-
-    def rows() -> Iterator[SourceRow]:
-        n = len(keys)
-        first = True
-        for number, values in sheet_rows():
-            if first:
-                first = False
-                continue
-            if len(values) > n:
-                extra = [v for v in values[n:] if v != ""]
-                if extra:
-                    raise InputError(f"{name}: row {number}, column {n + 1}: a value outside the "
-                                     f"header's columns ({str(extra[0])[:40]!r}); give the column a header")
-            values = values[:n] + [""] * (n - len(values))
-            yield number, values
-
-    return LeadFile(name=name, format="xlsx", columns=header, keys=keys, _rows=rows)
-
-
-def _cell(value: Any) -> Any:
-    """A spreadsheet cell as leadpush sees it: exact digits for whole numbers, dates as dates."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        if value.time() == dt.time(0, 0):
-            return value.date()
-        return value
-    if isinstance(value, (dt.date, dt.time)):
-        return value
-    return str(value)

@@ -300,8 +300,10 @@ def failures_format(path: Path | None, chosen: str | None, input_format: str) ->
         return fmt
     if path:
         return by_suffix or FailuresFormat.CSV
-    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
-            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL, "xlsx": FailuresFormat.XLSX,
+            # every workbook in gets a workbook out; leadpush writes .xlsx
+            "xls": FailuresFormat.XLSX, "xlsb": FailuresFormat.XLSX, "ods": FailuresFormat.XLSX,
+            }.get(input_format, FailuresFormat.CSV)
 
 
 def default_failures_path(input_name: str, input_format: str, fmt: str | None = None, *,
@@ -453,6 +455,9 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
+    run: int | None = None  # this run's id in the run ledger
+    undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
     in_flight_earlier: int = 0  # --resume: rows in flight when the earlier run stopped (outcome unknown)
