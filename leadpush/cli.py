@@ -95,6 +95,10 @@ def _lead_file_options(
         rich_help_panel=READING)] = None,
     sheet: Annotated[Optional[str], typer.Option(
         help="XLSX sheet to read; by default the first.", rich_help_panel=READING)] = None,
+    header_row: Annotated[Optional[int], typer.Option(
+        metavar="N", min=1, rich_help_panel=READING,
+        help="Line (sheet row) of the header; by default the first row, or the first that names a phone "
+             "column below title rows.")] = None,
     map: Annotated[Optional[list[str]], typer.Option(
         "--map", help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.',
         rich_help_panel=READING)] = None,
@@ -242,7 +246,7 @@ def _input_options(ctx: typer.Context, o: dict[str, Any]) -> tuple[jobs.InputOpt
     quiet_table = o["json_summary"] or o["quiet"]
     opts = jobs.InputOptions(
         file=o["file"], fmt=o["format"].value if o["format"] else None, encoding=o["encoding"],
-        delimiter=o["delimiter"], sheet=o["sheet"], checks=settings,
+        delimiter=o["delimiter"], sheet=o["sheet"], header_row=o["header_row"], checks=settings,
         table="none" if quiet_table else o["table"].value, results=o["results"],
         failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"])
     return opts, s, profile
@@ -284,6 +288,8 @@ def _note_encoding(lead_file: Any) -> None:
     if lead_file.encoding_note:
         _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
                 f"(choose another with --encoding).")
+    for note in lead_file.notes:
+        _stderr(f"Note: {lead_file.name}: {note}.")
 
 
 def _progress_enabled(o: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
+from .mapping import maps_phone
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
@@ -25,6 +26,7 @@ class InputOptions:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None  # line (sheet row) of the header; None: found (below any title rows)
     checks: CheckSettings = field(default_factory=CheckSettings)
     table: str = "auto"
     results: Path | None = None
@@ -35,8 +37,10 @@ class InputOptions:
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
+    user_map = opts.checks.user_map
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
-                          sheet=opts.sheet, stdin=stdin)
+                          sheet=opts.sheet, stdin=stdin, header_row=opts.header_row,
+                          header_test=lambda cells: maps_phone(cells, user_map))
 
 
 def _same_file(a: Path, b: str) -> bool:
@@ -79,6 +83,7 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         raise
     finally:
         recorder.close()
+    summary.not_lead_rows = list(lead_file.not_lead_rows)
     if results:
         summary.results_file = str(results.path)
     if failures and failures.count:
@@ -120,6 +125,8 @@ def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.not_lead_rows:
+        line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
     if summary.stop_reason:

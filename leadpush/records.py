@@ -234,6 +234,8 @@ class RunSummary:
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
+    not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
 
     def count_items(self) -> list[tuple[Status, int]]:
         """(status, rows) for the statuses that occurred, in the order summaries list them."""

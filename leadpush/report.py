@@ -62,6 +62,11 @@ def print_summary(console: Console, summary: RunSummary) -> None:
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+    if summary.not_lead_rows:
+        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        more = len(summary.not_lead_rows) - len(shown)
+        console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
+                      + (f"; and {more} more" if more > 0 else ""))
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:
@@ -94,6 +99,8 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
             "passthrough": [sent for _, sent in cmap.passthrough],
             "ignored": cmap.ignored,
         },
+        "not_lead_rows": [{"row": line, "kind": kind, "text": text}
+                          for line, kind, text in summary.not_lead_rows],
         "results_file": summary.results_file,
         "failures_file": summary.failures_file,
         "exit_code": int(summary.exit_code),
