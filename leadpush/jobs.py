@@ -59,12 +59,17 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     failures = None
     if opts.write_failures:
         path = opts.failures or default_failures_path(lead_file.name, lead_file.format)
-        if _same_file(path, opts.file):
+        fed_back = not opts.failures and _same_file(path, opts.file)  # a failures file given as the input
+        if _same_file(path, opts.file) and not fed_back:
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
         jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
             lead_file.format in ("json", "jsonl")
-        failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns)
+        # upload replaces a failures file fed back in with the rows that failed again (it is written
+        # aside and moved into place once the input has been read). validate leaves it as it is: its
+        # failures are only the invalid rows, and the valid ones would be lost.
+        if not fed_back or command == "upload":
+            failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns)
     results = None
     if opts.results:
         if _same_file(opts.results, opts.file):

@@ -315,6 +315,7 @@ _HEADER_SCAN = 30  # records looked at for a header below a title block
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PHONE_RUN = re.compile(r"\d{7,}")
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
+_LONG_NUMBER = re.compile(r"\d(?:[ \-.]?\d){9,}")  # ten digits or more, perhaps grouped: a phone number
 
 
 def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding: str | None,
@@ -418,11 +419,10 @@ def _row_text(cells: list[Any]) -> str:
 
 
 def _footer_like(cells: list[Any]) -> bool:
-    """Text in the first cell only, with a letter in it and nothing like a phone number."""
+    """Text in the first cell only, with a letter in it and nothing like a phone number (a year
+    range such as 2000-2026 is not one)."""
     first = cells[0]
-    if not isinstance(first, str) or not any(ch.isalpha() for ch in first):
-        return False
-    if _PHONE_RUN.search(_PHONE_SEPARATORS.sub("", first)):
+    if not isinstance(first, str) or not any(ch.isalpha() for ch in first) or _LONG_NUMBER.search(first):
         return False
     return not any(c != "" and not (isinstance(c, str) and c.isspace()) for c in cells[1:])
 
@@ -499,12 +499,14 @@ def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimit
                 f"{name}: line {line}, column {column}: a quote opens here and is never closed: it runs "
                 f"to the end of the file, taking {_count(end - line - 1, 'more line')} with it; close "
                 f"the quote (or remove it)")
-        rows = [i for i, text in enumerate(breaks[1:], start=1)
+        # A line of the value that holds a whole row's delimiters and a phone number is a row
+        # the quote swallowed (the line it opened on included: the rest of that row is in it).
+        rows = [i for i, text in enumerate(breaks)
                 if width > 1 and text.count(delimiter) >= width - 1 and _has_phone_like(text, delimiter)]
         if rows:
             raise InputError(
                 f"{name}: line {line}, column {column}: a quote opens here and runs on over "
-                f"{_count(len(breaks) - 1, 'line break')} into lines that look like whole rows (line "
+                f"{_count(len(breaks) - 1, 'line break')}, taking in what looks like a whole row (line "
                 f"{line + rows[0]}: {breaks[rows[0]][:50]!r}); close the quote where the value ends")
         line += len(breaks) - 1
 

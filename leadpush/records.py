@@ -104,6 +104,9 @@ class FailuresWriter:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
             self._keep = [i for i, c in enumerate(columns) if not c.strip().lower().startswith(IGNORED_PREFIX)]
+            # A failures file fed back in keeps the row numbers of the file the rows first came from.
+            self._first_row = next((i for i, c in enumerate(columns) if c.strip().lower() == FAILURE_COLUMNS[0]),
+                                   None)
             self._csv = csv.writer(self._out.file)
             self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
 
@@ -112,12 +115,18 @@ class FailuresWriter:
         source = o.source or {}
         if self.jsonl:
             pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
-            pairs.update(leadpush_row=o.row, leadpush_status=o.status.value, leadpush_error=o.message)
+            first = source.get(FAILURE_COLUMNS[0])
+            pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
+                         leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
         else:
             values = source if isinstance(source, list) else list(source.values())
+            row: Any = o.row
+            if self._first_row is not None and self._first_row < len(values):
+                first = str(values[self._first_row]).strip()
+                row = first if first.isdigit() else row
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
-                               + [o.row, o.status.value, formula_safe(o.message)])
+                               + [row, o.status.value, formula_safe(o.message)])
 
     def close(self) -> None:
         # No failures: no file, and none left over from an earlier run either.
@@ -155,7 +164,8 @@ def default_failures_path(input_name: str, input_format: str) -> Path:
     if input_name == "<stdin>":
         return Path("stdin.failures" + ext)
     p = Path(input_name)
-    return p.with_name(p.stem + ".failures" + ext)
+    stem = p.stem[: -len(".failures")] if p.stem.endswith(".failures") else p.stem  # fed back in: same file
+    return p.with_name(stem + ".failures" + ext)
 
 
 class Recorder:
