@@ -150,7 +150,7 @@ def clean_priority(value: Any) -> tuple[str | None, str | None]:
     raw = _text(value)
     if not raw:
         return None, None
-    if _PRIORITY.match(raw):
+    if _PRIORITY.match(raw) and len(raw) < 100:  # int() refuses 4,300 digits and more (a JSON number)
         number = int(raw.split(".")[0])
         if number <= 99:
             return str(number), None

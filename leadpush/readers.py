@@ -250,7 +250,7 @@ def _decodes(opener: Callable[[], IO[bytes]], encoding: str) -> bool:
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # surrogateescape's stand-ins for bytes that are not UTF-8
-_WIDE_UTF8 = re.compile("[^\x00-\x7f\udc80-\udcff]")  # a character UTF-8 needed several bytes for
+_WIDE_UTF8 = re.compile("[^\x00-\x7f\udc80-\udcff\ufeff]")  # a character UTF-8 needed several bytes for
 
 
 def _utf8_scan(opener: Callable[[], IO[bytes]]) -> tuple[tuple[int, bytes, str] | None, int | None]:
