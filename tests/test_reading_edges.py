@@ -174,6 +174,7 @@ def test_a_trailing_row_holding_a_phone_is_a_lead_not_a_footer(tmp_path):
 def test_excel_sep_line(tmp_path):
     f, rows = read(write(tmp_path, "sep=|\r\nname|phone\r\nA, B|9876543210\r\n"))
     assert f.delimiter == "|" and rows == [(3, {"name": "A, B", "phone": "9876543210"})]
+    assert f.not_lead_rows == [] and "'sep=|' sets the delimiter" in f.notes[0]  # a directive, not a title
 
 
 # ---------------------------------------------------------------------------- items 11, 14, 16: JSON
