@@ -8,14 +8,33 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .mapping import ColumnMap, build_column_map
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile, column_label
 
-PHONE_FORMATS = ("as-is", "e164", "national")
-CAMPAIGN_TYPES = ("any", "agent-wise", "skill-wise")
+
+
+class PhoneFormat(StrEnum):
+    """How phone numbers are rewritten before they are sent (e164 and national need a region)."""
+
+    AS_IS = "as-is"
+    E164 = "e164"
+    NATIONAL = "national"
+
+
+class CampaignType(StrEnum):
+    """What every row of the campaign must carry: agent-wise an agent ID, skill-wise a skill."""
+
+    ANY = "any"
+    AGENT_WISE = "agent-wise"
+    SKILL_WISE = "skill-wise"
+
+
+PHONE_FORMATS = tuple(f.value for f in PhoneFormat)
+CAMPAIGN_TYPES = tuple(t.value for t in CampaignType)
 
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -52,10 +71,10 @@ class RowDefaults:
 class CheckSettings:
     defaults: RowDefaults = field(default_factory=RowDefaults)
     region: str | None = None
-    phone_format: str = "as-is"
+    phone_format: str = PhoneFormat.AS_IS
     date_order: str | None = None  # None, "day" or "month"
     allow_past_expiry: bool = False
-    campaign_type: str = "any"
+    campaign_type: str = CampaignType.ANY
     keep_duplicates: bool = False
     user_map: dict[str, str | None] = field(default_factory=dict)
 
@@ -373,7 +392,7 @@ class Checker:
         get = values.__getitem__ if values.__class__ is list else values.get  # type: ignore[union-attr]
         problems: list[str] = []
         if values.__class__ is dict:
-            problems += _structured_values(values, cmap)  # type: ignore[arg-type]
+            problems += _structured_values(values, cmap)
 
         raw_phone = get(k_phone) if k_phone is not None else ""
         if raw_phone.__class__ is str and _PHONE.match(raw_phone):

@@ -43,6 +43,15 @@ def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
                           header_test=lambda cells: maps_phone(cells, user_map))
 
 
+def reading_notes(lead_file: LeadFile) -> list[str]:
+    """What the user should know about how the file was read, before its rows."""
+    notes = []
+    if lead_file.encoding_note:
+        notes.append(f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                     f"(choose another with --encoding).")
+    return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
+
+
 def _same_file(a: Path, b: str) -> bool:
     try:
         return b != "-" and a.resolve() == Path(b).resolve()

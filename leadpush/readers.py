@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +27,18 @@ from .outcomes import InputError
 # long as the header; LeadFile.keys names them), for JSON the object itself.
 SourceRow = tuple[int, "list[Any] | dict[str, Any]"]
 
-FORMATS = ("csv", "json", "jsonl", "xlsx")
+
+
+class InputFormat(StrEnum):
+    """The lead file formats leadpush reads."""
+
+    CSV = "csv"
+    JSON = "json"
+    JSONL = "jsonl"
+    XLSX = "xlsx"
+
+
+FORMATS = tuple(f.value for f in InputFormat)
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx", ".xlsm": "xlsx",
@@ -62,10 +74,6 @@ class LeadFile:
 
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
-
-    def as_dict(self, values: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """A row's values by column name, whatever the format."""
-        return values if isinstance(values, dict) else dict(zip(self.keys or [], values))
 
     def digest(self) -> str:
         """sha256 of the file's bytes (what a journal is tied to, rather than its name)."""
@@ -291,7 +299,8 @@ def _utf8_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near:
     if bad is not None:
         return (f"{name}: line {bad[0]}: byte 0x{bad[1].hex().upper()} is not valid UTF-8; choose the "
                 f"file's encoding with --encoding")
-    return f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding with --encoding"
+    return (f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding "
+            f"with --encoding")
 
 
 def _encoding_label(encoding: str) -> str:
@@ -337,9 +346,9 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
     first_line, first_no = "", 0
     with _text(opener, encoding) as text:
         try:
-            for first_no, line in enumerate(text, start=1):
+            for number, line in enumerate(text, start=1):
                 if line.strip():
-                    first_line = line
+                    first_line, first_no = line, number
                     break
         except UnicodeDecodeError:
             raise InputError(_utf8_error(name, opener, encoding, 1) if "utf" in encoding.lower() and "16" not in
@@ -445,7 +454,7 @@ def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row
     column (or nothing can tell); if not, the first of the next records that does is, and the
     records above it are a title block (a formatted report's name, date, filters)."""
     if header_row is not None:
-        titles = []
+        titles: list[tuple[list[str], int]] = []
         for cells, line in records:
             if line == header_row:
                 return line, cells, []

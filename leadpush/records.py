@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,15 @@ FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_ALL_UP_TO = 200  # files up to this many rows show every row by default
 TABLE_MAX_ROWS = 1000  # at most this many problem rows are kept for the table
+
+
+class TableMode(StrEnum):
+    """Which rows the terminal table shows."""
+
+    AUTO = "auto"  # every row up to TABLE_ALL_UP_TO rows, else only the problems
+    ALL = "all"
+    PROBLEMS = "problems"
+    NONE = "none"
 
 
 def formula_safe(text: str) -> str:
@@ -115,7 +125,7 @@ class FailuresWriter:
         source = o.source or {}
         if self.jsonl:
             pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
-            first = source.get(FAILURE_COLUMNS[0])
+            first = source.get(FAILURE_COLUMNS[0]) if isinstance(source, dict) else None
             pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
                          leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
@@ -172,12 +182,12 @@ class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
     def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresWriter | None = None,
-                 table: str = "auto", log: LogWriter | None = None) -> None:
+                 table: str = TableMode.AUTO, log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
         self.log = log
         self._counts = [0] * len(Status)
-        self.table_mode = table  # auto | all | problems | none
+        self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
@@ -243,7 +253,6 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
     not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
 

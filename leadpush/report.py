@@ -111,7 +111,6 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
     return obj
 
 
@@ -148,7 +147,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn()]

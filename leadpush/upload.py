@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, recording
-from .journal import Journal, JournalState
+from .jobs import InputOptions, fewer_collections, log_end, open_input, reading_notes, recording
+from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
@@ -27,7 +29,7 @@ from .records import RunSummary
 @dataclass
 class UploadSettings:
     conn: Connection
-    rate: Rate
+    rate: Rate | None  # None: no pacing (a rate of 0 where allowed)
     cache_dir: Path
     workers: int = 4
     retries: int = 3
@@ -38,24 +40,6 @@ class Interrupt(threading.Event):
     """Set by Ctrl-C or SIGTERM; remembers which, for the exit code."""
 
     terminated = False
-
-
-@dataclass
-class Resume:
-    """What an earlier run finished, and how to match this run's rows against it."""
-
-    state: JournalState
-    digest: str
-
-    @property
-    def same_input(self) -> bool:
-        return self.digest in self.state.digests
-
-    def done(self, outcome: RowOutcome) -> bool:
-        if self.same_input:
-            return outcome.row in self.state.done_rows.get(self.digest, ())
-        # The input changed: row numbers mean nothing now, campaign and phone still do.
-        return (outcome.campaign, outcome.phone) in self.state.done_keys
 
 
 class _Stop:
@@ -185,3 +169,45 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
 def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
     outcome.status, outcome.message = Status.ABORTED, reason
     return outcome
+
+
+# ---------------------------------------------------------------------------- getting a run ready
+
+@dataclass
+class PreparedRun:
+    """An upload ready to go: the open lead file, its journal and what to resume from."""
+
+    lead_file: LeadFile
+    journal: Journal | None = None
+    resume: Resume | None = None
+    notes: list[str] = field(default_factory=list)  # for the user, before anything is sent
+
+
+def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, cache_dir: Path,
+                sandbox: bool, stdin: IO[bytes] | None) -> PreparedRun:
+    """Open the input, take the one-run-at-a-time lock, and open the journal by the journal rule.
+
+    Everything opened here is closed (and every lock dropped) by `stack`.
+    """
+    keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
+    lead_file = stack.enter_context(open_input(opts, stdin=stdin))
+    run = PreparedRun(lead_file, notes=reading_notes(lead_file))
+    if opts.file != "-":
+        stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
+    if keep_journal:
+        path = choice.path or default_journal_path(lead_file.name)
+        run.journal, run.resume, note = open_journal(stack, path, lead_file.digest(), choice, lead_file.name)
+        if note:
+            run.notes.append(note)
+    return run
+
+
+def demo_sandbox(stack: ExitStack) -> tuple[Connection, Path, str]:
+    """A built-in sandbox for this run (stopped by `stack`): its demo connection, a throwaway token
+    cache, and the line that tells the user where the leads go."""
+    from .sandbox import DEMO_KEY, DEMO_USER, Sandbox  # noqa: PLC0415 (only --sandbox needs the server)
+
+    server = stack.enter_context(Sandbox())
+    cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
+    return (Connection(server.base_url, DEMO_USER, DEMO_KEY), cache_dir,
+            f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")

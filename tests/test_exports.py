@@ -20,6 +20,11 @@ CONFIG = {"accounts": [{"user": "demo", "api_key": KEY, "auth_mode": "TOKEN_AUTH
     {"name": "Main", "type": "progressive", "started": True}]}]}
 
 
+def by_name(f, values):
+    """A row's values by column name (CSV rows are lists in column order, JSON rows objects)."""
+    return values if isinstance(values, dict) else dict(zip(f.keys or [], values, strict=True))
+
+
 @pytest.fixture
 def sandbox():
     with Sandbox(CONFIG, rate_limit=0) as sb:
@@ -49,8 +54,8 @@ def sent(sb) -> list[dict[str, str]]:
 def assert_sent_exactly(sb, leads: list[dict[str, str]]) -> None:
     got = sorted(sent(sb), key=lambda lead: lead["phoneNumber"])  # workers send in parallel
     leads = sorted(leads, key=lambda lead: lead["phoneNumber"])
-    assert [{k: stored.get(k) for k in want} for stored, want in zip(got, leads)] == leads
     assert len(got) == len(leads)
+    assert [{k: stored.get(k) for k in want} for stored, want in zip(got, leads, strict=True)] == leads
 
 
 def test_salesforce_report_title_block_and_footers(cli, tmp_path, sandbox):
@@ -124,7 +129,7 @@ def test_meta_lead_ads_utf16_tab_separated_is_read_as_written(cli, tmp_path):
     p = copy(tmp_path, "meta_lead_ads.csv")
     with open_lead_file(p) as f:
         assert f.encoding_note == "UTF-16" and f.delimiter == "\t"
-        rows = [f.as_dict(v) for _, v in f.rows()]
+        rows = [by_name(f, v) for _, v in f.rows()]
     assert [{"full_name": r["full_name"], "phone_number": r["phone_number"]} for r in rows[:8]] == \
         expected("meta_lead_ads")
     assert rows[8]["phone_number"] == "<test lead: dummy data for phone_number>" and len(rows) == 10

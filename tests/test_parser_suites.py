@@ -21,9 +21,14 @@ SPECTRUM = sorted((FIXTURES / "csv-spectrum" / "csvs").glob("*.csv"))
 JSON_CASES = sorted((FIXTURES / "JSONTestSuite" / "test_parsing").glob("*.json"))
 
 
+def by_name(f, values):
+    """A row's values by column name (CSV rows are lists in column order, JSON rows objects)."""
+    return values if isinstance(values, dict) else dict(zip(f.keys or [], values, strict=True))
+
+
 def rows_of(path, **kw):
     with open_lead_file(path, **kw) as f:
-        return [f.as_dict(values) for _, values in f.rows()]
+        return [by_name(f, values) for _, values in f.rows()]
 
 
 @pytest.mark.parametrize("path", SPECTRUM, ids=lambda p: p.stem)

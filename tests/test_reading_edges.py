@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -18,11 +19,16 @@ from tests.conftest import read_csv, read_jsonl
 TODAY = dt.date(2026, 11, 27)
 
 
+def by_name(f, values):
+    """A row's values by column name (CSV rows are lists in column order, JSON rows objects)."""
+    return values if isinstance(values, dict) else dict(zip(f.keys or [], values, strict=True))
+
+
 def read(path, **kw):
     """(lead file, [(row, {column: value})]) with the header found as the CLI finds it."""
     kw.setdefault("header_test", lambda cells: maps_phone(cells, {}))
     with open_lead_file(path, **kw) as f:
-        return f, [(row, f.as_dict(values)) for row, values in f.rows()]
+        return f, [(row, by_name(f, values)) for row, values in f.rows()]
 
 
 def write(tmp_path, text, name="a.csv", encoding="utf-8"):
@@ -141,7 +147,7 @@ def test_header_row_option_on_the_command_line(cli, tmp_path):
     p = write(tmp_path, 'Title,\nphone,campaign\n9876543210,C\n')
     r = cli("validate", p, "--header-row", "2", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["rows"] == 1
-    assert "--header-row N" in cli("validate", "--help").stdout
+    assert re.search(r"--header-row +N \[x>=1\]", cli("validate", "--help").stdout)
 
 
 def test_trailing_report_footers_are_not_lead_rows(tmp_path, cli):
