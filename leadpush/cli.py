@@ -23,7 +23,7 @@ from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .pacing import parse_rate
 from .readers import InputFormat
-from .records import TableMode
+from .records import FailuresFormat, TableMode
 from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
 from .settings import (
     DEFAULTS,
@@ -132,7 +132,13 @@ ResultsOpt = Annotated[Path | None, typer.Option(
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
 FailuresOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
-    help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.")]
+    help="Failures file; by default <input stem>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
+         "for JSON); a .xlsx name makes it a fix-it workbook.")]
+FailuresFormatOpt = Annotated[FailuresFormat | None, typer.Option(
+    rich_help_panel=OUTPUT, help="Failures file format; by default from --failures, else from the input.")]
+SplitOpt = Annotated[bool, typer.Option(
+    "--split", rich_help_panel=OUTPUT,
+    help="Also write <input stem>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
 LogFileOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
@@ -206,6 +212,7 @@ class LeadFileArgs:
     quiet: bool = False
     results: Path | None = None
     failures: Path | None = None
+    failures_format: FailuresFormat | None = None
     no_failures: bool = False
     log_file: Path | None = None
 
@@ -257,7 +264,7 @@ def _source(ctx: typer.Context, name: str) -> str:
     return Source.DEFAULT.value
 
 
-def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
+def _input_options(a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> jobs.InputOptions:
     if a.dayfirst and a.monthfirst:
         raise ConfigError("--dayfirst and --monthfirst exclude each other")
     checks = CheckSettings(
@@ -269,8 +276,11 @@ def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
         keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
     return jobs.InputOptions(
         file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
-        header_row=a.header_row, checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
-        results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file)
+        header_row=a.header_row, checks=checks,
+        # --json lists the problem rows (as the table would), --quiet nothing.
+        table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
+        results=a.results, failures=a.failures, failures_format=a.failures_format,
+        write_failures=not a.no_failures, log_file=a.log_file, split=split)
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -344,8 +354,8 @@ def _sending() -> tuple[ModuleType, ModuleType]:
     return cloudagent, upload
 
 
-def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
-    opts = _input_options(a, s)
+def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
+    opts = _input_options(a, s, split=split)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")
@@ -399,8 +409,8 @@ def validate(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, split: SplitOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
@@ -412,11 +422,12 @@ def validate(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
 
     def body() -> ExitCode:
         s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
-        return _validate(env, a, s)
+        return _validate(env, a, s, split=split)
     _run(env, body)
 
 
@@ -433,8 +444,8 @@ def upload(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None,
     base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
@@ -452,7 +463,8 @@ def upload(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
                    journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart))

@@ -309,6 +309,7 @@ class Sent:
     attempts: int
     http_status: int | None = None
     stop: str | None = None  # None, "account" or "campaign"
+    cause: str = ""  # a code of leadpush.causes, for rows that did not go through
 
 
 class Sender:
@@ -360,7 +361,7 @@ class Sender:
                 if token_resends > TOKEN_RESENDS:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens "
                                                "(is another program generating tokens for this account?)",
-                                attempts, last_status)
+                                attempts, last_status, cause="send.token")
                 self.tokens.expired(token)
                 continue
             self.tokens.used(token)
@@ -369,17 +370,19 @@ class Sender:
             if verdict.kind == "exists":
                 return Sent(Status.EXISTS, verdict.message, attempts, last_status)
             if verdict.kind == "rejected":
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
             if verdict.kind in ("account", "campaign"):
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
+                            cause=f"cloudagent.{verdict.kind}")
             maybe_stored = maybe_stored or verdict.kind == "ambiguous"
             if verdict.kind == "ambiguous" and not dedup:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
-                                           f"(a resend could add it twice)", attempts, last_status)
+                                           f"(a resend could add it twice)", attempts, last_status,
+                            cause="send.unknown")
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts",
-                            attempts, last_status)
+                            attempts, last_status, cause="send.gave_up")
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -396,9 +399,10 @@ class Sender:
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
         if maybe_stored:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "stored the lead", attempts, last_status)
+                                       "stored the lead", attempts, last_status, cause="send.unknown")
         after = f" (after {attempts} failed attempts)" if attempts else ""
-        return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status)
+        return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status,
+                    cause="not_sent.stopped")
 
     def _sleep(self, seconds: float, stop: Callable[[], bool]) -> bool:
         end = self.clock() + seconds

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import requests
 
+from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
 from .jobs import InputOptions, fewer_collections, log_end, open_input, reading_notes, recording
@@ -64,14 +65,15 @@ class _Stop:
         with self._lock:
             self.campaigns.setdefault(name, reason)
 
-    def why_not(self, campaign: str) -> str | None:
+    def why_not(self, campaign: str) -> Problem | None:
         """Why a row of this campaign may not be sent now, if it may not."""
         if self.reason is not None:
-            return f"not sent: the run stopped ({self.reason})"
+            return Problem("not_sent.stopped", f"not sent: the run stopped ({self.reason})")
         if self.interrupt.is_set():
-            return "not sent: interrupted"
+            return Problem("not_sent.interrupted", "not sent: interrupted")
         if campaign in self.campaigns:
-            return f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})"
+            return Problem("not_sent.campaign",
+                           f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})")
         return None
 
 
@@ -107,17 +109,18 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
             stop.run("account", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         except TokenUnavailable as e:
             stop.run("token", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         if sent.stop == "account":
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
         # A row the sender gave up on because of a stop says which stop.
-        message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
-        outcome.status, outcome.message = sent.status, message
+        why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
+        outcome.status, outcome.message = sent.status, why or sent.message
+        outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
         if journal and sent.attempts:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
@@ -140,6 +143,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
                 if body is not None and resume and resume.done(outcome):
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
+                    outcome.cause = "row.done_earlier"
                     body = None
                 reason = stop.why_not(outcome.campaign) if body is not None else None
                 if body is None or reason:
@@ -166,8 +170,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     return summary
 
 
-def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
-    outcome.status, outcome.message = Status.ABORTED, reason
+def _abort(outcome: RowOutcome, reason: Problem) -> RowOutcome:
+    outcome.status, outcome.message, outcome.cause = Status.ABORTED, reason, reason.cause
     return outcome
 
 
