@@ -147,7 +147,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
         elif fmt in ("json", "jsonl"):
             lead_file = _open_json(name, opener, fmt, encoding, head)
         else:
-            lead_file = _open_xlsx(name, opener, sheet, header_row)
+            lead_file = _open_xlsx(name, opener, sheet, header_row, header_test)
     except BaseException:
         if cleanup:
             cleanup()
@@ -778,7 +778,8 @@ def _json_kind(value: Any) -> str:
 # ---------------------------------------------------------------------------- XLSX
 
 def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None,
-               header_row: int | None = None) -> LeadFile:
+               header_row: int | None = None,
+               header_test: Callable[[list[str]], bool] | None = None) -> LeadFile:
     try:
         import openpyxl  # noqa: PLC0415 — optional extra
     except ImportError:
@@ -812,23 +813,33 @@ def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None,
             wb.close()
             f.close()
 
-    first = header_row or 1
-    header, header_at = None, 0
-    for number, values in sheet_rows():
-        if number < first:
-            continue
-        if header_row is not None and number != header_row:
-            raise InputError(f"{name}: --header-row {header_row}: row {header_row} of the sheet is empty")
-        header_at, header = number, [str(v) for v in values]
-        break
-    if header is None:
-        raise InputError(f"{name}: the sheet is empty" if header_row is None else
-                         f"{name}: --header-row {header_row}: the sheet has no row {header_row} or below")
+    titles: list[tuple[list[str], int]] = []
+    if header_row is None:
+        as_text = (([str(v) for v in values], number) for number, values in sheet_rows())
+        header_at, header, titles = _find_header(name, as_text, None, header_test, 0)
+        as_text.close()
+    else:
+        header = None
+        for number, values in sheet_rows():
+            if number < header_row:
+                continue
+            if number != header_row:
+                raise InputError(f"{name}: --header-row {header_row}: row {header_row} of the sheet is empty")
+            header_at, header = number, [str(v) for v in values]
+            break
+        if header is None:
+            raise InputError(f"{name}: --header-row {header_row}: the sheet has no row {header_row} or below")
+    assert header is not None
     while header and header[-1] == "":
         header.pop()
     keys = _column_keys(name, header_at, header)
+    notes = []
+    not_lead_rows: list[tuple[int, str, str]] = [(line, "title", _row_text(cells)) for cells, line in titles]
+    if titles:
+        notes.append(f"the header is row {header_at} of the sheet; {_count(len(titles), 'row')} above it "
+                     f"(a title block) {'is' if len(titles) == 1 else 'are'} not read as leads")
 
-    def rows() -> Iterator[SourceRow]:
+    def fitted_rows() -> Iterator[tuple[int, list[Any]]]:
         n = len(keys)
         for number, values in sheet_rows():
             if number <= header_at:
@@ -841,7 +852,29 @@ def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None,
             values = values[:n] + [""] * (n - len(values))
             yield number, values
 
-    return LeadFile(name=name, format="xlsx", columns=header, keys=keys, _rows=rows)
+    def rows() -> Iterator[SourceRow]:
+        del not_lead_rows[len(titles):]  # footers are found again on each pass
+        yield from _without_footers(fitted_rows(), not_lead_rows)
+
+    return LeadFile(name=name, format="xlsx", columns=header, keys=keys, _rows=rows, notes=notes,
+                    not_lead_rows=not_lead_rows)
+
+
+def _without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]]
+                     ) -> Iterator[tuple[int, list[Any]]]:
+    """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
+    rule, for sheets."""
+    footers: list[tuple[int, list[Any]]] = []
+    first = True
+    for number, values in rows:
+        if not first and _footer_like(values):
+            footers.append((number, values))
+            continue
+        first = False
+        yield from footers
+        footers.clear()
+        yield number, values
+    not_lead_rows.extend((number, "footer", str(values[0]).strip()) for number, values in footers)
 
 
 def _cell(value: Any) -> Any:

@@ -72,6 +72,19 @@ def test_salesforce_report_title_block_and_footers(cli, tmp_path, sandbox):
     assert_sent_exactly(sandbox, expected("salesforce_report"))
 
 
+def test_salesforce_formatted_report_workbook(cli, tmp_path, sandbox):
+    pytest.importorskip("openpyxl")
+    p = copy(tmp_path, "salesforce_formatted.xlsx")
+    r = upload(cli, sandbox, tmp_path, p, "--campaign", "Main")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["rows"] == 4 and summary["counts"]["added"] == 4
+    assert [(n["row"], n["kind"]) for n in summary["not_lead_rows"]] == [
+        (1, "title"), (2, "title"), (3, "title"), (11, "footer"), (13, "footer"), (14, "footer")]
+    assert "the header is row 5 of the sheet" in r.stderr
+    assert_sent_exactly(sandbox, expected("salesforce_formatted"))
+
+
 def test_office_sheet_padded_with_commas(cli, tmp_path, sandbox):
     p = copy(tmp_path, "office_sheet_padded.csv")
     r = upload(cli, sandbox, tmp_path, p)

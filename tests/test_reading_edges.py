@@ -309,3 +309,19 @@ def test_feeding_a_failures_file_back_to_upload_rewrites_it_with_the_first_row_n
         assert r.exit_code == 1, r.output
         assert not (tmp_path / "x.failures.failures.csv").exists()
         assert [(f["leadpush_row"], f["phone"]) for f in read_csv(failures)] == [("4", "9876543211")]
+
+
+def test_workbook_header_row_option_and_title_rows(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    for row in (["Leads"], ["Name", "Notes"], ["Name", "Mobile"], ["Asha", "9876543210"], [], ["Total: 1"]):
+        wb.active.append(row)
+    p = tmp_path / "a.xlsx"
+    wb.save(p)
+    f, rows = read(p)  # found: row 3 is the first that names a phone column
+    assert f.columns == ["Name", "Mobile"] and rows == [(4, {"Name": "Asha", "Mobile": "9876543210"})]
+    assert f.not_lead_rows == [(1, "title", "Leads"), (2, "title", "Name | Notes"), (6, "footer", "Total: 1")]
+    f, rows = read(p, header_row=2)
+    assert f.columns == ["Name", "Notes"] and [r[0] for r in rows] == [3, 4]
+    with pytest.raises(InputError, match=r"--header-row 5: row 5 of the sheet is empty"):
+        read(p, header_row=5)
