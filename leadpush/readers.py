@@ -321,6 +321,7 @@ def _text(opener: Callable[[], IO[bytes]], encoding: str) -> io.TextIOWrapper:
 _END = "\x0b\x1c\u3000\u2029\x1d\x0c\n"
 _SEP_LINE = re.compile(r"sep=(.)\r?\n?")  # Excel's delimiter directive, alone on the first line
 _HEADER_SCAN = 30  # records looked at for a header below a title block
+_TITLE_CELLS = 2  # non-empty cells a title row may have
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PHONE_RUN = re.compile(r"\d{7,}")
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
@@ -470,7 +471,9 @@ def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row
         if header_test is None or header_test(cells):
             return line, cells, seen
         seen.append((cells, line))
-        if len(seen) >= _HEADER_SCAN:
+        # A title row holds a value or two; a row with more is a table's (the header, with a phone
+        # column under a name not known): then a "Phone" value further down is no header.
+        if len(seen) >= _HEADER_SCAN or sum(1 for c in cells if c.strip()) > _TITLE_CELLS:
             break
     if not seen:
         raise InputError(f"{name}: the file is empty")

@@ -132,6 +132,14 @@ def test_a_user_map_names_the_phone_column_of_the_header(tmp_path):
     assert f.columns == ["Report", ""]
 
 
+def test_a_phone_word_in_the_data_does_not_make_a_header(tmp_path):
+    # The first row is a table's header whose phone column has a name not known; "Phone" further
+    # down is a value (a lead source), not a header: the first row stays the header.
+    p = write(tmp_path, 'Name,Contact Ph,Source\nAsha,9876543210,Web\nRavi,9876543211,Phone\n')
+    f, rows = read(p)
+    assert f.columns == ["Name", "Contact Ph", "Source"] and len(rows) == 2 and f.not_lead_rows == []
+
+
 def test_header_row_option(tmp_path):
     p = write(tmp_path, 'a,b\nx,y\nName,Contact\nAsha,9876543210\n')
     f, rows = read(p, header_row=3)
@@ -309,6 +317,10 @@ def test_feeding_a_failures_file_back_to_upload_rewrites_it_with_the_first_row_n
         assert r.exit_code == 1, r.output
         assert not (tmp_path / "x.failures.failures.csv").exists()
         assert [(f["leadpush_row"], f["phone"]) for f in read_csv(failures)] == [("4", "9876543211")]
+        # the last row fixed: everything went through, and the failures file is gone like any other
+        failures.write_text("phone,campaign,leadpush_row\n9876543213,Main,4\n")
+        assert cli("upload", failures, "--no-journal", "--rate", "6000/min", env=env).exit_code == 0
+        assert not failures.exists() and not (tmp_path / "x.failures.failures.csv").exists()
 
 
 def test_workbook_header_row_option_and_title_rows(tmp_path):
