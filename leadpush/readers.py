@@ -600,6 +600,25 @@ def _json_problem(e: BaseException) -> str:
     return f"not valid JSON ({type(e).__name__})"
 
 
+_MAX_DEPTH = 100  # levels of arrays/objects inside a lead: far more than any export has, far less than
+# the depth at which writing the row back out (failures file, messages) would exhaust Python's stack
+
+
+def _too_deep(value: dict[str, Any]) -> bool:
+    """Whether a lead object nests arrays or objects more than _MAX_DEPTH levels down."""
+    stack = [(v, 2) for v in value.values() if v.__class__ is list or v.__class__ is dict]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return True
+        children = item.values() if item.__class__ is dict else item
+        stack.extend((c, depth + 1) for c in children if c.__class__ is list or c.__class__ is dict)
+    return False
+
+
+_TOO_DEEP = f"nested too deeply (arrays or objects more than {_MAX_DEPTH} levels down)"
+
+
 # json's own errors, and what its number and constant hooks raise (NaN, a 10**999999999 exponent).
 _JSON_ERRORS = (ValueError, ArithmeticError, RecursionError)
 
@@ -676,6 +695,8 @@ def _json_items(name: str, items: list[Any], where: Callable[[int], str]) -> Ite
     for index, value in enumerate(items, start=1):
         if not isinstance(value, dict):
             raise InputError(f"{name}: {where(index)}: each item must be a JSON object, not {_json_kind(value)}")
+        if _too_deep(value):
+            raise InputError(f"{name}: {where(index)}: {_TOO_DEEP}")
         yield index, value
 
 
@@ -689,6 +710,8 @@ def _jsonl_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Iterator
             raise InputError(f"{name}: line {line_no}, column {e.colno}: not valid JSON ({e.msg})") from None
         except _JSON_ERRORS as e:
             raise InputError(f"{name}: line {line_no}: {_json_problem(e)}") from None
+        if isinstance(value, dict) and _too_deep(value):
+            raise InputError(f"{name}: line {line_no}: {_TOO_DEEP}")
         if not isinstance(value, dict):
             raise InputError(f"{name}: line {line_no}: each line must be a JSON object, "
                              f"not {_json_kind(value)}")
@@ -757,6 +780,8 @@ def _json_array_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Ite
         if not isinstance(value, dict):
             raise InputError(f"{name}: item {index} ({where(pos)}): each item must be a JSON object, "
                              f"not {_json_kind(value)}")
+        if _too_deep(value):
+            raise InputError(f"{name}: item {index} ({where(pos)}): {_TOO_DEEP}")
         pos = end
         yield index, value
         ch = skip_ws()

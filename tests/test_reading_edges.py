@@ -213,6 +213,9 @@ def test_json_wrapper_with_one_array(tmp_path):
     ("[" * 100_000 + "]" * 100_000, r"item 1 \(line 1\): nested too deeply"),
     ('[{"a": ' + "[" * 5000 + "]" * 5000 + "}]", r"nested too deeply"),
     ('{"x": ' + "[" * 5000 + "]" * 5000 + "}", r"a\.json: nested too deeply"),
+    # deep enough to exhaust the stack when written back out, though Python's decoder reads it
+    ('[{"phone": "1", "x": ' + "[" * 975 + "]" * 975 + "}]", r"item 1 \(line 1\): nested too deeply"),
+    ('{"R": [{"x": {"y": ' + "[" * 101 + "]" * 101 + "}}]}", r"item 1 of 'R': nested too deeply"),
 ])
 def test_json_that_cannot_be_read_as_leads(tmp_path, text, message):
     with pytest.raises(InputError, match=message):
