@@ -73,6 +73,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("send.unknown", None, "outcome unknown: may or may not be stored",
           "check the campaign for the number before sending it again"),
     Cause("send.gave_up", None, "no answer after every retry", "run again later with --resume"),
+    Cause("cloudagent.unrecognised", None, "an answer leadpush does not recognise: may or may not be stored",
+          "check the campaign for the number before sending it again"),
     Cause("send.token", None, "CloudAgent kept refusing fresh tokens",
           "stop other programs generating tokens for this account, then run again"),
     Cause("not_sent.stopped", None, "not sent: the run stopped", "fix what stopped it, then run again with --resume"),

@@ -327,21 +327,8 @@ def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | N
 
 
 def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
-    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
-    def handler(signum: int, frame: Any) -> None:
-        if event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum == signal.SIGTERM:
-            event.terminated = True
-        event.set()
-        env.say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    return restore
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second: quit now."""
+    return _sending()[1].install_interrupt(event, env.say)
 
 
 # ---------------------------------------------------------------------------- the jobs

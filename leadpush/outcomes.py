@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 
 class Status(str, Enum):
@@ -99,8 +103,26 @@ def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Text with every secret (API key, token) replaced, for anything that leaves the process."""
+    """Text with every secret (API key, token) replaced, for anything that leaves the process.
+
+    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded); each
+    spelling is replaced, longest first, so no part of one survives.
+    """
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            for spelling in _spellings(secret):
+                if spelling in text:
+                    text = text.replace(spelling, "***")
     return text
+
+
+@lru_cache(maxsize=16)
+def _spellings(secret: str) -> tuple[str, ...]:
+    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded."""
+    json_escaped = json.dumps(secret)[1:-1]
+    forms = {secret, json_escaped, json.dumps(secret, ensure_ascii=False)[1:-1],
+             json_escaped.replace("/", "\\/"), secret.replace("/", "\\/")}
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
+    return tuple(sorted(forms, key=len, reverse=True))

@@ -310,6 +310,8 @@ class RunSummary:
     token_generations: int | None = None
     # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
     not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
+    exists_after_our_attempt: int | None = None
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -16,7 +18,6 @@ from rich.progress import (
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -61,7 +62,11 @@ def print_table(console: Console, summary: RunSummary) -> None:
 
 def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
-    parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]" for s, n in summary.count_items()]
+    ours = summary.exists_after_our_attempt
+    parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]"
+             + (f" ({ours} of them probably added by this run: an earlier attempt's answer was lost)"
+                if s is Status.EXISTS and ours else "")
+             for s, n in summary.count_items()]
     console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
     causes = summary.cause_items()
     if causes:
@@ -140,18 +145,82 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
+        obj["exists_after_our_attempt"] = summary.exists_after_our_attempt
     return obj
 
 
+class RateWindow:
+    """Rows per minute over the last minute of wall time, waits included, and the ETA that follows.
+
+    rich's own speed samples only the moments rows finish, so a run that CloudAgent throttles
+    (bursts, then a 50-second wait) would show the bursts' rate and a hopeful ETA.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = 60.0) -> None:
+        self.clock = clock
+        self.window = window
+        self.started = clock()
+        self.done = 0
+        self._samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        self.wait_until = 0.0
+        self.wait_reason = ""
+
+    def advance(self, n: int = 1) -> None:
+        now = self.clock()
+        self.done += n
+        self._samples.append((now, self.done))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self.wait_until = max(self.wait_until, self.clock() + seconds)
+        self.wait_reason = reason
+
+    def per_minute(self) -> float | None:
+        now = self.clock()
+        since, done_then = self._samples[0]
+        if now - since <= 0 or self.done == done_then:
+            return None if now - self.started < self.window else 0.0
+        return (self.done - done_then) / (now - since) * 60
+
+    def eta(self, total: int | None) -> float | None:
+        rate = self.per_minute()
+        if total is None or not rate:
+            return None
+        return max((total - self.done) / rate * 60, self.wait_until - self.clock())
+
+    def note(self) -> str:
+        left = self.wait_until - self.clock()
+        return f"waiting {left:.0f} s: {self.wait_reason}" if left >= 0.5 else ""
+
+
 class _RateColumn(ProgressColumn):
-    """Rows per minute, the unit CloudAgent's rate limit is given in."""
+    """Rows per minute, the unit CloudAgent's rate limit is given in, over a window that includes waits."""
 
     def render(self, task: Any) -> Text:
-        return Text(f"{task.speed * 60:.0f}/min" if task.speed else "–/min")
+        rate = task.fields["window"].per_minute()
+        return Text(f"{rate:.0f}/min" if rate is not None else "–/min")
+
+
+class _EtaColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        eta = task.fields["window"].eta(None if task.total is None else int(task.total))
+        if eta is None:
+            return Text("ETA –")
+        minutes, seconds = divmod(int(eta), 60)
+        return Text(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
+
+
+class _NoteColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(task.fields["window"].note(), style="yellow")
 
 
 class _NoProgress:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def waiting(self, seconds: float, reason: str) -> None:
         pass
 
     def set_total(self, total: int | None) -> None:
@@ -159,12 +228,17 @@ class _NoProgress:
 
 
 class _RichProgress:
-    def __init__(self, progress: Progress, task: Any) -> None:
+    def __init__(self, progress: Progress, task: Any, window: RateWindow) -> None:
         self._progress = progress
         self._task = task
+        self._window = window
 
     def advance(self, n: int = 1) -> None:
+        self._window.advance(n)
         self._progress.advance(self._task, n)
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self._window.waiting(seconds, reason)
 
     def set_total(self, total: int | None) -> None:
         self._progress.update(self._task, total=total)
@@ -178,8 +252,8 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
         return
     console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
+               _RateColumn(), TimeElapsedColumn(), _EtaColumn(), _NoteColumn()]
+    window = RateWindow()
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield _RichProgress(progress, task)
+        task = progress.add_task(label, total=total, window=window)
+        yield _RichProgress(progress, task, window)
