@@ -303,6 +303,14 @@ def _utf8_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near:
             f"with --encoding")
 
 
+def _decode_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near: int) -> str:
+    """The message for text that its encoding cannot decode: for UTF-8, the exact line and byte."""
+    if codecs.lookup(encoding).name.startswith("utf-8"):
+        return _utf8_error(name, opener, encoding, near)
+    return (f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding "
+            f"with --encoding")
+
+
 def _encoding_label(encoding: str) -> str:
     """An encoding as the user knows it (Python's utf-8-sig is UTF-8 that may start with a BOM)."""
     e = codecs.lookup(encoding).name
@@ -352,9 +360,7 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
                     first_line, first_no = line, number
                     break
         except UnicodeDecodeError:
-            raise InputError(_utf8_error(name, opener, encoding, 1) if "utf" in encoding.lower() and "16" not in
-                             encoding else f"{name}: line 1: not valid {_encoding_label(encoding)}; "
-                             f"try --encoding") from None
+            raise InputError(_decode_error(name, opener, encoding, 1)) from None
     if not first_line:
         raise InputError(f"{name}: the file is empty")
     notes = []
@@ -481,8 +487,8 @@ def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row
     return line, cells, []
 
 
-def _records(name: str, reader: Any, encoding: str, opener: Callable[[], IO[bytes]] | None = None,
-             delimiter: str = ",") -> Iterator[tuple[list[str], int]]:
+def _records(name: str, reader: Any, encoding: str, opener: Callable[[], IO[bytes]],
+             delimiter: str) -> Iterator[tuple[list[str], int]]:
     """Non-blank CSV records with the line each starts on (the hot loop of every CSV command)."""
     end = 0
     last: list[str] = []  # the last record: a "whole record" has as many cells
@@ -499,10 +505,7 @@ def _records(name: str, reader: Any, encoding: str, opener: Callable[[], IO[byte
     except csv.Error as e:
         raise InputError(f"{name}: line {reader.line_num}: {e}") from None
     except UnicodeDecodeError:
-        if opener is not None and "16" not in encoding and codecs.lookup(encoding).name.startswith("utf-8"):
-            raise InputError(_utf8_error(name, opener, encoding, end + 1)) from None
-        raise InputError(f"{name}: near line {end + 1}: not valid {_encoding_label(encoding)}; "
-                         f"choose the file's encoding with --encoding") from None
+        raise InputError(_decode_error(name, opener, encoding, end + 1)) from None
 
 
 def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimiter: str, width: int) -> None:
