@@ -63,6 +63,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),
+    Cause("row.suppressed", None, "on a do-not-call list (--suppress)", "nothing: it must not be dialled"),
+    Cause("row.loaded_lately", None, "loaded lately by another run (--skip-loaded-within)", "nothing"),
+    Cause("row.deleted_earlier", None, "deleted by an earlier undo (--resume)", "nothing"),
+    Cause("row.gone", None, "not in the campaign any more (undo: No Record Found)", "nothing: it is gone"),
     # CloudAgent's answers (`rejected`): the whole row is marked, with CloudAgent's words.
     Cause("cloudagent.rejected", None, "refused by CloudAgent", "read CloudAgent's message on the row"),
     Cause("cloudagent.campaign", None, "campaign refused by CloudAgent (unknown, or not outbound)",

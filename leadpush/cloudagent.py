@@ -258,8 +258,10 @@ class DeadlinePassed(requests.ReadTimeout):
     """The whole answer did not arrive within the request's total deadline."""
 
 
-def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float) -> Reply:
-    """One POST, never following a redirect, its whole answer read within `timeout` and BODY_CAP.
+def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
+             method: str = "POST") -> Reply:
+    """One POST (or `method`: undo's DELETE), never following a redirect, its whole answer read within
+    `timeout` and BODY_CAP.
 
     `timeout` is a total deadline (connect, send, the whole answer): a timer shuts the
     request's socket down when it passes, which ends any read in progress.
@@ -283,7 +285,7 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
     _in_flight.connections = connections
     timer.start()
     try:
-        return _read_answer(session, url, payload, headers, timeout, cut, over)
+        return _read_answer(session, url, payload, headers, timeout, cut, over, method)
     except requests.RequestException:
         if cut.is_set():
             raise DeadlinePassed("no complete answer within the timeout") from None
@@ -294,9 +296,9 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
 
 
 def _read_answer(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
-                 cut: threading.Event, over: threading.Lock) -> Reply:
-    r = session.post(url, data=payload, headers=headers, timeout=(timeout, timeout), allow_redirects=False,
-                     stream=True)
+                 cut: threading.Event, over: threading.Lock, method: str = "POST") -> Reply:
+    r = session.request(method, url, data=payload, headers=headers, timeout=(timeout, timeout),
+                        allow_redirects=False, stream=True)
     with r:
         length = r.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > BODY_CAP:

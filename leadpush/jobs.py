@@ -45,6 +45,7 @@ class InputOptions:
     split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
+    suppression: Any = None  # suppress.Suppression: do-not-call lists, screened after the checks
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
@@ -152,8 +153,11 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
                             lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
         record, advance = recorder.record, progress.advance
+        screen = opts.suppression.screen if opts.suppression else None
         try:
             for outcome, body in checker.check_file(lead_file):
+                if screen and screen(outcome):
+                    body = None  # a suppressed row is not among the rows as they would be sent
                 record(outcome)
                 if body is not None and split:
                     split.write(body)
@@ -163,12 +167,20 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
                 split.close(keep=False)
             raise
         summary.column_map = checker.column_map
+        note_suppression(opts, summary)
     if split:
         split.close()
         summary.split_file = str(split.path) if split.count else None
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
+
+
+def note_suppression(opts: InputOptions, summary: RunSummary) -> None:
+    """How many rows each do-not-call list removed, for the summary and --json."""
+    if opts.suppression:
+        counts = opts.suppression.counts
+        summary.suppressed_by = {lst.name: counts.get(lst.name, 0) for lst in opts.suppression.lists}
 
 
 def one_line(summary: RunSummary) -> str:

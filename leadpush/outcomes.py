@@ -16,12 +16,14 @@ class Status(str, Enum):
 
     VALID = "valid"  # dry run: would be sent
     INVALID = "invalid"  # failed a local check, never sent
-    SKIPPED = "skipped"  # deliberately not sent (duplicate in the file, done in an earlier run)
+    SKIPPED = "skipped"  # deliberately not sent (duplicate in the file, done in an earlier run, loaded lately)
     ADDED = "added"  # CloudAgent stored it
     EXISTS = "exists"  # CloudAgent already had it (checkDuplicate TRUE)
     REJECTED = "rejected"  # CloudAgent refused it
     FAILED = "failed"  # no verdict could be obtained (faults, retries exhausted, outcome unknown)
     ABORTED = "aborted"  # never sent because the run, or its campaign, stopped
+    SUPPRESSED = "suppressed"  # on a do-not-call list: never sent, and not a failure
+    DELETED = "deleted"  # undo: CloudAgent deleted the lead a run had added
 
     def __str__(self) -> str:
         return self.value
@@ -34,7 +36,7 @@ for _i, _s in enumerate(Status):
     _s.index = _i  # type: ignore[attr-defined]
     _s.is_failure = _s in FAILURE_STATUSES  # type: ignore[attr-defined]
 # How summaries list them: what went through first, then what needs the user's attention.
-STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.SKIPPED,
+STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.DELETED, Status.SKIPPED, Status.SUPPRESSED,
                 Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED]
 
 

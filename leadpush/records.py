@@ -310,6 +310,9 @@ class RunSummary:
     token_generations: int | None = None
     # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
     not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
+    run: int | None = None  # this run's id in the run ledger
+    undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
 

@@ -30,6 +30,7 @@ TOP_CAUSES = 5  # causes listed in the terminal summary; --json lists them all
 
 STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
+    Status.SUPPRESSED: "yellow", Status.DELETED: "green",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
 
@@ -91,6 +92,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         more = len(summary.not_lead_rows) - len(shown)
         console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
                       + (f"; and {more} more" if more > 0 else ""))
+    for name, n in (summary.suppressed_by or {}).items():
+        console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:
@@ -101,6 +104,10 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             n = summary.token_generations
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
+    if summary.run is not None:
+        run = summary.run
+        console.print(f"Run {run} in the ledger (leadpush history {run}"
+                      + (f"; leadpush undo {run})" if summary.command == "upload" else ")"))
     if summary.results_file:
         console.print(f"Results: {escape(summary.results_file)}")
     if summary.failures_file:
@@ -146,7 +153,57 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
         obj["exists_after_our_attempt"] = summary.exists_after_our_attempt
+    for name in ("suppressed_by", "run", "undo_of"):
+        if getattr(summary, name) is not None:
+            obj[name] = getattr(summary, name)
     return obj
+
+
+def print_runs(console: Console, runs: list[dict[str, Any]]) -> None:
+    """`leadpush history`: recent runs, newest first."""
+    from .ledger import local_time  # noqa: PLC0415
+
+    if not runs:
+        console.print("No runs in the ledger yet.")
+        return
+    table = Table(title="Recent runs", title_justify="left")
+    for name in ("run", "command", "started", "ended", "user", "input", "counts", "exit"):
+        table.add_column(name, justify="right" if name in ("run", "exit") else "left")
+    for r in runs:
+        counts = ", ".join(f"{n} {s}" for s, n in r["counts"].items())
+        what = r["input_name"] or (f"undo of run {r['undo_of']}" if r["undo_of"] else "")
+        table.add_row(str(r["id"]), r["command"], local_time(r["started_at"]),
+                      local_time(r["ended_at"]) or "[magenta]did not finish[/]", escape(r["username"]),
+                      escape(what), escape(counts), "" if r["exit_code"] is None else str(r["exit_code"]))
+    console.print(table)
+
+
+def print_run(console: Console, run: dict[str, Any], leads: list[dict[str, Any]], *, limit: int = 200) -> None:
+    """`leadpush history RUN`: one run's facts, counts and rows."""
+    from .ledger import local_time  # noqa: PLC0415
+
+    console.print(f"Run {run['id']}: {run['command']} of {escape(run['input_name'] or '-')}"
+                  + (f" (undo of run {run['undo_of']})" if run["undo_of"] else ""))
+    console.print(f"User {escape(run['username'])} at {escape(run['base_url'])}"
+                  + (f", profile {escape(run['profile'])}" if run["profile"] else ""))
+    console.print(f"Started {local_time(run['started_at'])}, "
+                  + (f"ended {local_time(run['ended_at'])}, exit {run['exit_code']}" if run["ended_at"]
+                     else "did not finish (stopped or killed)"))
+    if run["input_sha256"]:
+        console.print(f"Input sha256 {run['input_sha256']}")
+    counts = ", ".join(f"{n} {s}" for s, n in run["counts"].items())
+    console.print(f"Counts: {counts or 'none'}")
+    if not leads:
+        return
+    table = Table(title=f"Leads of run {run['id']}", title_justify="left")
+    for name in ("row", "campaign", "phone", "status", "time"):
+        table.add_column(name, justify="right" if name == "row" else "left")
+    for lead in leads[:limit]:
+        table.add_row(str(lead["row"] or ""), escape(lead["campaign"]), escape(lead["phone"]), lead["status"],
+                      local_time(lead["at"]))
+    console.print(table)
+    if len(leads) > limit:
+        console.print(f"... and {len(leads) - limit} more: --results PATH writes them all.")
 
 
 class RateWindow:

@@ -31,6 +31,7 @@ from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
+DELETE_PATH = "/ca_apis/deleteCampaignData"
 DEMO_USER = "demo"
 DEMO_KEY = "demo-key"
 CAMPAIGN_TYPES = ("progressive", "predictive", "preview", "ivr", "agent-wise", "skill-wise", "inbound")
@@ -73,8 +74,15 @@ AGENT_MISSING = b'"status": "FAIL", "message": "Agent Is Empty!"'
 AGENT_EMPTY = b'"status": "FAIL",\n"message": "Agent Is Empty!"'
 AGENT_UNKNOWN = b'"status": "FAIL",\n"message": "Agent is not correctly mapped!"'
 SKILL_INVALID = b'"status": "FAIL",\n"message": "Please provide valid skill"'
+DND_NUMBER = {"status": "FAIL", "message": "PhoneNumber Added is a DND Number"}  # the legacy APIs' answer
 NUMBER_EXISTS = {"status": "SUCCESS", "message": "Number Already Exist"}
 NUMBER_EXISTED = {"status": "Success", "message": "Number Already Existed"}
+# Delete Campaign Data: the messages are the vendor's; the status values are not documented (a choice).
+DELETED = {"status": "Success", "message": "Deleted Successfully"}
+DELETE_NO_CAMPAIGN = {"status": "Error", "message": "Campaign should not be null are empty"}
+DELETE_BAD_CAMPAIGN = {"status": "Error", "message": "Passed campaign are invalid"}
+DELETE_NO_PHONE = {"status": "Error", "message": "PhoneNumber should not be null are empty"}
+DELETE_NO_RECORD = {"status": "Error", "message": "No Record Found"}
 TOKEN_USER_NULL = _false("UserName is null")
 TOKEN_BAD_LOGIN = _false("Invalid userName or apiKey")
 # Not documented by the vendor (the cap is, its answer is not): the sandbox's choice.
@@ -129,6 +137,17 @@ class Campaign:
     skills: set[str] = field(default_factory=set)
     leads: list[dict[str, Any]] = field(default_factory=list)
     numbers: Counter[str] = field(default_factory=Counter)
+    deletions: Counter[str] = field(default_factory=Counter)  # per number: requests that removed leads
+
+    def delete(self, phone: str) -> int:
+        """Remove every lead with this number; how many there were."""
+        kept = [lead for lead in self.leads if str(lead.get("phoneNumber")) != phone]
+        removed = len(self.leads) - len(kept)
+        if removed:
+            self.leads = kept
+            del self.numbers[phone]
+            self.deletions[phone] += 1
+        return removed
 
     def store(self, lead: dict[str, Any]) -> None:
         self.leads.append(lead)
@@ -142,6 +161,7 @@ class Account:
     auth_mode: str
     campaigns: dict[str, Campaign]
     token_id: int | None = None  # the one live token; a newer one kills the older
+    dnd: set[str] = field(default_factory=set)  # numbers answered "PhoneNumber Added is a DND Number"
     generations: deque[float] = field(default_factory=deque)
 
 
@@ -173,7 +193,11 @@ def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
             for number in c.get("numbers", []):
                 camp.store({"phoneNumber": str(number), "preexisting": True})
             campaigns[camp.name] = camp
-        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns)
+        dnd = a.get("dnd_numbers", [])
+        if not isinstance(dnd, list):
+            raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
+        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
+                                 dnd={str(n).strip() for n in dnd})
     return accounts
 
 
@@ -232,7 +256,8 @@ class SandboxState:
             self.rng = random.Random(self.seed)
             self.token_serial = 0
             self.windows: dict[str, deque[float]] = {}
-            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter()}
+            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter(),
+                                                  "deleteCampaignData": Counter()}
             self.tokens_issued = 0
             self._arrivals_1s: deque[float] = deque()
             self._arrivals_60s: deque[float] = deque()
@@ -348,8 +373,47 @@ class SandboxState:
         answer.drop = answer.drop or drop
         return answer
 
-    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+    def delete_campaign_data(self, headers: dict[str, str], raw: bytes) -> tuple[Answer, float]:
+        """Delete Campaign Data: the same auth, rate limit, faults and latency as Add Campaign Data."""
+        with self.lock:
+            now = self.clock()
+            api_key = headers.get("apikey", "").strip()
+            answer = self._rate_limited(f"delete:{api_key or '-'}", now)
+            if answer is None and self.fail_rate and self.rng.random() < self.fail_rate:
+                answer = Answer(status=503, body=HTML_503, content_type="text/html", outcome="http-503")
+            if answer is None:
+                drop = bool(self.drop_rate) and self.rng.random() < self.drop_rate
+                answer = self._delete(headers, raw, api_key, now)
+                answer.drop = drop
+            self.stats["deleteCampaignData"][answer.outcome] += 1
+            delay = 0.0
+            if self.latency_ms or self.jitter_ms:
+                delay = max(0.0, self.latency_ms + self.rng.uniform(-self.jitter_ms, self.jitter_ms)) / 1000
+            return answer, delay
+
+    def _delete(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
         body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
+        name = body.get("campaignName")
+        if name is None or str(name).strip() == "":
+            return Answer.json(DELETE_NO_CAMPAIGN, "no-campaign")
+        campaign = account.campaigns.get(str(name))
+        if campaign is None:
+            return Answer.json(DELETE_BAD_CAMPAIGN, "unknown-campaign")
+        phone = body.get("phoneNumber")
+        if phone is None or str(phone).strip() == "":
+            return Answer.json(DELETE_NO_PHONE, "no-phone")
+        if not campaign.delete(str(phone).strip()):
+            return Answer.json(DELETE_NO_RECORD, "no-record")
+        return Answer.json(DELETED, "deleted")
+
+    def _refuse_account(self, headers: dict[str, str], body: dict[str, Any] | None, api_key: str,
+                        now: float) -> Answer | None:
+        """The checks every token-auth API makes before looking at the request itself."""
         if body is None:
             return Answer(status=400, body=json.dumps(_false("Invalid request body")).encode(), outcome="bad-body")
         # As documented: a missing apiKey header has its own answer; an empty or wrong one
@@ -364,19 +428,25 @@ class SandboxState:
             return Answer.json(INVALID_USER, "invalid-user")
         if account.auth_mode != "TOKEN_AUTH":
             return Answer.json(INVALID_ACTION, "invalid-action")
-        token = headers.get("authorization", "").strip()
-        if token.lower().startswith("bearer"):
-            token = token[6:].strip()
+        token = _bearer(headers)
         if not token or token.lower() in ("null", "undefined"):
             return Answer.json(TOKEN_EMPTY, "token-empty")
         if not self._token_ok(token, account, now):
             expired = Answer.json(TOKEN_EXPIRED, "token-expired")
             expired.status = self.token_expired_status
             return expired
+        return None
+
+    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+        body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
         script = self.scripts.get(str(body.get("phoneNumber") or ""))  # "": requests without a phone
         if script:
-            return self._scripted(script, body, account, api_key, token, now)
-
+            return self._scripted(script, body, account, api_key, _bearer(headers), now)
         name = body.get("campaignName")
         if name is None or str(name).strip() == "":
             return Answer.json(NO_CAMPAIGN, "no-campaign")
@@ -406,6 +476,8 @@ class SandboxState:
                 return Answer.raw(AGENT_UNKNOWN, "agent-unknown")
         if campaign.type == "skill-wise" and str(body.get("skill") or "").strip() not in campaign.skills:
             return Answer.raw(SKILL_INVALID, "skill-invalid")
+        if phone in account.dnd:
+            return Answer.json(DND_NUMBER, "dnd")
         if str(body.get("checkDuplicate", "")).strip().upper() == "TRUE" and campaign.numbers[phone]:
             return Answer.json(NUMBER_EXISTED if campaign.type == "skill-wise" else NUMBER_EXISTS, "exists")
 
@@ -462,7 +534,7 @@ class SandboxState:
     def leads_view(self) -> dict[str, Any]:
         with self.lock:
             return {"accounts": {a.user: {"campaigns": {c.name: {
-                "type": c.type, "started": c.started, "leads": list(c.leads)}
+                "type": c.type, "started": c.started, "leads": list(c.leads), "deletions": dict(c.deletions)}
                 for c in a.campaigns.values()}} for a in self.accounts.values()}}
 
     def stats_view(self) -> dict[str, Any]:
@@ -497,6 +569,11 @@ def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
             if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"{source}: [[answers]]: {key} has the wrong type ({type(value).__name__})")
     return [dict(a, phone=str(a["phone"])) for a in entries]
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    token = headers.get("authorization", "").strip()
+    return token[6:].strip() if token.lower().startswith("bearer") else token
 
 
 def _numeric(t: float) -> int | float:
@@ -596,6 +673,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.log_request(self.command, path, raw, answer)
         self._send(answer)
 
+    def do_DELETE(self) -> None:
+        raw = self._read()
+        path = self.path.split("?")[0]
+        state = self.sandbox.state
+        if state.redirect_status and path == DELETE_PATH:
+            answer, delay = Answer(status=state.redirect_status, content_type="text/html",
+                                   headers={"Location": str(state.redirect_to).rstrip("/") + path},
+                                   outcome=f"redirect-{state.redirect_status}"), 0.0
+            with state.lock:
+                state.stats["deleteCampaignData"][answer.outcome] += 1
+        elif path == DELETE_PATH:
+            answer, delay = self.sandbox.state.delete_campaign_data({k.lower(): v for k, v in self.headers.items()},
+                                                                    raw)
+        else:
+            answer, delay = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                                   content_type="text/html", headers={"Allow": "POST"}, outcome="405"), 0.0
+        if delay:
+            self.sandbox.sleep(delay)
+        self.sandbox.log_request(self.command, path, raw, answer)
+        self._send(answer)
+
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
         state = self.sandbox.state
@@ -603,6 +701,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = Answer(body=json.dumps(state.leads_view()).encode())
         elif path == "/sandbox/stats":
             answer = Answer(body=json.dumps(state.stats_view()).encode())
+        elif path == DELETE_PATH:
+            answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                            content_type="text/html", headers={"Allow": "DELETE"})
         elif path in (TOKEN_PATH, ADD_PATH):
             answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
                             content_type="text/html", headers={"Allow": "POST"})

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +22,10 @@ import requests
 from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, open_input, reading_notes, recording
+from .jobs import InputOptions, fewer_collections, log_end, note_suppression, open_input, reading_notes, recording
 from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
-from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
+from .ledger import RunLog, SkipScope, open_ledger
+from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
 from .records import RunSummary
@@ -38,6 +39,8 @@ class UploadSettings:
     workers: int = 4
     retries: int = 3
     timeout: float = 30.0
+    skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
+    skip_scope: SkipScope = SkipScope.CAMPAIGN
 
 
 class Interrupt(threading.Event):
@@ -143,7 +146,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
            session: requests.Session, clock: Callable[[], float], sleep: Callable[[float], None],
            progress: Any, interrupt: threading.Event | None = None, rng: random.Random | None = None,
            wall_clock: Callable[[], float] | None = None, journal: Journal | None = None,
-           resume: Resume | None = None) -> RunSummary:
+           resume: Resume | None = None, ledger: RunLog | None = None) -> RunSummary:
     """Send every valid row; `interrupt` (set by Ctrl-C) stops dispatching and lets in-flight rows finish."""
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
@@ -164,6 +167,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     probably_ours = 0
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
+    if ledger:
+        ledger.start()
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
         nonlocal probably_ours
@@ -189,6 +194,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         outcome.status, outcome.message = sent.status, why or sent.message
         outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
+        if ledger and not quitting:
+            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
         if journal and sent.attempts and not quitting:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
@@ -229,10 +236,17 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
                     if quit_now():
                         break
+                    if body is not None and opts.suppression and opts.suppression.screen(outcome):
+                        body = None
                     if body is not None and resume and resume.done(outcome):
                         outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
                         outcome.cause = "row.done_earlier"
                         body = None
+                    if body is not None and ledger and settings.skip_loaded_within:
+                        lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
+                        if lately:
+                            outcome.status, outcome.message, body = Status.SKIPPED, lately, None
+                            outcome.cause = "row.loaded_lately"
                     reason = stop.why_not(outcome.campaign) if body is not None else None
                     if body is None or reason:
                         pending.append(_abort(outcome, reason) if reason else outcome)
@@ -258,6 +272,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 if not stop.interrupt.is_set():
                     stop.interrupt.set()
             summary.column_map = first_pass.column_map
+            note_suppression(opts, summary)
             summary.elapsed = clock() - started
             summary.requests = sender.requests + tokens.requests
             summary.token_generations = tokens.generations
@@ -268,6 +283,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
                                           interrupted=stop.interrupt.is_set(),
                                           terminated=getattr(stop.interrupt, "terminated", False))
+        if ledger:
+            ledger.end(recorder.counts, summary.exit_code)
+            summary.run = ledger.run_id
         log_end(summary)
         return summary
     finally:
@@ -341,3 +359,17 @@ def demo_sandbox(stack: ExitStack) -> tuple[Connection, Path, str]:
     cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
     return (Connection(server.base_url, DEMO_USER, DEMO_KEY), cache_dir,
             f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
+
+
+def open_run_log(stack: ExitStack, run: PreparedRun, conn: Connection, profile: str | None, *, sandbox: bool,
+                 skip_loaded_within: str | None) -> RunLog | None:
+    """The ledger rule: every upload is recorded in the run ledger, except a --sandbox run (its
+    leads vanish with it), which therefore cannot use --skip-loaded-within. A damaged or locked
+    ledger stops the run here, before anything is sent."""
+    if sandbox:
+        if skip_loaded_within:
+            raise ConfigError("--skip-loaded-within needs the run ledger, which --sandbox runs do not keep")
+        return None
+    ledger = stack.enter_context(closing(open_ledger()))
+    digest = run.journal.digest if run.journal else run.lead_file.digest
+    return RunLog(ledger, "upload", conn.base_url, conn.username, profile, run.lead_file.name, digest)
