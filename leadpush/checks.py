@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .causes import Problem
+from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile, column_label
@@ -350,12 +350,13 @@ class Checker:
         if cmap is None:
             cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
             if not cmap.has_phone and not self._mapped_any:
+                sheet = f"; this is {lead_file.sheet_note}" if lead_file.sheet_note else ""
                 hint = "" if lead_file.keys is None else (
                     "; if the header is not the first row, give its line with --header-row N")
                 raise InputError(
                     f"{lead_file.name}: no phone number column (columns: "
                     f"{', '.join(column_label(k) for k in keys) or 'none'}); name one 'phoneNumber' or "
-                    f"map it with --map \"Your column=phoneNumber\"{hint}")
+                    f"map it with --map \"Your column=phoneNumber\"{sheet}{hint}")
             self._mapped_any = True
             if len(self._maps) >= _MAPS_MAX:
                 self._maps.clear()
@@ -380,6 +381,9 @@ class Checker:
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
             cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            if lead_file.cell_problems:
+                yield from self._check_cell_problems(lead_file, cmap)
+                return
             for row, values in lead_file.rows():
                 yield check_row(row, values, cmap)
             return
@@ -390,6 +394,25 @@ class Checker:
                 last_keys = values.keys()
                 cmap = self.column_map_for(lead_file, tuple(last_keys))
             yield check_row(row, values, cmap)
+
+    def _check_cell_problems(self, lead_file: LeadFile,
+                             cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
+        """check_row, and a row that takes a field from a cell without a value (a workbook formula
+        saved without its result) is invalid, saying so: it must not go out with the cell empty."""
+        problems = lead_file.cell_problems or {}
+        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        for row, values in lead_file.rows():
+            outcome, body = self.check_row(row, values, cmap)
+            bad = problems.get(row)
+            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
+            if said:
+                # What the check said about the same cell ("phone number is empty") is said better.
+                rest = [] if outcome.status is not _INVALID else [
+                    p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
+                outcome.status, outcome.problems, body = _INVALID, tuple(said + rest), None
+                outcome.message = "; ".join(outcome.problems)
+                outcome.cause = ";".join(p.cause for p in outcome.problems)
+            yield outcome, body
 
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:

@@ -74,7 +74,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
-    metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
+    metavar="FILE", show_default=False,
+    help="Lead file (.csv .tsv .txt .json .jsonl .xlsx .xlsm .xlsb .xls .ods), or - for stdin.")]
 FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
@@ -85,7 +86,8 @@ DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
 SheetOpt = Annotated[str | None, typer.Option(
-    metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
+    metavar="NAME", rich_help_panel=READING,
+    help="Workbook sheet to read (any case); by default the active, or first visible, one.")]
 HeaderRowOpt = Annotated[int | None, typer.Option(
     metavar="N", min=1, rich_help_panel=READING,
     help="Line (sheet row) of the header; by default the first row, or the first that names a phone column "

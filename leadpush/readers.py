@@ -1,10 +1,9 @@
-"""Read lead files (CSV/TSV, JSON, JSON Lines, XLSX, stdin) as a stream of (row, columns) pairs."""
+"""Read lead files (CSV/TSV, JSON, JSON Lines, workbooks, stdin) as a stream of (row, columns) pairs."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import hashlib
 import io
 import itertools
@@ -35,13 +34,17 @@ class InputFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     JSONL = "jsonl"
-    XLSX = "xlsx"
+    XLSX = "xlsx"  # and .xlsm
+    XLS = "xls"
+    XLSB = "xlsb"
+    ODS = "ods"
 
 
 FORMATS = tuple(f.value for f in InputFormat)
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx", ".xlsm": "xlsx",
+    ".xls": "xls", ".xlsb": "xlsb", ".ods": "ods",
 }
 _DELIMITERS = (",", ";", "\t", "|")
 _QUOTED = re.compile(r'"[^"]*"')
@@ -68,6 +71,9 @@ class LeadFile:
     delimiter: str | None = None
     columns: list[str] | None = None  # header cells as read (CSV, XLSX); None for JSON
     keys: list[str] | None = None  # the row dicts' keys for those columns (unnamed ones made unique)
+    sheet_note: str | None = None  # workbooks: which sheet was read, and the others, for errors
+    # workbooks: cells that read as empty but hold no value to take (row -> column index -> why)
+    cell_problems: dict[int, dict[int, str]] | None = None
     _rows: Callable[[], Iterator[SourceRow]] = field(default=None, repr=False)  # type: ignore[assignment]
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
     _opener: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
@@ -138,7 +144,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
             raise InputError(f"{name}: --header-row counts from 1, not {header_row}")
         if fmt is None:
             fmt = _guess_format(path, head)
-        if fmt != "xlsx":
+        if fmt in ("csv", "json", "jsonl"):
             _refuse_binary(name, head, fmt)
         if fmt not in FORMATS:
             raise InputError(f"{name}: unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
@@ -147,7 +153,10 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
         elif fmt in ("json", "jsonl"):
             lead_file = _open_json(name, opener, fmt, encoding, head)
         else:
-            lead_file = _open_xlsx(name, opener, sheet, header_row, header_test)
+            from .workbook import open_workbook  # noqa: PLC0415 — it imports this module
+
+            lead_file = open_workbook(name, opener, fmt, sheet=sheet, header_row=header_row,
+                                      header_test=header_test)
     except BaseException:
         if cleanup:
             cleanup()
@@ -185,7 +194,6 @@ class _NoClose(io.RawIOBase):
 
 
 _MAGIC = ((b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip, or open it with an archive tool)"),
-          (b"\xd0\xcf\x11\xe0", "an old-style Excel workbook (.xls): save it as .xlsx or CSV"),
           (b"%PDF", "a PDF document, not a table: export the data as CSV or .xlsx"),
           (b"7z\xbc\xaf", "a 7-Zip archive: extract the lead file from it first"),
           (b"Rar!", "a RAR archive: extract the lead file from it first"))
@@ -196,21 +204,28 @@ def _refuse_binary(name: str, head: bytes, fmt: str) -> None:
     for magic, what in _MAGIC:
         if head.startswith(magic):
             raise InputError(f"{name}: is {what}")
+    # (Read without --format, such bytes are read as the workbook they are: see _guess_format.)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        raise InputError(f"{name}: is an Excel 97-2003 workbook (.xls), not {fmt.upper()}: leave out --format "
+                         f"or pass --format xls")
     if head.startswith(b"PK\x03\x04"):
-        if b"[Content_Types].xml" in head or b"xl/" in head:
-            raise InputError(f"{name}: is an Excel workbook (.xlsx), not {fmt.upper()}: name it .xlsx or "
-                             f"pass --format xlsx")
+        if b"[Content_Types].xml" in head or b"xl/" in head or b"opendocument" in head:
+            raise InputError(f"{name}: is a workbook, not {fmt.upper()}: leave out --format (or pass "
+                             f"--format xlsx/ods)")
         raise InputError(f"{name}: is a ZIP archive: extract the lead file from it first")
 
 
 def _guess_format(path: str, head: bytes) -> str:
     suffix = Path(path).suffix.lower()
-    if suffix == ".xls":
-        raise InputError(f"{path}: old-style .xls workbooks are not supported; save it as .xlsx or CSV")
+    if head.startswith((b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"PK\x03\x04")):
+        # The bytes say workbook, whatever the name: which kind is told when it is opened.
+        if _EXTENSIONS.get(suffix) in ("xlsx", "xls", "xlsb", "ods"):
+            return _EXTENSIONS[suffix]
+        from .workbook import sniff_workbook  # noqa: PLC0415
+
+        return sniff_workbook(head) or "xlsx"
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    if head.startswith(b"PK\x03\x04"):
-        return "xlsx"
     first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if first == b"[":
         return "json"
@@ -381,10 +396,8 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
     with _text(opener, encoding) as text:
         header_line, header, titles = _find_header(name, records(text), header_row, header_test, skip_to)
     keys = _column_keys(name, header_line, header)
-    not_lead_rows: list[tuple[int, str, str]] = [(line, "title", _row_text(cells)) for cells, line in titles]
-    if titles:
-        notes.append(f"the header is on line {header_line}; {_count(len(titles), 'row')} above it "
-                     f"(a title block) {'is' if len(titles) == 1 else 'are'} not read as leads")
+    not_lead_rows = title_rows(titles)
+    notes += title_note(titles, header_line, "on line")
 
     def fit(cells: list[str], line: int) -> list[str]:
         """A row as wide as the header: short ones padded, empty extra cells dropped."""
@@ -450,6 +463,40 @@ def _footer_like(cells: list[Any]) -> bool:
     if not isinstance(first, str) or not any(ch.isalpha() for ch in first) or _LONG_NUMBER.search(first):
         return False
     return not any(c != "" and not (isinstance(c, str) and c.isspace()) for c in cells[1:])
+
+
+def without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]]
+                    ) -> Iterator[tuple[int, list[Any]]]:
+    """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
+    rule, for sheets (the CSV reader has it inline, on its hot path)."""
+    footers: list[tuple[int, list[Any]]] = []
+    first = True
+    for number, values in rows:
+        if not first and _footer_like(values):
+            footers.append((number, values))
+            continue
+        first = False
+        yield from footers
+        footers.clear()
+        yield number, values
+    not_lead_rows.extend((number, "footer", str(values[0]).strip()) for number, values in footers)
+
+
+def find_header(name: str, records: Iterator[tuple[list[str], int]], header_test: Callable[[list[str]], bool] | None
+                ) -> tuple[int, list[str], list[tuple[list[str], int]]]:
+    """(line, cells) of the header found below any title block, and the title rows (for sheets)."""
+    return _find_header(name, records, None, header_test, 0)
+
+
+def title_rows(titles: list[tuple[list[str], int]]) -> list[tuple[int, str, str]]:
+    return [(line, "title", _row_text(cells)) for cells, line in titles]
+
+
+def title_note(titles: list[tuple[list[str], int]], header_at: int, where: str) -> list[str]:
+    if not titles:
+        return []
+    return [f"the header is {where} {header_at}; {_count(len(titles), 'row')} above it (a title block) "
+            f"{'is' if len(titles) == 1 else 'are'} not read as leads"]
 
 
 def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row: int | None,
@@ -804,126 +851,3 @@ def _json_array_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Ite
 def _json_kind(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
         type(value), "a number")
-
-
-# ---------------------------------------------------------------------------- XLSX
-
-def _open_xlsx(name: str, opener: Callable[[], IO[bytes]], sheet: str | None,
-               header_row: int | None = None,
-               header_test: Callable[[list[str]], bool] | None = None) -> LeadFile:
-    try:
-        import openpyxl  # noqa: PLC0415 — optional extra
-    except ImportError:
-        raise InputError(f"{name}: reading .xlsx needs the xlsx extra: pip install 'leadpush[xlsx]'") from None
-
-    def load() -> Any:
-        f = opener()
-        try:
-            wb = openpyxl.load_workbook(f, read_only=True, data_only=True)
-        except Exception as e:  # openpyxl raises many kinds for a broken workbook
-            f.close()
-            raise InputError(f"{name}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
-        if sheet is None:
-            ws = wb.worksheets[0]
-        elif sheet in wb.sheetnames:
-            ws = wb[sheet]
-        else:
-            wb.close()
-            f.close()
-            raise InputError(f"{name}: no sheet named {sheet!r} (sheets: {', '.join(wb.sheetnames)})")
-        return f, wb, ws
-
-    def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
-        f, wb, ws = load()
-        try:
-            for number, cells in enumerate(ws.iter_rows(values_only=True), start=1):
-                values = [_cell(v) for v in cells]
-                if any(v != "" for v in values):
-                    yield number, values
-        finally:
-            wb.close()
-            f.close()
-
-    titles: list[tuple[list[str], int]] = []
-    if header_row is None:
-        as_text = (([str(v) for v in values], number) for number, values in sheet_rows())
-        header_at, header, titles = _find_header(name, as_text, None, header_test, 0)
-        as_text.close()
-    else:
-        header = None
-        for number, values in sheet_rows():
-            if number < header_row:
-                continue
-            if number != header_row:
-                raise InputError(f"{name}: --header-row {header_row}: row {header_row} of the sheet is empty")
-            header_at, header = number, [str(v) for v in values]
-            break
-        if header is None:
-            raise InputError(f"{name}: --header-row {header_row}: the sheet has no row {header_row} or below")
-    assert header is not None
-    while header and header[-1] == "":
-        header.pop()
-    keys = _column_keys(name, header_at, header)
-    notes = []
-    not_lead_rows: list[tuple[int, str, str]] = [(line, "title", _row_text(cells)) for cells, line in titles]
-    if titles:
-        notes.append(f"the header is row {header_at} of the sheet; {_count(len(titles), 'row')} above it "
-                     f"(a title block) {'is' if len(titles) == 1 else 'are'} not read as leads")
-
-    def fitted_rows() -> Iterator[tuple[int, list[Any]]]:
-        n = len(keys)
-        for number, values in sheet_rows():
-            if number <= header_at:
-                continue
-            if len(values) > n:
-                extra = [v for v in values[n:] if v != ""]
-                if extra:
-                    raise InputError(f"{name}: row {number}, column {n + 1}: a value outside the "
-                                     f"header's columns ({str(extra[0])[:40]!r}); give the column a header")
-            values = values[:n] + [""] * (n - len(values))
-            yield number, values
-
-    def rows() -> Iterator[SourceRow]:
-        del not_lead_rows[len(titles):]  # footers are found again on each pass
-        yield from _without_footers(fitted_rows(), not_lead_rows)
-
-    return LeadFile(name=name, format="xlsx", columns=header, keys=keys, _rows=rows, notes=notes,
-                    not_lead_rows=not_lead_rows)
-
-
-def _without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]]
-                     ) -> Iterator[tuple[int, list[Any]]]:
-    """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
-    rule, for sheets."""
-    footers: list[tuple[int, list[Any]]] = []
-    first = True
-    for number, values in rows:
-        if not first and _footer_like(values):
-            footers.append((number, values))
-            continue
-        first = False
-        yield from footers
-        footers.clear()
-        yield number, values
-    not_lead_rows.extend((number, "footer", str(values[0]).strip()) for number, values in footers)
-
-
-def _cell(value: Any) -> Any:
-    """A spreadsheet cell as leadpush sees it: exact digits for whole numbers, dates as dates."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        if value.time() == dt.time(0, 0):
-            return value.date()
-        return value
-    if isinstance(value, (dt.date, dt.time)):
-        return value
-    return str(value)

@@ -209,8 +209,10 @@ def failures_format(path: Path | None, chosen: str | None, input_format: str) ->
         return fmt
     if path:
         return by_suffix or FailuresFormat.CSV
-    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
-            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL, "xlsx": FailuresFormat.XLSX,
+            # every workbook in gets a workbook out; leadpush writes .xlsx
+            "xls": FailuresFormat.XLSX, "xlsb": FailuresFormat.XLSX, "ods": FailuresFormat.XLSX,
+            }.get(input_format, FailuresFormat.CSV)
 
 
 def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:

@@ -150,7 +150,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback(cli, tmp_path, monkeypatch, a
 
 def test_missing_xlsx_extra_is_explained(cli, tmp_path, monkeypatch):
     (tmp_path / "a.xlsx").write_bytes(b"PK\x03\x04")
-    monkeypatch.setitem(sys.modules, "openpyxl", None)  # as if the extra were not installed
+    monkeypatch.setitem(sys.modules, "python_calamine", None)  # as if the extra were not installed
     r = cli("validate", tmp_path / "a.xlsx")
     assert r.exit_code == 2 and "pip install 'leadpush[xlsx]'" in r.stderr
 
