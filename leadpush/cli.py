@@ -91,6 +91,10 @@ DelimiterOpt = Annotated[str | None, typer.Option(
 SheetOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING,
     help="Workbook sheet to read (any case); by default the active, or first visible, one.")]
+HeaderRowOpt = Annotated[int | None, typer.Option(
+    metavar="N", min=1, rich_help_panel=READING,
+    help="Line (sheet row) of the header; by default the first row, or the first that names a phone column "
+         "below title rows.")]
 MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
@@ -208,6 +212,7 @@ class LeadFileArgs:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None
     map_options: list[str] | None = None
     campaign: str | None = None
     skill: str | None = None
@@ -295,7 +300,7 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
     return jobs.InputOptions(
         file=a.file, fmt=a.input_format, encoding=check_encoding(a.encoding), delimiter=a.delimiter,
-        sheet=a.sheet, checks=checks,
+        sheet=a.sheet, header_row=a.header_row, checks=checks,
         # --json lists the problem rows (as the table would), --quiet nothing.
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
@@ -438,7 +443,7 @@ def validate(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -455,7 +460,8 @@ def validate(
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
@@ -473,7 +479,7 @@ def upload(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -496,7 +502,8 @@ def upload(
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,

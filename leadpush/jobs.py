@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from .checks import Checker, CheckSettings
 from .files import check_distinct, identity, output_target
+from .mapping import maps_phone
 from .outcomes import ConfigError, OutputError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
@@ -36,6 +37,7 @@ class InputOptions:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None  # line (sheet row) of the header; None: found (below any title rows)
     checks: CheckSettings = field(default_factory=CheckSettings)
     table: str = "auto"
     results: Path | None = None
@@ -49,16 +51,19 @@ class InputOptions:
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
+    user_map = opts.checks.user_map
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
-                          sheet=opts.sheet, stdin=stdin)
+                          sheet=opts.sheet, stdin=stdin, header_row=opts.header_row,
+                          header_test=lambda cells: maps_phone(cells, user_map))
 
 
 def reading_notes(lead_file: LeadFile) -> list[str]:
     """What the user should know about how the file was read, before its rows."""
+    notes = []
     if lead_file.encoding_note:
-        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                f"(choose another with --encoding)."]
-    return []
+        notes.append(f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                     f"(choose another with --encoding).")
+    return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
 
 
 def failures_path(opts: InputOptions, lead_file: LeadFile) -> Path | None:
@@ -98,7 +103,13 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
             recorder.log = LogWriter(opts.log_file, opts.secrets)
             recorder.log.line(f"start leadpush {command} {lead_file.name}")
         path = failures_path(opts, lead_file)
-        if path is not None:
+        # A failures file fed back in: upload replaces it with the rows that failed again (written
+        # aside, moved into place once the input has been read; removed when every row went
+        # through). validate leaves it as it is: its failures are only the invalid rows, and the
+        # valid ones would be lost.
+        fed_back = path is not None and opts.failures is None and not lead_file.spooled \
+            and identity(path) == identity(opts.file)
+        if path is not None and not (fed_back and command != "upload"):
             fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
             if fmt == "xlsx":
                 from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
@@ -109,10 +120,8 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
                 recorder.failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
                                                 user_map=opts.checks.user_map, sheet=opts.sheet,
                                                 source_name=lead_file.name)
-                recorder.failures.keep_existing = identity(path) == identity(opts.file)  # fed back in
             else:
-                recorder.failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns,
-                                                   is_input=identity(path) == identity(opts.file))
+                recorder.failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns)
         if opts.results:
             recorder.results = ResultsWriter(opts.results)
     except BaseException:
@@ -134,6 +143,7 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         raise
     finally:
         recorder.close()
+    summary.not_lead_rows = list(lead_file.not_lead_rows)
     if results and results.path not in recorder.broken:
         summary.results_file = str(results.path)
     if failures and failures.count and failures.path not in recorder.broken:
@@ -208,6 +218,8 @@ def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.not_lead_rows:
+        line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
     if summary.split_file:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ _SEPARATORS = re.compile(r"[\s_\-.]+")
 _BY_ALIAS = {alias: f for f, aliases in _ALIASES.items() for alias in aliases}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(header: str) -> str:
     """Header text as matched: case, spaces, '_', '-' and '.' do not count."""
     return _SEPARATORS.sub("", header.lower())
@@ -58,6 +60,18 @@ def parse_map_options(options: Iterable[str]) -> dict[str, str | None]:
     return result
 
 
+def maps_phone(cells: Iterable[object], user_map: dict[str, str | None]) -> bool:
+    """Whether a row, read as the header, would give a phone column: how a header is told from the
+    title rows a formatted report puts above it."""
+    for cell in cells:
+        norm = normalize(str(cell).strip())
+        if norm:
+            target = user_map[norm] if norm in user_map else _BY_ALIAS.get(norm)
+            if target == "phoneNumber":
+                return True
+    return False
+
+
 @dataclass
 class ColumnMap:
     """Which column feeds which field, for one set of columns."""
@@ -76,6 +90,11 @@ class ColumnMap:
         return ColumnMap(fields={f: index[k] for f, k in self.fields.items()},  # type: ignore[misc]
                          passthrough=[(index[k], sent) for k, sent in self.passthrough],  # type: ignore[misc]
                          ignored=self.ignored)
+
+    @cached_property
+    def sent_keys(self) -> tuple[str, ...]:
+        """The column keys whose values are sent (a field's or passed through)."""
+        return tuple(dict.fromkeys([*self.fields.values(), *(k for k, _ in self.passthrough)]))
 
     @cached_property
     def field_keys(self) -> tuple[str | None, ...]:

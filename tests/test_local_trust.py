@@ -555,16 +555,20 @@ def test_inputs_with_one_stem_keep_their_own_outputs(cli, tmp_path):
     assert (tmp_path / "leads.csv.failures.csv").exists() and not (tmp_path / "leads.tsv.failures.csv").exists()
 
 
-def test_a_failures_file_fed_back_writes_itself_again(cli, tmp_path):
-    write_csv(tmp_path / "leads.csv", [["phone", "campaign"], ["12", "c"], ["34", "c"]])
+def test_a_failures_file_fed_back_writes_itself_again(cli, up, sb, tmp_path):
+    write_csv(tmp_path / "leads.csv", [["phone", "campaign"], ["12", "Nightly"], ["34", "Nightly"]])
     cli("validate", tmp_path / "leads.csv")
     failures = tmp_path / "leads.csv.failures.csv"
     text = failures.read_text(encoding="utf-8-sig").replace("\n34,", "\n9400000000,")
     failures.write_text(text, encoding="utf-8-sig")
-    r = cli("validate", failures)
-    assert r.exit_code == 1
-    assert [f["phone"] for f in read_csv(failures)] == ["12"]
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["leads.csv", "leads.csv.failures.csv"]
+    r = cli("validate", failures)  # validate leaves a fed-back failures file as it is
+    assert r.exit_code == 1 and failures.read_text(encoding="utf-8-sig") == text
+    r = up(failures)
+    assert r.exit_code == 1, r.stderr
+    assert [f["phone"] for f in read_csv(failures)] == ["12"]  # upload: the rows still to do
+    assert sorted(f.name for f in tmp_path.iterdir() if f.name != "cache") == [
+        "leads.csv", "leads.csv.failures.csv", "leads.csv.failures.csv.leadpush-journal.jsonl",
+        "leads.csv.failures.csv.leadpush-journal.jsonl.lock"]
 
 
 # ---------------------------------------------------------------------------- 12. an input changed mid-upload
