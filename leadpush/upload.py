@@ -332,9 +332,6 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         if (stop.kind in ("input", "output") or recorder.errors) and code == ExitCode.OK:
             code = ExitCode.ROW_FAILURES  # rows not reached, or a file not written: never "all went through"
         summary.exit_code = code
-        if ledger:
-            ledger.end(recorder.counts, summary.exit_code)
-            summary.run = ledger.run_id
         log_end(summary)
         for error in recorder.errors:
             if error not in (summary.stop_reason or ""):
@@ -346,6 +343,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             elif code == ExitCode.OK:
                 code = ExitCode.ROW_FAILURES
         summary.exit_code = code
+        if ledger:
+            ledger.end(recorder.counts, summary.exit_code)
+            summary.run = ledger.run_id
         return summary
     finally:
         stop.interrupt.polled = False  # type: ignore[attr-defined]
