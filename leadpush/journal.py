@@ -307,6 +307,46 @@ def input_lock(cache_dir: Path, identity: tuple[int, int], name: str) -> RunLock
     return RunLock(cache_dir / "locks" / f"{dev:x}-{ino:x}.lock", name)
 
 
+def _pointer(cache_dir: Path, ident: tuple[int, int]) -> Path:
+    return cache_dir / "journals" / f"{ident[0]:x}-{ident[1]:x}"
+
+
+def journal_of_file(cache_dir: Path, ident: tuple[int, int], default: Path) -> tuple[Path, str | None]:
+    """The journal for an input file, keyed on the file (device and inode), not its name: when the
+    default journal beside this name does not exist but an unfinished run of the same file (a hard
+    link, a symlink, another mount) kept its journal elsewhere, that one; else the default."""
+    if default.exists():
+        return default, None
+    pointer = _pointer(cache_dir, ident)
+    try:
+        if regular_or_absent(pointer, "the journal index") is None:
+            return default, None
+        other = Path(pointer.read_text(encoding="utf-8").strip())
+        if not other.is_absolute() or other == default.absolute() or not other.is_file():
+            return default, None
+        state = read_journal(other)
+    except (OSError, ValueError, LeadpushError):
+        return default, None
+    if state.owner is None or state.owner[0] != ident or state.finished:
+        return default, None
+    return other, f"{default.name} is the same file as the one {other} was kept for; using that journal"
+
+
+def remember_journal(cache_dir: Path, ident: tuple[int, int], path: Path) -> None:
+    """Note which journal this file's run uses (best effort: the run does not depend on it)."""
+    pointer = _pointer(cache_dir, ident)
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pointer.with_name(pointer.name + f".{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(str(path.absolute()))
+        os.replace(tmp, pointer)
+    except OSError:
+        pass
+
+
 def journal_lock(path: Path) -> RunLock:
     return RunLock(path.with_name(path.name + ".lock"), f"journal {path}")
 

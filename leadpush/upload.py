@@ -23,9 +23,27 @@ from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
 from .files import identity
-from .jobs import (InputOptions, check_paths, fewer_collections, log_end, note_suppression, open_input,
-                   reading_notes, recording)
-from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
+from .jobs import (
+    InputOptions,
+    check_paths,
+    fewer_collections,
+    log_end,
+    note_suppression,
+    open_input,
+    reading_notes,
+    recording,
+)
+from .journal import (
+    Journal,
+    JournalChoice,
+    Resume,
+    default_journal_path,
+    input_lock,
+    journal_of_file,
+    keeps_journal,
+    open_journal,
+    remember_journal,
+)
 from .ledger import RunLog, SkipScope, open_ledger
 from .outcomes import AccountRefusal, ConfigError, ExitCode, InputError, OutputError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
@@ -303,6 +321,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                     stop.run("input", f"{lead_file.name} changed during the upload: {read} rows read where the "
                                       f"check found {total}")
                 flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
+            except Exception:
+                # A bug of ours: nothing more is sent, and the rows in flight finish (journal, ledger)
+                # before the files and the ledger are closed under them.
+                stop.run("error", "an internal error")
+                pool.shutdown(wait=True)
+                raise
             finally:
                 pool.shutdown(wait=False)
             if quit_now():
@@ -401,20 +425,26 @@ def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, 
     keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
     lead_file = stack.enter_context(open_input(opts, stdin=stdin))
     run = PreparedRun(lead_file, notes=reading_notes(lead_file))
+    ident = None
+    if not lead_file.spooled:
+        key = identity(opts.file)
+        ident = (int(key[1]), int(key[2])) if key[0] == "inode" else None  # type: ignore[call-overload]
     path = None
     if keep_journal:
         path = choice.path or default_journal_path(lead_file.name, stream=lead_file.spooled)
         if path is None and choice.resume:
             raise ConfigError(f"--resume needs --journal for {lead_file.name} (input from stdin or a pipe has "
                               f"no journal of its own)")
+        if path is not None and choice.path is None and ident:
+            path, note = journal_of_file(cache_dir, ident, path)  # the same file under another name
+            if note:
+                run.notes.append(note)
     check_paths(opts, lead_file, path)
-    ident = None
-    if not lead_file.spooled:
-        key = identity(opts.file)
-        ident = (int(key[1]), int(key[2])) if key[0] == "inode" else None  # type: ignore[call-overload]
-        if ident:
-            stack.enter_context(input_lock(cache_dir, ident, lead_file.name))
+    if ident:
+        stack.enter_context(input_lock(cache_dir, ident, lead_file.name))
     if path is not None:
+        if ident:
+            remember_journal(cache_dir, ident, path)
         owner = (ident, conn.base_url if conn else "", conn.username if conn else "")
         run.journal, run.resume, notes = open_journal(stack, path, lead_file.digest(), owner, choice,
                                                       lead_file.name)

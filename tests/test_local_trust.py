@@ -392,6 +392,20 @@ def test_a_hard_link_to_an_input_being_uploaded_is_refused(tmp_path, penv, sb):
         first.communicate()
 
 
+def test_the_journal_follows_the_file_not_its_name(up, sb, tmp_path):
+    p = write_csv(tmp_path / "leads.csv", rows(4))
+    os.link(p, tmp_path / "link.csv")
+    j = tmp_path / "leads.csv.leadpush-journal.jsonl"
+    assert up(p, "--no-check-duplicate").exit_code == 0
+    j.write_text("".join(line + "\n" for line in j.read_text().splitlines()[:-1]))  # as if it had crashed
+    r = up(tmp_path / "link.csv", "--no-check-duplicate")
+    assert r.exit_code == 2 and "an earlier run of this file stopped" in r.stderr
+    r = up(tmp_path / "link.csv", "--no-check-duplicate", "--resume", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["counts"]["skipped"] == 4 and set(stored(sb).values()) == {1}
+    assert "using that journal" in r.stderr and not (tmp_path / "link.csv.leadpush-journal.jsonl").exists()
+
+
 # ---------------------------------------------------------------------------- 6. journals leadpush did not write
 
 GARBAGE = [
