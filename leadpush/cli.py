@@ -18,7 +18,7 @@ from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
 from .environment import Environment
 from .journal import JournalChoice
-from .mapping import parse_map_options
+from .mapping import normalize, user_map_of
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .readers import InputFormat
 from .records import TableMode
@@ -239,17 +239,17 @@ def _source(ctx: typer.Context, name: str) -> str:
 
 
 def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
-    if a.dayfirst and a.monthfirst:
-        raise ConfigError("--dayfirst and --monthfirst exclude each other")
+    user_map = user_map_of(s.map_options)
     checks = CheckSettings(
         defaults=RowDefaults(campaign=s.campaign, skill=s.skill, agent_id=s.agent_id, priority=s.priority,
                              expiry_date=s.expiry_date, action=s.action, check_duplicate=s.check_duplicate),
         region=s.region, phone_format=s.phone_format,
-        date_order="day" if a.dayfirst else "month" if a.monthfirst else None,
-        allow_past_expiry=a.allow_past_expiry, campaign_type=s.campaign_type,
-        keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
+        date_order="day" if s.dayfirst else "month" if s.monthfirst else None,
+        allow_past_expiry=s.allow_past_expiry, campaign_type=s.campaign_type,
+        keep_duplicates=s.keep_duplicates, user_map=user_map,
+        map_labels={normalize(h): h for h in s.map_options})
     return jobs.InputOptions(
-        file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
+        file=a.file, fmt=a.input_format, encoding=s.encoding, delimiter=s.delimiter, sheet=s.sheet,
         checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
         results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file)
 
