@@ -148,6 +148,10 @@ NoJournalOpt = Annotated[bool, typer.Option(
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", rich_help_panel=UNATTENDED,
     help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
+LimitOpt = Annotated[Optional[int], typer.Option(
+    min=1, metavar="N", rich_help_panel=UNATTENDED,
+    help="A canary run: send only the first N valid rows (the rest aborted, 'not sent: --limit'); "
+         "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
 
@@ -205,6 +209,7 @@ class UploadArgs:
     timeout: float = DEFAULTS["timeout"]
     sandbox: bool = False
     journal: JournalChoice | None = None
+    limit: int | None = None
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -349,7 +354,9 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         for note in run.notes:
             env.say(f"Note: {note}")
         settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
-                                  retries=s.retries, timeout=s.timeout)
+                                  retries=s.retries, timeout=s.timeout, limit=u.limit)
+        if u.limit and run.journal is None:
+            env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
         session = stack.enter_context(make_session(settings.workers, conn.base_url))
         interrupt = Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
@@ -415,7 +422,7 @@ def upload(
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
-    restart: RestartOpt = False,
+    restart: RestartOpt = False, limit: LimitOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
@@ -429,7 +436,8 @@ def upload(
         quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
-                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart))
+                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
+                   limit=limit)
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes

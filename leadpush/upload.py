@@ -34,6 +34,7 @@ class UploadSettings:
     workers: int = 4
     retries: int = 3
     timeout: float = 30.0
+    limit: int | None = None  # --limit: send only the first N valid rows (a canary run)
 
 
 class Interrupt(threading.Event):
@@ -124,6 +125,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         return outcome
 
     started = clock()
+    dispatched, limited = 0, False
     with recording(opts, lead_file, "upload") as (recorder, summary):
         pending: deque[RowOutcome | Future[RowOutcome]] = deque()
 
@@ -142,11 +144,14 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
                     body = None
                 reason = stop.why_not(outcome.campaign) if body is not None else None
+                if body is not None and not reason and settings.limit is not None and dispatched >= settings.limit:
+                    reason, limited = "not sent: --limit", True
                 if body is None or reason:
                     pending.append(_abort(outcome, reason) if reason else outcome)
                 else:
                     while not slots.acquire(timeout=0.1):
                         flush()
+                    dispatched += 1
                     future = pool.submit(send, outcome, body)
                     future.add_done_callback(lambda _f: slots.release())
                     pending.append(future)
@@ -156,9 +161,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         summary.elapsed = clock() - started
         summary.requests = sender.requests + tokens.requests
         summary.token_generations = tokens.generations
-        summary.stop_reason = stop.reason
+        summary.stop_reason = stop.reason or (f"--limit {settings.limit}: sent the first {dispatched} valid rows; "
+                                              f"--resume sends the rest" if limited else None)
     if journal:
-        journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
+        journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited)
     summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
                                       interrupted=stop.interrupt.is_set(),
                                       terminated=getattr(stop.interrupt, "terminated", False))
