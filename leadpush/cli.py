@@ -17,6 +17,7 @@ import typer
 from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
 from .environment import Environment
+from .inbox import InboxSettings, check_folder
 from .journal import JournalChoice
 from .mapping import normalize, user_map_of
 from .outcomes import ConfigError, ExitCode, LeadpushError
@@ -154,6 +155,20 @@ LimitOpt = Annotated[Optional[int], typer.Option(
          "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+FolderArg = Annotated[Path, typer.Argument(
+    metavar="DIR", show_default=False, help="The inbox folder lead files are dropped in.")]
+PatternOpt = Annotated[Optional[str], typer.Option(
+    metavar="GLOB", rich_help_panel=UNATTENDED,
+    help="Load only files whose name matches, such as 'leads_*.csv'; by default every lead file extension.")]
+DoneOpt = Annotated[Optional[Path], typer.Option(
+    "--done", metavar="DIR", rich_help_panel=UNATTENDED,
+    help="Where loaded files go, with their results and failures files; by default DIR/done.")]
+FailedOpt = Annotated[Optional[Path], typer.Option(
+    "--failed", metavar="DIR", rich_help_panel=UNATTENDED,
+    help="Where unreadable files go, with an .error.txt; by default DIR/failed.")]
+SettleOpt = Annotated[float, typer.Option(
+    min=0.0, metavar="SECONDS", rich_help_panel=UNATTENDED,
+    help="Leave alone a file changed within this many seconds (still being written).")]
 
 
 @dataclass
@@ -367,6 +382,46 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
     return _finish(env, summary, a)
 
 
+def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
+           where: InboxSettings) -> ExitCode:
+    from .cloudagent import make_session  # noqa: PLC0415
+    from .inbox import run_inbox, upload_with  # noqa: PLC0415
+    from .pacing import parse_rate  # noqa: PLC0415
+    from .upload import Interrupt, UploadSettings, demo_sandbox  # noqa: PLC0415
+
+    opts = _input_options(a, s)
+    rate = parse_rate(s.rate)
+    check_folder(where.folder)
+    with contextlib.ExitStack() as stack:
+        if u.sandbox:
+            conn, cache_dir, line = demo_sandbox(stack)
+            if not a.quiet:
+                env.say(line)
+        else:
+            conn = connection(s, _api_key(env, profile, use_prompt=False), os.environ)
+            cache_dir = default_cache_dir()
+        opts.secrets = conn.secrets
+        settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
+                                  retries=s.retries, timeout=s.timeout)
+        session = stack.enter_context(make_session(settings.workers, conn.base_url))
+        interrupt = Interrupt()
+        stack.callback(_install_interrupt(env, interrupt))
+        progress = stack.enter_context(report.progress_bar(env.stderr, "", enabled=False))
+        upload_one = upload_with(session, settings, today=env.today(), progress=progress, interrupt=interrupt,
+                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep, sandbox=u.sandbox)
+        result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt)
+    if result.busy:
+        env.say(f"Nothing to do: {result.busy}")
+    if a.json_summary:
+        print(json.dumps(result.as_dict(), ensure_ascii=False), file=env.stdout)
+    else:
+        if not a.quiet:
+            for f in result.files:
+                print(f.line(), file=env.stdout)
+        print(result.total_line(), file=env.stdout)
+    return result.exit_code
+
+
 # ---------------------------------------------------------------------------- the commands
 
 @app.command()
@@ -445,6 +500,45 @@ def upload(
             return _validate(env, a, s)
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
         return _upload(env, a, u, s, loaded)
+    _run(env, body)
+
+
+@app.command()
+def inbox(
+    ctx: typer.Context,
+    folder: FolderArg,
+    pattern: PatternOpt = None, done: DoneOpt = None, failed: FailedOpt = None, settle: SettleOpt = 60.0,
+    input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None, map_options: MapOpt = None,
+    campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
+    priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
+    check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
+    phone_format: PhoneFormatOpt = DEFAULTS["phone_format"], dayfirst: DayFirstOpt = False,
+    monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
+    campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
+    json_summary: JsonOpt = False, quiet: QuietOpt = False, log_file: LogFileOpt = None,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
+    retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
+    use_sandbox: SandboxOpt = False,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Upload every lead file waiting in a folder, oldest first, once; file each under done/ or failed/."""
+    env = _env(ctx)
+    a = LeadFileArgs(
+        file="", input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
+        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
+        phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
+        campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=TableMode.NONE,
+        json_summary=json_summary, quiet=quiet, log_file=log_file)
+    c = ConnectionArgs(base_url=base_url, username=username)
+    u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox)
+    where = InboxSettings(folder=folder, pattern=pattern, done=done, failed=failed, settle=settle)
+
+    def body() -> ExitCode:
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
+        return _inbox(env, a, u, s, loaded, where)
     _run(env, body)
 
 
