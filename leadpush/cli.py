@@ -155,6 +155,13 @@ LimitOpt = Annotated[Optional[int], typer.Option(
          "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+NotifyOpt = Annotated[Optional[list[str]], typer.Option(
+    "--notify", metavar="URL", rich_help_panel=UNATTENDED,
+    help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
+         "(repeatable; replaces the profile's notify list).")]
+HeartbeatOpt = Annotated[Optional[str], typer.Option(
+    metavar="URL", rich_help_panel=UNATTENDED,
+    help="Ping a monitor: GET URL/start at the start, URL on exit 0, URL/fail otherwise.")]
 FolderArg = Annotated[Path, typer.Argument(
     metavar="DIR", show_default=False, help="The inbox folder lead files are dropped in.")]
 PatternOpt = Annotated[Optional[str], typer.Option(
@@ -208,6 +215,14 @@ class LeadFileArgs:
     failures: Path | None = None
     no_failures: bool = False
     log_file: Path | None = None
+
+
+@dataclass
+class WatchArgs:
+    """Who hears how the run went."""
+
+    notify: list[str] | None = None
+    heartbeat: str | None = None
 
 
 @dataclass
@@ -310,6 +325,35 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
+def _watched(env: Environment, s: RunSettings, profile: Any, a: LeadFileArgs, command: str,
+             job: Callable[[Any], ExitCode]) -> ExitCode:
+    """Run a job between its heartbeat pings, and send its notifications after it, whatever its outcome."""
+    if not s.notify and not s.heartbeat:
+        return job(None)
+    import requests  # noqa: PLC0415
+
+    from .notify import RunReport, Watch  # noqa: PLC0415
+
+    watch = Watch(heartbeat=s.heartbeat, notify=s.notify, smtp_table=profile.smtp, env=os.environ,
+                  session_factory=requests.Session, warn=env.say, where=str(profile.path or default_config_path()))
+    watch.log_file = a.log_file
+    watch.started()
+    code, error = ExitCode.USAGE, None
+    try:
+        code = job(watch)
+        return code
+    except LeadpushError as e:
+        code, error = e.exit_code, str(e)
+        raise
+    except KeyboardInterrupt:
+        code, error = ExitCode.INTERRUPTED, "interrupted"
+        raise
+    finally:
+        fallback = RunReport({"command": command, "file": a.file, "exit_code": int(code), "error": error},
+                             f"leadpush {command} {a.file}: {error or 'stopped'}; exit {int(code)}")
+        watch.finished(int(code), fallback)
+
+
 def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | None:
     key = resolve_api_key(profile, os.environ)
     if key is None and use_prompt:
@@ -347,7 +391,8 @@ def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
     return _finish(env, summary, a)
 
 
-def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
+def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
+            watch: Any = None) -> ExitCode:
     from .cloudagent import make_session  # noqa: PLC0415 (validate never loads requests: see upload)
     from .pacing import parse_rate  # noqa: PLC0415
     from .upload import Interrupt, UploadSettings, demo_sandbox, prepare_run, upload  # noqa: PLC0415
@@ -365,6 +410,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
             conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
+        if watch:
+            watch.add_secrets(conn.secrets)
         run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
         for note in run.notes:
             env.say(f"Note: {note}")
@@ -379,11 +426,16 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         summary = upload(opts, settings, run.lead_file, today=env.today(), session=session,
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
                          progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
+    if watch:
+        from .notify import RunReport  # noqa: PLC0415
+
+        watch.report = RunReport(report.summary_object(summary), f"leadpush upload {jobs.one_line(summary)}",
+                                 [summary.failures_file] if summary.failures_file else [])
     return _finish(env, summary, a)
 
 
 def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
-           where: InboxSettings) -> ExitCode:
+           where: InboxSettings, watch: Any = None) -> ExitCode:
     from .cloudagent import make_session  # noqa: PLC0415
     from .inbox import run_inbox, upload_with  # noqa: PLC0415
     from .pacing import parse_rate  # noqa: PLC0415
@@ -401,6 +453,8 @@ def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pro
             conn = connection(s, _api_key(env, profile, use_prompt=False), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
+        if watch:
+            watch.add_secrets(conn.secrets)
         settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout)
         session = stack.enter_context(make_session(settings.workers, conn.base_url))
@@ -412,6 +466,11 @@ def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pro
         result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt)
     if result.busy:
         env.say(f"Nothing to do: {result.busy}")
+    if watch:
+        from .notify import RunReport  # noqa: PLC0415
+
+        summary = result.as_dict()
+        watch.report = RunReport(summary, f"leadpush {result.total_line()}", summary["failures_files"])
     if a.json_summary:
         print(json.dumps(result.as_dict(), ensure_ascii=False), file=env.stdout)
     else:
@@ -478,6 +537,7 @@ def upload(
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
     restart: RestartOpt = False, limit: LimitOpt = None,
+    notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
@@ -498,8 +558,8 @@ def upload(
         if dry_run:  # the validate job, with the settings validate takes
             s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
             return _validate(env, a, s)
-        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
-        return _upload(env, a, u, s, loaded)
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
+        return _watched(env, s, loaded, a, "upload", lambda watch: _upload(env, a, u, s, loaded, watch))
     _run(env, body)
 
 
@@ -521,6 +581,7 @@ def inbox(
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False,
+    notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Upload every lead file waiting in a folder, oldest first, once; file each under done/ or failed/."""
@@ -537,8 +598,9 @@ def inbox(
     where = InboxSettings(folder=folder, pattern=pattern, done=done, failed=failed, settle=settle)
 
     def body() -> ExitCode:
-        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
-        return _inbox(env, a, u, s, loaded, where)
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
+        a.file = str(folder)
+        return _watched(env, s, loaded, a, "inbox", lambda watch: _inbox(env, a, u, s, loaded, where, watch))
     _run(env, body)
 
 

@@ -3,6 +3,7 @@ the checks every setting passes whatever its source."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import math
 import os
@@ -194,8 +195,9 @@ def resolve(given: Mapping[str, tuple[Any, str]], profile: Profile) -> RunSettin
         value, source = given.get(name, (DEFAULTS[name], Source.DEFAULT.value))
         if name == "map_options":
             value, source = _merged_map(value, source, profile)
-        elif source == Source.DEFAULT.value and name in profile.values:
-            value, source = profile.values[name], profile.label
+        elif source == Source.DEFAULT.value:
+            value = profile.values[name] if name in profile.values else copy.copy(DEFAULTS[name])
+            source = profile.label if name in profile.values else source
         setattr(out, name, check_setting(name, value, source))
         out.sources[name] = source
     _one_date_order(out)
