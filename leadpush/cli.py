@@ -23,6 +23,7 @@ from .mapping import normalize, user_map_of
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .readers import InputFormat
 from .records import TableMode
+from .template import TemplateFormat
 from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, connection,
                        default_cache_dir, default_config_path, load_profile, masked, resolve, resolve_api_key)
 
@@ -601,6 +602,31 @@ def inbox(
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
         a.file = str(folder)
         return _watched(env, s, loaded, a, "inbox", lambda watch: _inbox(env, a, u, s, loaded, where, watch))
+    _run(env, body)
+
+
+@app.command()
+def template(
+    ctx: typer.Context,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="PATH",
+        help="File to write (never over an existing one); by default leads_template.xlsx (.csv for --format csv).")] = None,
+    template_format: Annotated[Optional[TemplateFormat], typer.Option(
+        "--format", help="xlsx (the phone column formatted as Text) or csv; by default from -o's extension.")] = None,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Write an empty lead file with the headers a profile expects and one example row."""
+    env = _env(ctx)
+
+    def body() -> ExitCode:
+        from .template import template_format as choose, write_template  # noqa: PLC0415
+
+        s, _ = _resolve(ctx, env, ProfileArgs(profile, config))
+        fmt = choose(output or Path("leads_template.xlsx"), template_format)
+        path = output or Path(f"leads_template.{fmt.value}")
+        headers = write_template(path, fmt, s, today=env.today())
+        print(f"Wrote {path}: {', '.join(headers)}", file=env.stdout)
+        return ExitCode.OK
     _run(env, body)
 
 

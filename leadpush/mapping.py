@@ -59,6 +59,11 @@ def parse_map_options(options: Iterable[str]) -> dict[str, str | None]:
     return result
 
 
+def field_name(target: str) -> str:
+    """A map's target as sent: a CloudAgent field by its own name (`phone` -> phoneNumber), else as written."""
+    return _BY_ALIAS.get(normalize(target), target)
+
+
 def user_map_of(pairs: Mapping[str, str]) -> dict[str, str | None]:
     """A resolved map (header as written -> field, "" to leave out) as {normalized header: field or None}."""
     return parse_map_options(f"{header}={target}" for header, target in pairs.items())
