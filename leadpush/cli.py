@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -10,22 +11,41 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, jobs, report
-from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults
+from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
 from .inbox import InboxSettings, check_folder
 from .journal import JournalChoice
+from .ledger import SkipScope, open_ledger, parse_window, run_object, write_leads
 from .mapping import normalize, user_map_of
 from .outcomes import ConfigError, ExitCode, LeadpushError
+from .pacing import parse_rate
 from .readers import InputFormat
-from .records import TableMode
-from .template import TemplateFormat
-from .settings import (DEFAULTS, ENV_VARS, SETTING_NAMES, RunSettings, Setting, Source, connection,
-                       default_cache_dir, default_config_path, load_profile, masked, resolve, resolve_api_key)
+from .records import FailuresFormat, TableMode
+from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
+from .settings import (
+    DEFAULTS,
+    ENV_VARS,
+    SETTING_NAMES,
+    RunSettings,
+    Setting,
+    Source,
+    connection,
+    default_cache_dir,
+    default_config_path,
+    load_profile,
+    masked,
+    resolve,
+    resolve_api_key,
+)
+from .suppress import load_suppression
+from .template import TemplateFormat, write_template
+from .template import template_format as template_format_for
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
@@ -43,54 +63,52 @@ UNATTENDED = "Unattended runs"
 
 
 def _complete_region(incomplete: str) -> list[str]:
-    from .checks import _phonenumbers  # noqa: PLC0415 (phonenumbers loads only when completing)
-
     return sorted(r for r in _phonenumbers().SUPPORTED_REGIONS if r.startswith(incomplete.upper()))
 
 
 # ---------------------------------------------------------------------------- options, declared once
 # Each option is a named, typed value that several commands list in their signatures.
 
-ProfileOpt = Annotated[Optional[str], typer.Option(
+ProfileOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_PROFILE", metavar="NAME", rich_help_panel=UNATTENDED,
     help="Take settings from \\[profiles.NAME] of the config file (flags and environment still win).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     envvar="LEADPUSH_CONFIG", metavar="FILE", rich_help_panel=UNATTENDED,
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
     metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
-FormatOpt = Annotated[Optional[InputFormat], typer.Option(
+FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
-EncodingOpt = Annotated[Optional[str], typer.Option(
+EncodingOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING,
     help="Text encoding of a CSV file; by default UTF-8, UTF-16 or Windows-1252, detected.")]
-DelimiterOpt = Annotated[Optional[str], typer.Option(
+DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
-SheetOpt = Annotated[Optional[str], typer.Option(
+SheetOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
-MapOpt = Annotated[Optional[list[str]], typer.Option(
+MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
-CampaignOpt = Annotated[Optional[str], typer.Option(
+CampaignOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Campaign for rows without one.")]
-SkillOpt = Annotated[Optional[str], typer.Option(
+SkillOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=ROWS, help="Skill for rows without one.")]
-AgentIdOpt = Annotated[Optional[str], typer.Option(
+AgentIdOpt = Annotated[str | None, typer.Option(
     metavar="ID", rich_help_panel=ROWS, help="Agent ID for rows without one.")]
-PriorityOpt = Annotated[Optional[str], typer.Option(
+PriorityOpt = Annotated[str | None, typer.Option(
     metavar="0-99", rich_help_panel=ROWS, help="Priority for rows without one.")]
-ExpiryDateOpt = Annotated[Optional[str], typer.Option(
+ExpiryDateOpt = Annotated[str | None, typer.Option(
     metavar="YYYY-MM-DD", rich_help_panel=ROWS, help="Expiry date for rows without one.")]
-ActionOpt = Annotated[Optional[str], typer.Option(
+ActionOpt = Annotated[str | None, typer.Option(
     metavar="START|STOP", rich_help_panel=ROWS,
     help="START or STOP the campaign with each row (rows without an action).")]
 CheckDuplicateOpt = Annotated[bool, typer.Option(
     "--check-duplicate/--no-check-duplicate", rich_help_panel=ROWS,
     help="Ask CloudAgent not to add a number its campaign already has (rows without a value).")]
-RegionOpt = Annotated[Optional[str], typer.Option(
+RegionOpt = Annotated[str | None, typer.Option(
     metavar="CODE", rich_help_panel=ROWS, autocompletion=_complete_region,
     help="Also require a valid phone number of this region (ISO code such as IN or US).")]
 PhoneFormatOpt = Annotated[PhoneFormat, typer.Option(
@@ -111,21 +129,27 @@ JsonOpt = Annotated[bool, typer.Option(
     "--json", rich_help_panel=OUTPUT, help="Print one JSON summary object on stdout instead of the table and summary.")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", rich_help_panel=OUTPUT, help="Print only errors and a one-line summary.")]
-ResultsOpt = Annotated[Optional[Path], typer.Option(
+ResultsOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
-FailuresOpt = Annotated[Optional[Path], typer.Option(
+FailuresOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
-    help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.")]
+    help="Failures file; by default <input stem>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
+         "for JSON); a .xlsx name makes it a fix-it workbook.")]
+FailuresFormatOpt = Annotated[FailuresFormat | None, typer.Option(
+    rich_help_panel=OUTPUT, help="Failures file format; by default from --failures, else from the input.")]
+SplitOpt = Annotated[bool, typer.Option(
+    "--split", rich_help_panel=OUTPUT,
+    help="Also write <input stem>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
-LogFileOpt = Annotated[Optional[Path], typer.Option(
+LogFileOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
     help="Append a timestamped line per row, and start and end lines, to this file.")]
 
 BaseUrlOpt = Annotated[str, typer.Option(
     envvar="LEADPUSH_BASE_URL", metavar="URL", rich_help_panel=CONNECTING,
     help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).")]
-UsernameOpt = Annotated[Optional[str], typer.Option(
+UsernameOpt = Annotated[str | None, typer.Option(
     envvar="LEADPUSH_USERNAME", metavar="USER", rich_help_panel=CONNECTING, help="CloudAgent user name.")]
 
 RateOpt = Annotated[str, typer.Option(
@@ -142,7 +166,7 @@ SandboxOpt = Annotated[bool, typer.Option(
     help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
-JournalOpt = Annotated[Optional[Path], typer.Option(
+JournalOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=UNATTENDED,
     help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.")]
 NoJournalOpt = Annotated[bool, typer.Option(
@@ -150,33 +174,42 @@ NoJournalOpt = Annotated[bool, typer.Option(
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", rich_help_panel=UNATTENDED,
     help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
-LimitOpt = Annotated[Optional[int], typer.Option(
+LimitOpt = Annotated[int | None, typer.Option(
     min=1, metavar="N", rich_help_panel=UNATTENDED,
     help="A canary run: send only the first N valid rows (the rest aborted, 'not sent: --limit'); "
          "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
-NotifyOpt = Annotated[Optional[list[str]], typer.Option(
+NotifyOpt = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL", rich_help_panel=UNATTENDED,
     help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
          "(repeatable; replaces the profile's notify list).")]
-HeartbeatOpt = Annotated[Optional[str], typer.Option(
+HeartbeatOpt = Annotated[str | None, typer.Option(
     metavar="URL", rich_help_panel=UNATTENDED,
     help="Ping a monitor: GET URL/start at the start, URL on exit 0, URL/fail otherwise.")]
 FolderArg = Annotated[Path, typer.Argument(
     metavar="DIR", show_default=False, help="The inbox folder lead files are dropped in.")]
-PatternOpt = Annotated[Optional[str], typer.Option(
+PatternOpt = Annotated[str | None, typer.Option(
     metavar="GLOB", rich_help_panel=UNATTENDED,
     help="Load only files whose name matches, such as 'leads_*.csv'; by default every lead file extension.")]
-DoneOpt = Annotated[Optional[Path], typer.Option(
+DoneOpt = Annotated[Path | None, typer.Option(
     "--done", metavar="DIR", rich_help_panel=UNATTENDED,
     help="Where loaded files go, with their results and failures files; by default DIR/done.")]
-FailedOpt = Annotated[Optional[Path], typer.Option(
+FailedOpt = Annotated[Path | None, typer.Option(
     "--failed", metavar="DIR", rich_help_panel=UNATTENDED,
     help="Where unreadable files go, with an .error.txt; by default DIR/failed.")]
 SettleOpt = Annotated[float, typer.Option(
     min=0.0, metavar="SECONDS", rich_help_panel=UNATTENDED,
     help="Leave alone a file changed within this many seconds (still being written).")]
+SuppressOpt = Annotated[list[Path] | None, typer.Option(
+    "--suppress", metavar="FILE", rich_help_panel=ROWS,
+    help="Do-not-call list (CSV, TXT or XLSX; repeatable): its numbers are never sent.")]
+SkipLoadedWithinOpt = Annotated[str | None, typer.Option(
+    metavar="30d", rich_help_panel=UNATTENDED,
+    help="Skip numbers the run ledger saw added this lately (such as 30d, 12h, 2w).")]
+SkipScopeOpt = Annotated[SkipScope, typer.Option(
+    rich_help_panel=UNATTENDED, help="Where --skip-loaded-within looks: the row's campaign, or the whole account.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for cron).")]
 
 
 @dataclass
@@ -214,8 +247,10 @@ class LeadFileArgs:
     quiet: bool = False
     results: Path | None = None
     failures: Path | None = None
+    failures_format: FailuresFormat | None = None
     no_failures: bool = False
     log_file: Path | None = None
+    suppress: list[Path] | None = None
 
 
 @dataclass
@@ -240,6 +275,8 @@ class UploadArgs:
     timeout: float = DEFAULTS["timeout"]
     sandbox: bool = False
     journal: JournalChoice | None = None
+    skip_loaded_within: str | None = None
+    skip_scope: SkipScope = DEFAULTS["skip_scope"]
     limit: int | None = None
 
 
@@ -274,7 +311,7 @@ def _source(ctx: typer.Context, name: str) -> str:
     return Source.DEFAULT.value
 
 
-def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
+def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bool = False) -> jobs.InputOptions:
     user_map = user_map_of(s.map_options)
     checks = CheckSettings(
         defaults=RowDefaults(campaign=s.campaign, skill=s.skill, agent_id=s.agent_id, priority=s.priority,
@@ -286,8 +323,12 @@ def _input_options(a: LeadFileArgs, s: RunSettings) -> jobs.InputOptions:
         map_labels={normalize(h): h for h in s.map_options})
     return jobs.InputOptions(
         file=a.file, fmt=a.input_format, encoding=s.encoding, delimiter=s.delimiter, sheet=s.sheet,
-        checks=checks, table=TableMode.NONE if a.json_summary or a.quiet else a.table,
-        results=a.results, failures=a.failures, write_failures=not a.no_failures, log_file=a.log_file)
+        checks=checks,
+        # --json lists the problem rows (as the table would), --quiet nothing.
+        table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
+        results=a.results, failures=a.failures, failures_format=a.failures_format,
+        write_failures=not a.no_failures, log_file=a.log_file, split=split,
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -363,27 +404,23 @@ def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | N
 
 
 def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
-    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
-    def handler(signum: int, frame: Any) -> None:
-        if event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum == signal.SIGTERM:
-            event.terminated = True
-        event.set()
-        env.say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    return restore
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second: quit now."""
+    return _sending()[1].install_interrupt(event, env.say)
 
 
 # ---------------------------------------------------------------------------- the jobs
 
-def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
-    opts = _input_options(a, s)
+def _sending() -> tuple[ModuleType, ModuleType]:
+    """The modules that talk to CloudAgent, imported on first use: they bring in requests (about
+    0.1 s), which `validate` — it never sends — does not pay for."""
+    from . import cloudagent, upload  # noqa: PLC0415
+
+    return cloudagent, upload
+
+
+def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
+    opts = _input_options(a, s, env.today(), split=split)
+    _suppression_notes(env, opts, a)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")
@@ -392,18 +429,21 @@ def _validate(env: Environment, a: LeadFileArgs, s: RunSettings) -> ExitCode:
     return _finish(env, summary, a)
 
 
+def _suppression_notes(env: Environment, opts: jobs.InputOptions, a: LeadFileArgs) -> None:
+    for note in opts.suppression.notes() if opts.suppression and not a.quiet else []:
+        env.say(f"Note: {note}")
+
+
 def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
             watch: Any = None) -> ExitCode:
-    from .cloudagent import make_session  # noqa: PLC0415 (validate never loads requests: see upload)
-    from .pacing import parse_rate  # noqa: PLC0415
-    from .upload import Interrupt, UploadSettings, demo_sandbox, prepare_run, upload  # noqa: PLC0415
-
-    opts = _input_options(a, s)
+    cloudagent, sending = _sending()
+    opts = _input_options(a, s, env.today())
+    _suppression_notes(env, opts, a)
     rate = parse_rate(s.rate)
     choice = u.journal or JournalChoice()
     with contextlib.ExitStack() as stack:
         if u.sandbox:
-            conn, cache_dir, where = demo_sandbox(stack)
+            conn, cache_dir, where = sending.demo_sandbox(stack)
             if not a.quiet:
                 env.say(where)
         else:
@@ -413,20 +453,25 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         opts.secrets = conn.secrets
         if watch:
             watch.add_secrets(conn.secrets)
-        run = prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
+        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
         for note in run.notes:
             env.say(f"Note: {note}")
-        settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
-                                  retries=s.retries, timeout=s.timeout, limit=u.limit)
+        run_log = sending.open_run_log(stack, run, conn, profile.name, sandbox=u.sandbox,
+                                       skip_loaded_within=s.skip_loaded_within)
+        settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
+                                  retries=s.retries, timeout=s.timeout,
+                                  skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
+                                  else None, skip_scope=s.skip_scope, limit=u.limit)
         if u.limit and run.journal is None:
             env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
-        session = stack.enter_context(make_session(settings.workers, conn.base_url))
-        interrupt = Interrupt()
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
         progress = stack.enter_context(_progress(env, a, "Uploading"))
-        summary = upload(opts, settings, run.lead_file, today=env.today(), session=session,
+        summary = sending.upload(opts, settings, run.lead_file, today=env.today(), session=session,
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
-                         progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
+                         progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume,
+                         ledger=run_log)
     if watch:
         from .notify import RunReport  # noqa: PLC0415
 
@@ -437,17 +482,16 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
 
 def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
            where: InboxSettings, watch: Any = None) -> ExitCode:
-    from .cloudagent import make_session  # noqa: PLC0415
     from .inbox import run_inbox, upload_with  # noqa: PLC0415
-    from .pacing import parse_rate  # noqa: PLC0415
-    from .upload import Interrupt, UploadSettings, demo_sandbox  # noqa: PLC0415
 
-    opts = _input_options(a, s)
-    rate = parse_rate(s.rate)
+    cloudagent, sending = _sending()
     check_folder(where.folder)
+    opts = _input_options(a, s, env.today())
+    _suppression_notes(env, opts, a)
+    rate = parse_rate(s.rate)
     with contextlib.ExitStack() as stack:
         if u.sandbox:
-            conn, cache_dir, line = demo_sandbox(stack)
+            conn, cache_dir, line = sending.demo_sandbox(stack)
             if not a.quiet:
                 env.say(line)
         else:
@@ -456,14 +500,17 @@ def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pro
         opts.secrets = conn.secrets
         if watch:
             watch.add_secrets(conn.secrets)
-        settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
-                                  retries=s.retries, timeout=s.timeout)
-        session = stack.enter_context(make_session(settings.workers, conn.base_url))
-        interrupt = Interrupt()
+        settings = sending.UploadSettings(
+            conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers, retries=s.retries, timeout=s.timeout,
+            skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within else None,
+            skip_scope=s.skip_scope)
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
         progress = stack.enter_context(report.progress_bar(env.stderr, "", enabled=False))
         upload_one = upload_with(session, settings, today=env.today(), progress=progress, interrupt=interrupt,
-                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep, sandbox=u.sandbox)
+                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep, sandbox=u.sandbox,
+                                 profile=profile.name, skip_loaded_within=s.skip_loaded_within)
         result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt)
     if result.busy:
         env.say(f"Nothing to do: {result.busy}")
@@ -497,8 +544,9 @@ def validate(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, split: SplitOpt = False,
+    suppress: SuppressOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
@@ -509,11 +557,12 @@ def validate(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file, suppress=suppress)
 
     def body() -> ExitCode:
         s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
-        return _validate(env, a, s)
+        return _validate(env, a, s, split=split)
     _run(env, body)
 
 
@@ -530,14 +579,15 @@ def upload(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
-    results: ResultsOpt = None, failures: FailuresOpt = None, no_failures: NoFailuresOpt = False,
-    log_file: LogFileOpt = None,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, suppress: SuppressOpt = None,
     base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
-    restart: RestartOpt = False, limit: LimitOpt = None,
+    restart: RestartOpt = False, skip_loaded_within: SkipLoadedWithinOpt = None,
+    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"], limit: LimitOpt = None,
     notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
@@ -549,11 +599,12 @@ def upload(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
-        quiet=quiet, results=results, failures=failures, no_failures=no_failures, log_file=log_file)
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file, suppress=suppress)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
                    journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
-                   limit=limit)
+                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope, limit=limit)
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes
@@ -578,6 +629,7 @@ def inbox(
     monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     json_summary: JsonOpt = False, quiet: QuietOpt = False, log_file: LogFileOpt = None,
+    suppress: SuppressOpt = None,
     base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
@@ -593,7 +645,7 @@ def inbox(
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=TableMode.NONE,
-        json_summary=json_summary, quiet=quiet, log_file=log_file)
+        json_summary=json_summary, quiet=quiet, log_file=log_file, suppress=suppress)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox)
     where = InboxSettings(folder=folder, pattern=pattern, done=done, failed=failed, settle=settle)
@@ -608,10 +660,11 @@ def inbox(
 @app.command()
 def template(
     ctx: typer.Context,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="PATH",
-        help="File to write (never over an existing one); by default leads_template.xlsx (.csv for --format csv).")] = None,
-    template_format: Annotated[Optional[TemplateFormat], typer.Option(
+        help="File to write (never over an existing one); by default leads_template.xlsx "
+             "(.csv for --format csv).")] = None,
+    template_format: Annotated[TemplateFormat | None, typer.Option(
         "--format", help="xlsx (the phone column formatted as Text) or csv; by default from -o's extension.")] = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
@@ -619,14 +672,115 @@ def template(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .template import template_format as choose, write_template  # noqa: PLC0415
-
         s, _ = _resolve(ctx, env, ProfileArgs(profile, config))
-        fmt = choose(output or Path("leads_template.xlsx"), template_format)
+        fmt = template_format_for(output or Path("leads_template.xlsx"), template_format)
         path = output or Path(f"leads_template.{fmt.value}")
         headers = write_template(path, fmt, s, today=env.today())
         print(f"Wrote {path}: {', '.join(headers)}", file=env.stdout)
         return ExitCode.OK
+    _run(env, body)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    run: Annotated[int | None, typer.Argument(metavar="RUN", show_default=False,
+                                              help="A run's id: show its counts and rows.")] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many recent runs to list.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    results: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Write the run's rows to this file (.csv, or .jsonl for JSON Lines).")] = None,
+) -> None:
+    """List recent upload and undo runs from the run ledger, or show one run."""
+    env = _env(ctx)
+
+    def body() -> ExitCode:
+        with contextlib.closing(open_ledger()) as ledger:
+            if run is None:
+                runs = ledger.runs(limit)
+                if json_out:
+                    print(json.dumps([run_object(r) for r in runs], ensure_ascii=False), file=env.stdout)
+                else:
+                    report.print_runs(report.make_console(env.stdout), runs)
+                return ExitCode.OK
+            found = ledger.run(run)
+            if found is None:
+                raise ConfigError(f"no run {run} in the ledger {ledger.path}")
+            leads = ledger.leads(run)
+        if results:
+            write_leads(results, leads)
+        if json_out:
+            print(json.dumps(run_object(found, leads), ensure_ascii=False), file=env.stdout)
+        else:
+            report.print_run(report.make_console(env.stdout), found, leads)
+        return ExitCode.OK
+    _run(env, body)
+
+
+@app.command()
+def undo(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="RUN", show_default=False,
+                                          help="The run to undo: its id in the ledger (leadpush history), or "
+                                               "its journal file.")],
+    yes: YesOpt = False,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
+    retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
+    journal: Annotated[Path | None, typer.Option(
+        metavar="FILE", rich_help_panel=UNATTENDED, help="The undo's journal; by default beside its source.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=UNATTENDED,
+                                         help="Continue an undo that stopped.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", rich_help_panel=UNATTENDED,
+                                          help="Start over although an earlier undo did not finish.")] = False,
+    results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
+    env = _env(ctx)
+    out = LeadFileArgs(file=target, json_summary=json_summary, quiet=quiet, results=results)
+    c = ConnectionArgs(base_url=base_url, username=username)
+    u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout,
+                   journal=JournalChoice(path=journal, resume=resume, restart=restart))
+
+    def body() -> ExitCode:
+        cloudagent, sending = _sending()
+        from . import undo as undoing  # noqa: PLC0415 (sends: imported with the other sending modules)
+
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), c, u)
+        conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
+        rate_ = parse_rate(s.rate)
+        with contextlib.ExitStack() as stack:
+            ledger = stack.enter_context(contextlib.closing(open_ledger()))
+            plan = undoing.plan_undo(target, ledger, conn)
+            if not quiet or not yes:
+                env.say(plan.describe())
+            if not plan.leads:
+                env.say("Nothing to delete.")
+                return ExitCode.OK
+            if not yes:
+                if not env.stdin_isatty:
+                    raise ConfigError("undo asks before deleting; pass --yes to run it without a terminal")
+                if not typer.confirm(f"Delete these {len(plan.leads)} leads from CloudAgent?", err=True):
+                    env.say("Nothing deleted.")
+                    return ExitCode.OK
+            journal_, state, note = undoing.open_undo_journal(stack, plan, u.journal or JournalChoice())
+            if note:
+                env.say(f"Note: {note}")
+            settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
+                                              workers=s.workers, retries=s.retries, timeout=s.timeout)
+            run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
+                                     undo_of=plan.run["id"] if plan.run else None)
+            session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+            interrupt = sending.Interrupt()
+            stack.callback(_install_interrupt(env, interrupt))
+            progress = stack.enter_context(_progress(env, out, "Deleting"))
+            summary = undoing.undo(plan, settings, session=session, clock=time.monotonic, wall_clock=time.time,
+                                   sleep=time.sleep, progress=progress, run_log=run_log, journal=journal_,
+                                   resume=state, interrupt=interrupt,
+                                   output=undoing.UndoOutput(results=results, table=TableMode.NONE
+                                                             if json_summary or quiet else TableMode.AUTO))
+        return _finish(env, summary, out)
     _run(env, body)
 
 
@@ -664,12 +818,12 @@ def auth_check(
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .cloudagent import auth_check as check, make_session  # noqa: PLC0415
+        cloudagent, _ = _sending()
 
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
         conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
-        with make_session(1, conn.base_url) as session:
-            result = check(session, conn, default_cache_dir(), clock=time.time)
+        with cloudagent.make_session(1, conn.base_url) as session:
+            result = cloudagent.auth_check(session, conn, default_cache_dir(), clock=time.time)
         print(result, file=env.stdout)
         return ExitCode.OK
     _run(env, body)
@@ -684,7 +838,7 @@ def sandbox(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0 = any free port).")] = 8765,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
     token_ttl: Annotated[float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.")] = 3600.0,
     token_cap: Annotated[int, typer.Option(
@@ -698,17 +852,14 @@ def sandbox(
     drop_rate: Annotated[float, typer.Option(
         metavar="SHARE", help="Share of requests whose lead is stored but the connection closed unanswered.",
         min=0.0, max=1.0)] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
 ) -> None:
-    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
+    """Serve a local CloudAgent (token, Add and Delete Campaign Data APIs) until Ctrl-C."""
     env = _env(ctx)
 
     def body() -> ExitCode:
-        from .pacing import parse_rate  # noqa: PLC0415
-        from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config  # noqa: PLC0415
-
         limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
         server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
                          token_ttl=token_ttl, token_cap=token_cap,

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from .jobs import InputOptions
 from .journal import JournalChoice, RunLock, RunLocked
 from .outcomes import STATUS_ORDER, ConfigError, ExitCode, LeadpushError
 from .records import RunSummary
+
+if TYPE_CHECKING:
+    import requests
 
 STATE = ".leadpush-inbox"  # inside the inbox: lock, remembered contents, journals, files being written
 LEAD_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx")
@@ -178,7 +179,7 @@ class Remembered:
 
     def add(self, digest: str, name: str, exit_code: int) -> None:
         rec = {"sha256": digest, "file": name, "exit_code": exit_code,
-               "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+               "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
@@ -205,8 +206,10 @@ def _move(src: Path, folder: Path, name: str) -> Path:
 
 
 def _failures_name(path: Path) -> str:
-    json_input = path.suffix.lower() in (".json", ".jsonl", ".ndjson")
-    return f"{path.stem}.failures.{'jsonl' if json_input else 'csv'}"
+    """The failures file upload would write beside this input (a workbook for XLSX, JSONL for JSON)."""
+    suffix = path.suffix.lower()
+    ext = "jsonl" if suffix in (".json", ".jsonl", ".ndjson") else "xlsx" if suffix == ".xlsx" else "csv"
+    return f"{path.stem}.failures.{ext}"
 
 
 # ---------------------------------------------------------------------------- the run
@@ -313,14 +316,18 @@ def _forget(journal: Path) -> None:
 
 def upload_with(session: requests.Session, upload_settings: Any, *, today: dt.date, progress: Any,
                 interrupt: threading.Event, clock: Callable[[], float], wall_clock: Callable[[], float],
-                sleep: Callable[[float], None], sandbox: bool = False) -> UploadOne:
-    """The upload of one inbox file, as `upload` does it, over one session shared by all the files."""
-    from .upload import prepare_run, upload  # noqa: PLC0415 (upload imports this module's callers)
+                sleep: Callable[[float], None], sandbox: bool = False, profile: str | None = None,
+                skip_loaded_within: str | None = None) -> UploadOne:
+    """The upload of one inbox file, as `upload` does it (journal, lock, run ledger), over one session
+    shared by all the files."""
+    from .upload import open_run_log, prepare_run, upload  # noqa: PLC0415 (requests loads only to send)
 
     def upload_one(opts: InputOptions, choice: JournalChoice) -> RunSummary:
         with ExitStack() as stack:
             run = prepare_run(stack, opts, choice, cache_dir=upload_settings.cache_dir, sandbox=sandbox, stdin=None)
+            run_log = open_run_log(stack, run, upload_settings.conn, profile, sandbox=sandbox,
+                                   skip_loaded_within=skip_loaded_within)
             return upload(opts, upload_settings, run.lead_file, today=today, session=session, clock=clock,
                           wall_clock=wall_clock, sleep=sleep, progress=progress, interrupt=interrupt,
-                          journal=run.journal, resume=run.resume)
+                          journal=run.journal, resume=run.resume, ledger=run_log)
     return upload_one

@@ -105,7 +105,7 @@ class Heartbeat:
                 answer = self.session.get(url, timeout=self.timeout)
                 if answer.status_code >= 400:
                     self.warn(f"heartbeat {shown_url(url)} not delivered: the monitor answered {answer.status_code}")
-            except Exception as e:  # noqa: BLE001 (a monitor's trouble is never the run's)
+            except Exception as e:
                 self.warn(f"heartbeat {shown_url(url)} not delivered: {_describe(e)}")
         thread = threading.Thread(target=ping, name="leadpush-heartbeat", daemon=True)
         thread.start()
@@ -297,7 +297,7 @@ class Watch:
                 log = LogWriter(self.log_file, self.secrets)
                 log.line(line)
                 log.close()
-            except Exception:  # noqa: BLE001 (the log's trouble was reported by the run already)
+            except Exception:
                 pass
 
     def started(self) -> None:
@@ -316,7 +316,7 @@ class Watch:
                     send_email(target.removeprefix("mailto:"), report, self.smtp, secrets=self.secrets)
                 else:
                     post_webhook(target, report, self.session, timeout=self.timeout, secrets=self.secrets)
-            except Exception as e:  # noqa: BLE001 (a notification's trouble is never the run's)
+            except Exception as e:
                 shown = target.split("?")[0] if target.startswith("mailto:") else shown_url(target)
                 self.warn(f"notification to {shown} not delivered: {_describe(e)}")
         if self.session is not None:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .checks import CampaignType, PhoneFormat
+from .ledger import SkipScope, parse_window
 from .outcomes import ConfigError
 
 # Settings a profile may hold, with the type its value must have.
@@ -25,6 +26,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate": str, "workers": int, "retries": int, "timeout": (int, float),
     "campaign": str, "skill": str, "agent_id": str, "priority": (str, int), "expiry_date": str,
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
+    "suppress": list, "skip_loaded_within": str, "skip_scope": str,
     # how to read a file, and how to check it
     "map": dict, "header_row": int, "sheet": str, "encoding": str, "delimiter": str,
     "dayfirst": bool, "monthfirst": bool, "allow_past_expiry": bool, "keep_duplicates": bool,
@@ -81,6 +83,9 @@ class RunSettings:
     region: str | None = None
     phone_format: PhoneFormat = PhoneFormat.AS_IS
     campaign_type: CampaignType = CampaignType.ANY
+    suppress: list[str] | None = None  # do-not-call list files
+    skip_loaded_within: str | None = None  # such as 30d: see ledger.parse_window
+    skip_scope: SkipScope = SkipScope.CAMPAIGN
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
@@ -251,6 +256,18 @@ def check_setting(name: str, value: Any, source: str) -> Any:
         return _choice(CampaignType, value, where)
     if name == "priority":
         return str(value)
+    if name == "skip_scope":
+        return _choice(SkipScope, value, where)
+    if name == "skip_loaded_within":
+        try:
+            parse_window(str(value))
+        except ConfigError:
+            raise ConfigError(f"{where} must be a duration such as 30d, 12h or 2w, not {value!r}") from None
+        return str(value)
+    if name == "suppress":
+        if not isinstance(value, list) or not all(isinstance(v, (str, Path)) for v in value):
+            raise ConfigError(f"{where} must be a list of file names")
+        return [str(v) for v in value] or None
     if name == "header_row" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ConfigError(f"{where} counts lines from 1, not {value!r}")
     if name == "delimiter" and value != "tab" and len(str(value)) != 1:
@@ -271,7 +288,7 @@ def _smtp_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
     smtp = data.get("smtp", {})
     if not isinstance(smtp, dict):
         raise ConfigError(f"{path}: [smtp] must be a table (host, port, starttls, username, password_env, from)")
-    known = {"host": str, "port": int, "starttls": bool, "username": str, "password_env": str, "from": str,
+    known: dict[str, type | tuple[type, ...]] = {"host": str, "port": int, "starttls": bool, "username": str, "password_env": str, "from": str,
              "timeout": (int, float), "attach_limit_kb": int}
     if "password" in smtp:
         raise ConfigError(f"{path}: [smtp]: write password_env (the name of a variable holding the password), "

@@ -18,6 +18,15 @@ ENV = {"COLUMNS": "250", "NO_COLOR": "1", "LEADPUSH_API_KEY": None, "LEADPUSH_US
        "LEADPUSH_CACHE_DIR": None}
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory, monkeypatch):
+    """Every test's run ledger lives in a folder of its own, never the user's data folder."""
+    path = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("LEADPUSH_DATA_DIR", str(path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(path / "xdg"))
+    return path
+
+
 @pytest.fixture
 def home(tmp_path_factory):
     """A config and cache home of the test's own: never the user's ~/.config/leadpush or cache."""

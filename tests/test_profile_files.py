@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from leadpush.cli import app
@@ -54,7 +53,8 @@ def _xlsx(path, sheets):
 def test_a_profile_maps_columns_reads_the_named_sheet_and_orders_dates(cli, cfg, tmp_path):
     book = _xlsx(tmp_path / "in.xlsx", {
         "Cover": [["nothing here"]],
-        "Leads": [["Customer Mobile", "Customer", "Note", "expiry"], ["9876543210", "Asha", "call at 5", "01/02/2030"]]})
+        "Leads": [["Customer Mobile", "Customer", "Note", "expiry"],
+                  ["9876543210", "Asha", "call at 5", "01/02/2030"]]})
     results = tmp_path / "r.csv"
     r = cli("validate", book, "--profile", "nightly", "--config", cfg, "--json", "--results", results)
     assert r.exit_code == 0, r.stderr
@@ -99,7 +99,8 @@ def test_config_show_lists_the_file_settings_with_their_source(cli, cfg):
 
 
 @pytest.mark.parametrize("toml, words", [
-    ('[profiles.p.map]\n"Mobile" = "phoneNumbr"\n', "'Mobile' = 'phoneNumbr': no such CloudAgent field; did you mean 'phoneNumber'?"),
+    ('[profiles.p.map]\n"Mobile" = "phoneNumbr"\n',
+     "'Mobile' = 'phoneNumbr': no such CloudAgent field; did you mean 'phoneNumber'?"),
     ('[profiles.p.map]\n"Key" = "apiKey"\n', "apiKey is set by leadpush"),
     ('[profiles.p]\nmap = "Mobile=phone"\n', "map has the wrong type (str)"),
     ('[profiles.p.map]\n"Mobile" = 5\n', "every value of map must be text"),

@@ -80,7 +80,8 @@ def _env(tty: bool) -> Environment:
 
 @pytest.mark.parametrize("command", [["validate"], ["upload", "--sandbox", "--rate", "6000/min"]])
 def test_the_progress_bar_shows_only_when_stderr_is_a_terminal(tmp_path, home, command):
-    p = write_csv(tmp_path / "l.csv", [["phone", "campaign"]] + [[f"98765432{i:02d}", "demo_progressive"] for i in range(5)])
+    rows = [[f"98765432{i:02d}", "demo_progressive"] for i in range(5)]
+    p = write_csv(tmp_path / "l.csv", [["phone", "campaign"], *rows])
     runner = CliRunner()
     outputs = {}
     for tty in (True, False):
@@ -93,3 +94,13 @@ def test_the_progress_bar_shows_only_when_stderr_is_a_terminal(tmp_path, home, c
     bar = "\u2501"  # the bar's line
     assert label in outputs[True] and bar in outputs[True] and "5/" in outputs[True]  # validate: "5/?"
     assert bar not in outputs[False] and "\x1b[" not in outputs[False]
+
+
+def test_the_command_line_does_not_import_requests_until_it_sends():
+    # validate never sends: the HTTP stack (about 0.1 s to import) loads only in cli._sending.
+    import subprocess
+    import sys
+
+    code = "import sys, leadpush.cli; print('requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
