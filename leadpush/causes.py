@@ -58,6 +58,12 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("action.invalid", "action", "action other than START or STOP", "use START, STOP or leave it empty"),
     Cause("check_duplicate.invalid", "checkDuplicate", "checkDuplicate other than TRUE or FALSE",
           "use TRUE or FALSE"),
+    Cause("value.structured", None, "a JSON array or object where CloudAgent takes text",
+          'give the value as text, or leave the column out with --map "column="'),
+    # A workbook cell the row takes a field from holds a formula saved without its result (the
+    # message names the cell; the whole row is marked, since the cell may feed any field).
+    Cause("cell.no_value", None, "a formula saved without its result",
+          "open the file in a spreadsheet and save it again, or paste the values"),
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .causes import Problem
+from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map, missing_columns
 from .outcomes import ConfigError, InputError, RowOutcome, Status
-from .readers import LeadFile
+from .readers import LeadFile, column_label
 
 
 class PhoneFormat(StrEnum):
@@ -97,6 +97,7 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+_MAPS_MAX = 4096  # distinct JSON key sets whose column map is remembered
 _MEMO_MAX = 4096  # distinct values remembered per field (bounded: memory must not grow with the file)
 
 
@@ -173,7 +174,7 @@ def clean_priority(value: Any) -> tuple[str | None, Problem | None]:
     raw = _text(value)
     if not raw:
         return None, None
-    if _PRIORITY.match(raw):
+    if _PRIORITY.match(raw) and len(raw) < 100:  # int() refuses 4,300 digits and more (a JSON number)
         number = int(raw.split(".")[0])
         if number <= 99:
             return str(number), None
@@ -267,6 +268,20 @@ def clean_action(value: Any) -> tuple[str | None, Problem | None]:
 
 # ---------------------------------------------------------------------------- rows
 
+def _structured_values(values: dict[str, Any], cmap: ColumnMap) -> list[Problem]:
+    """A JSON array or object where CloudAgent takes text: the row is refused, not sent as '["C1"]'."""
+    problems: list[Problem] = []
+    for key in cmap.sent_keys:
+        value = values.get(key)
+        if value.__class__ is list or value.__class__ is dict:
+            kind = "an array" if isinstance(value, list) else "an object"
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            problems.append(Problem("value.structured", f"{key!r} holds {kind} ({shown}), not a text; give it "
+                                                        f"as text, or leave it out with --map \"{key}=\""))
+    return problems
+
+
 class Checker:
     """Checks rows one by one; keeps only the in-file duplicate index between rows."""
 
@@ -305,6 +320,10 @@ class Checker:
         self._last_campaign: str | None = None
         self._last_cid = 0
         self._maps: dict[tuple[str, ...], ColumnMap] = {}
+        self._mapped_any = False
+        self._all_fields: dict[str, str] = {}
+        self._all_passthrough: dict[tuple[str, str], None] = {}
+        self._all_ignored: dict[str, None] = {}
 
     def _checked_defaults(self, d: RowDefaults) -> dict[str, Any]:
         out: dict[str, Any] = {"campaignName": _text(d.campaign) or None,
@@ -325,38 +344,43 @@ class Checker:
         return out
 
     def column_map_for(self, lead_file: LeadFile, keys: tuple[str, ...]) -> ColumnMap:
+        """The map of one set of columns. JSON objects may each bring their own keys: each distinct
+        set is mapped once, remembered (a bounded number of them), and added to the summary's map."""
         cmap = self._maps.get(keys)
         if cmap is None:
             cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
-            missing = [] if self._maps else missing_columns(keys, self.settings.user_map)
+            missing = [] if self._mapped_any else missing_columns(keys, self.settings.user_map)
             if missing:
                 labels = self.settings.map_labels
                 raise InputError(
                     f"{lead_file.name}: no column {labels.get(missing[0], missing[0])!r}, which the map sends to "
-                    f"{self.settings.user_map[missing[0]]} (columns: {', '.join(k.strip() for k in keys) or 'none'})")
-            if not cmap.has_phone and not self._maps:
+                    f"{self.settings.user_map[missing[0]]} (columns: "
+                    f"{', '.join(column_label(k) for k in keys) or 'none'})")
+            if not cmap.has_phone and not self._mapped_any:
+                sheet = f"; this is {lead_file.sheet_note}" if lead_file.sheet_note else ""
+                hint = "" if lead_file.keys is None else (
+                    "; if the header is not the first row, give its line with --header-row N")
                 raise InputError(
                     f"{lead_file.name}: no phone number column (columns: "
-                    f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phoneNumber' or "
-                    f"map it with --map \"Your column=phoneNumber\"")
+                    f"{', '.join(column_label(k) for k in keys) or 'none'}); name one 'phoneNumber' or "
+                    f"map it with --map \"Your column=phoneNumber\"{sheet}{hint}")
+            self._mapped_any = True
+            if len(self._maps) >= _MAPS_MAX:
+                self._maps.clear()
             self._maps[keys] = cmap
+            for f, col in cmap.fields.items():
+                self._all_fields.setdefault(f, col)
+            self._all_passthrough.update(dict.fromkeys(cmap.passthrough))
+            self._all_ignored.update(dict.fromkeys(cmap.ignored))
         return cmap
 
     @property
     def column_map(self) -> ColumnMap | None:
-        """Every column seen, for reports (JSON objects may each bring their own keys)."""
-        maps = list(self._maps.values())
-        if not maps:
+        """Every column seen, for reports."""
+        if not self._mapped_any:
             return None
-        fields: dict[str, str] = {}
-        passthrough: list[tuple[str, str]] = []
-        ignored: list[str] = []
-        for m in maps:
-            for f, col in m.fields.items():
-                fields.setdefault(f, col)
-            passthrough += [p for p in m.passthrough if p not in passthrough]
-            ignored += [i for i in m.ignored if i not in ignored]
-        return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored)
+        return ColumnMap(fields=dict(self._all_fields), passthrough=list(self._all_passthrough),
+                         ignored=list(self._all_ignored))
 
     def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """(outcome, body to send or None) for every row, in file order."""
@@ -364,6 +388,9 @@ class Checker:
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
             cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            if lead_file.cell_problems:
+                yield from self._check_cell_problems(lead_file, cmap)
+                return
             for row, values in lead_file.rows():
                 yield check_row(row, values, cmap)
             return
@@ -375,6 +402,25 @@ class Checker:
                 cmap = self.column_map_for(lead_file, tuple(last_keys))
             yield check_row(row, values, cmap)
 
+    def _check_cell_problems(self, lead_file: LeadFile,
+                             cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
+        """check_row, and a row that takes a field from a cell without a value (a workbook formula
+        saved without its result) is invalid, saying so: it must not go out with the cell empty."""
+        problems = lead_file.cell_problems or {}
+        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        for row, values in lead_file.rows():
+            outcome, body = self.check_row(row, values, cmap)
+            bad = problems.get(row)
+            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
+            if said:
+                # What the check said about the same cell ("phone number is empty") is said better.
+                rest = [] if outcome.status is not _INVALID else [
+                    p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
+                outcome.status, outcome.problems, body = _INVALID, tuple(said + rest), None
+                outcome.message = "; ".join(outcome.problems)
+                outcome.cause = ";".join(p.cause for p in outcome.problems)
+            yield outcome, body
+
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:
         # The hot path of every command: one call per row, so fields without a column cost
@@ -384,6 +430,8 @@ class Checker:
         # A list row (CSV, XLSX) is read by position, a JSON object by key (None where absent).
         get = values.__getitem__ if values.__class__ is list else values.get  # type: ignore[union-attr]
         problems: list[Problem] = []
+        if values.__class__ is dict:
+            problems += _structured_values(values, cmap)
 
         raw_phone = get(k_phone) if k_phone is not None else ""
         if raw_phone.__class__ is str and _PHONE.match(raw_phone):

@@ -77,7 +77,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
-    metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
+    metavar="FILE", show_default=False,
+    help="Lead file (.csv .tsv .txt .json .jsonl .xlsx .xlsm .xlsb .xls .ods), or - for stdin.")]
 FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
@@ -88,7 +89,12 @@ DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
 SheetOpt = Annotated[str | None, typer.Option(
-    metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
+    metavar="NAME", rich_help_panel=READING,
+    help="Workbook sheet to read (any case); by default the active, or first visible, one.")]
+HeaderRowOpt = Annotated[int | None, typer.Option(
+    metavar="N", min=1, rich_help_panel=READING,
+    help="Line (sheet row) of the header; by default the first row, or the first that names a phone column "
+         "below title rows.")]
 MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
@@ -227,6 +233,7 @@ class LeadFileArgs:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None
     map_options: list[str] | None = None
     campaign: str | None = None
     skill: str | None = None
@@ -323,7 +330,7 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         map_labels={normalize(h): h for h in s.map_options})
     return jobs.InputOptions(
         file=a.file, fmt=a.input_format, encoding=s.encoding, delimiter=s.delimiter, sheet=s.sheet,
-        checks=checks,
+        header_row=s.header_row, checks=checks,
         # --json lists the problem rows (as the table would), --quiet nothing.
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
@@ -536,7 +543,7 @@ def validate(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -553,7 +560,8 @@ def validate(
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
@@ -571,7 +579,7 @@ def upload(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -595,7 +603,8 @@ def upload(
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
@@ -621,7 +630,7 @@ def inbox(
     folder: FolderArg,
     pattern: PatternOpt = None, done: DoneOpt = None, failed: FailedOpt = None, settle: SettleOpt = 60.0,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -641,7 +650,8 @@ def inbox(
     env = _env(ctx)
     a = LeadFileArgs(
         file="", input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=TableMode.NONE,

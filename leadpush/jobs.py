@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
+from .mapping import maps_phone
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
@@ -34,6 +35,7 @@ class InputOptions:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None  # line (sheet row) of the header; None: found (below any title rows)
     checks: CheckSettings = field(default_factory=CheckSettings)
     table: str = "auto"
     results: Path | None = None
@@ -47,16 +49,19 @@ class InputOptions:
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
+    user_map = opts.checks.user_map
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
-                          sheet=opts.sheet, stdin=stdin)
+                          sheet=opts.sheet, stdin=stdin, header_row=opts.header_row,
+                          header_test=lambda cells: maps_phone(cells, user_map))
 
 
 def reading_notes(lead_file: LeadFile) -> list[str]:
     """What the user should know about how the file was read, before its rows."""
+    notes = []
     if lead_file.encoding_note:
-        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                f"(choose another with --encoding)."]
-    return []
+        notes.append(f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                     f"(choose another with --encoding).")
+    return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
 
 
 def _same_file(a: Path, b: str) -> bool:
@@ -76,10 +81,16 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     if opts.write_failures:
         fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
         path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
-        if _same_file(path, opts.file):
+        fed_back = not opts.failures and _same_file(path, opts.file)  # a failures file given as the input
+        if _same_file(path, opts.file) and not fed_back:
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
-        if fmt == "xlsx":
+        # upload replaces a failures file fed back in with the rows that failed again (it is written
+        # aside and moved into place once the input has been read). validate leaves it as it is: its
+        # failures are only the invalid rows, and the valid ones would be lost.
+        if fed_back and command != "upload":
+            pass
+        elif fmt == "xlsx":
             from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
 
             failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
@@ -104,6 +115,7 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         raise
     finally:
         recorder.close()
+    summary.not_lead_rows = list(lead_file.not_lead_rows)
     if results:
         summary.results_file = str(results.path)
     if failures and failures.count:
@@ -175,6 +187,8 @@ def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.not_lead_rows:
+        line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
     if summary.split_file:

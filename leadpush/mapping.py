@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ _SEPARATORS = re.compile(r"[\s_\-.]+")
 _BY_ALIAS = {alias: f for f, aliases in _ALIASES.items() for alias in aliases}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(header: str) -> str:
     """Header text as matched: case, spaces, '_', '-' and '.' do not count."""
     return _SEPARATORS.sub("", header.lower())
@@ -92,6 +94,18 @@ def missing_columns(columns: Iterable[str], user_map: dict[str, str | None]) -> 
     return [h for h, target in user_map.items() if target is not None and h not in have]
 
 
+def maps_phone(cells: Iterable[object], user_map: dict[str, str | None]) -> bool:
+    """Whether a row, read as the header, would give a phone column: how a header is told from the
+    title rows a formatted report puts above it."""
+    for cell in cells:
+        norm = normalize(str(cell).strip())
+        if norm:
+            target = user_map[norm] if norm in user_map else _BY_ALIAS.get(norm)
+            if target == "phoneNumber":
+                return True
+    return False
+
+
 @dataclass
 class ColumnMap:
     """Which column feeds which field, for one set of columns."""
@@ -110,6 +124,11 @@ class ColumnMap:
         return ColumnMap(fields={f: index[k] for f, k in self.fields.items()},  # type: ignore[misc]
                          passthrough=[(index[k], sent) for k, sent in self.passthrough],  # type: ignore[misc]
                          ignored=self.ignored)
+
+    @cached_property
+    def sent_keys(self) -> tuple[str, ...]:
+        """The column keys whose values are sent (a field's or passed through)."""
+        return tuple(dict.fromkeys([*self.fields.values(), *(k for k, _ in self.passthrough)]))
 
     @cached_property
     def field_keys(self) -> tuple[str | None, ...]:

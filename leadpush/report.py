@@ -87,6 +87,11 @@ def print_summary(console: Console, summary: RunSummary) -> None:
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+    if summary.not_lead_rows:
+        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        more = len(summary.not_lead_rows) - len(shown)
+        console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
+                      + (f"; and {more} more" if more > 0 else ""))
     for name, n in (summary.suppressed_by or {}).items():
         console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
@@ -127,6 +132,8 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
             "passthrough": [sent for _, sent in cmap.passthrough],
             "ignored": cmap.ignored,
         },
+        "not_lead_rows": [{"row": line, "kind": kind, "text": text}
+                          for line, kind, text in summary.not_lead_rows],
         "causes": [{"cause": code, "rows": n, "field": describe(code).field, "label": describe(code).label,
                     "hint": describe(code).hint} for code, n in summary.cause_items()],
         # The rows to look at (as in the table: at most 1,000; the results file has every row).

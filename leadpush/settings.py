@@ -288,8 +288,9 @@ def _smtp_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
     smtp = data.get("smtp", {})
     if not isinstance(smtp, dict):
         raise ConfigError(f"{path}: [smtp] must be a table (host, port, starttls, username, password_env, from)")
-    known: dict[str, type | tuple[type, ...]] = {"host": str, "port": int, "starttls": bool, "username": str, "password_env": str, "from": str,
-             "timeout": (int, float), "attach_limit_kb": int}
+    known: dict[str, type | tuple[type, ...]] = {
+        "host": str, "port": int, "starttls": bool, "username": str, "password_env": str, "from": str,
+        "timeout": (int, float), "attach_limit_kb": int}
     if "password" in smtp:
         raise ConfigError(f"{path}: [smtp]: write password_env (the name of a variable holding the password), "
                           f"not the password")

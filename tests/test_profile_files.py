@@ -132,3 +132,14 @@ def test_near_miss_fields_are_refused_in_map_flags_too():
     # A custom field is passed through, as before.
     assert resolve({"map_options": (["Addr=address"], "flag")}, Profile(None, None, {}, [])).map_options == {
         "Addr": "address"}
+
+
+def test_header_row_from_a_profile(cli, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[profiles.p]\nheader_row = 3\ncampaign = "C"\n', encoding="utf-8")
+    p = tmp_path / "report.csv"
+    p.write_text("Leads export,,\nphone,Name\nMobile,Customer\n9876543210,Asha\n", encoding="utf-8")
+    r = cli("validate", p, "--profile", "p", "--config", cfg, "--json", "--map", "Mobile=phoneNumber")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["columns"]["mapped"]["phoneNumber"] == "Mobile"
+    assert cli("validate", p, "--profile", "p", "--config", cfg, "--header-row", "2", "--json").exit_code == 1
