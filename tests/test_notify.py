@@ -154,3 +154,32 @@ def test_notifications_wait_for_nothing_threads_are_daemons():
     beat.start()
     assert all(t.daemon for t in threading.enumerate() if t.name == "leadpush-heartbeat")
     beat.finish(1)
+
+
+def test_no_secret_leaves_in_a_webhook_or_a_heartbeat():
+    from leadpush.notify import RunReport, post_webhook
+
+    with Listener() as hook:
+        session = requests.Session()
+        report = RunReport({"command": "upload", "file": "l.csv", "exit_code": 2,
+                            "error": f"the server said: bad key {KEY}"}, f"leadpush upload l.csv: {KEY}; exit 2")
+        post_webhook(hook.url + "/hook", report, session, timeout=2, secrets=(KEY,))
+        sent = hook.requests[0].body.decode()
+        assert KEY not in sent and json.loads(sent)["error"] == "the server said: bad key ***"
+        with pytest.raises(Exception, match="would have carried a secret"):
+            post_webhook(f"{hook.url}/{KEY}", report, session, timeout=2, secrets=(KEY,))
+        warnings: list[str] = []
+        beat = Heartbeat(f"{hook.url}/{KEY}", session, timeout=2, warn=warnings.append, secrets=(KEY,))
+        beat.start()
+        beat.finish(0)
+    assert [r.path for r in hook.requests] == ["/hook"]  # neither the webhook nor the pings went out
+    assert len(warnings) == 2 and all("would have carried a secret" in w for w in warnings)
+    assert all(KEY not in w for w in warnings)
+
+
+def test_an_inbox_that_is_not_a_folder_pings_fail(cli, tmp_path, run_env):
+    with Listener() as hb:
+        r = cli("inbox", tmp_path / "nope", "--heartbeat", hb.url, env=run_env)
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope'}: no such inbox folder"]
+    assert hb.paths == ["GET /start", "GET /fail"]
