@@ -808,6 +808,8 @@ def config_show(
         key = resolve_api_key(loaded, os.environ)
         shown = {name: Setting(getattr(s, name), s.source(name)) for name in SETTING_NAMES}
         shown["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+        for name, value in loaded.smtp.items():  # the [smtp] table: a password is only ever named (password_env)
+            shown[f"smtp.{name}"] = Setting(value, f"[smtp] ({loaded.path})")
         path = config or default_config_path()
         print(f"config file: {path}{'' if Path(path).exists() else ' (none)'}", file=env.stdout)
         print(f"profile: {loaded.name or '(none)'}", file=env.stdout)

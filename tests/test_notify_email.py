@@ -160,3 +160,14 @@ def test_bad_smtp_settings_are_one_line_before_anything_is_sent(cli, tmp_path, r
     assert r.exit_code == 2
     assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
     assert not stored(sb)
+
+
+def test_config_show_lists_the_smtp_table(cli, tmp_path):
+    cfg = config(tmp_path, 2525)
+    r = cli("config", "show", "--profile", "nightly", "--config", cfg, env={"SMTP_PASSWORD": SMTP_PASSWORD})
+    assert r.exit_code == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    assert lines["smtp.host"].split()[1] == "127.0.0.1" and f"[smtp] ({cfg})" in lines["smtp.host"]
+    assert lines["smtp.password_env"].split()[1] == "SMTP_PASSWORD"
+    assert "mailto:ops@example.com" in lines["notify"] and "profile nightly" in lines["notify"]
+    assert SMTP_PASSWORD not in r.stdout
