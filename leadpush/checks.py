@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +25,6 @@ _PRIORITY = re.compile(r"^\d+(?:\.0*)?$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 _YMD_DATE = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
-# Keys of the duplicate index: a phone has at most 16 digits (below 10**17), so its digit count,
-# '+' and campaign go in above that.
-_DIGITS_MARK = [n * 10**17 for n in range(18)]
-_PLUS_MARK = [(n + 20) * 10**17 for n in range(18)]
-_CAMPAIGN_STRIDE = 40 * 10**17
 _VALID, _INVALID, _SKIPPED = Status.VALID, Status.INVALID, Status.SKIPPED
 _TRUE = frozenset({"true", "yes", "y", "1", "t"})
 _FALSE = frozenset({"false", "no", "n", "0", "f"})
@@ -63,10 +58,11 @@ class CheckSettings:
 # ---------------------------------------------------------------------------- single fields
 
 def _text(value: Any) -> str:
-    if value is None:
-        return ""
+    """A cell as text, trimmed; None is empty."""
     if isinstance(value, str):
         return value.strip()
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, (dt.date, dt.datetime)):
@@ -79,21 +75,25 @@ def _text(value: Any) -> str:
 _MEMO_MAX = 4096  # distinct values remembered per field (bounded: memory must not grow with the file)
 
 
-def _cached(memo: dict[str, Any], cleaner: Any, raw: Any) -> tuple[Any, str | None]:
-    """cleaner(raw), remembered for text values (JSON may hand in unhashable lists)."""
-    if raw.__class__ is not str:
-        return cleaner(raw)
-    hit = memo.get(raw)
-    if hit is None:
-        hit = cleaner(raw)
-        if len(memo) < _MEMO_MAX:
-            memo[raw] = hit
-    return hit
+def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[str]) -> Any:
+    """cleaner(raw)'s value; its problem, if any, goes to `problems`.
 
-
-def _str(value: Any) -> str:
-    """_text with a fast way for the common case, a cell already read as text."""
-    return value.strip() if value.__class__ is str else _text(value)
+    Exports repeat the same few priorities, dates and flags, so each distinct text is read once
+    and remembered (text only: JSON may hand in unhashable lists): a hit costs 0.13 µs where
+    reading a priority costs 0.6 µs, and a date more.
+    """
+    if not isinstance(raw, str):
+        value, problem = cleaner(raw)
+    else:
+        hit = memo.get(raw)
+        if hit is None:
+            hit = cleaner(raw)
+            if len(memo) < _MEMO_MAX:
+                memo[raw] = hit
+        value, problem = hit
+    if problem:
+        problems.append(problem)
+    return value
 
 
 def clean_phone(value: Any) -> tuple[str | None, str | None]:
@@ -240,6 +240,55 @@ def clean_action(value: Any) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------------------- rows
 
+class DuplicateIndex:
+    """The in-file duplicate check: which row first had each phone number in each campaign.
+
+    Its key is one int: the phone's digits, with their count and any '+' folded in above them
+    (a phone has at most 16 digits, so below 10**17), which keeps "0123", "123" and "+123" apart,
+    and the campaign's number above that. It is the one thing kept per row: a million rows cost
+    106 MB this way, where (campaign, phone) tuple keys cost 185 MB (docs/benchmarks.md).
+    """
+
+    _DIGITS = [n * 10**17 for n in range(18)]
+    _PLUS = [(n + 20) * 10**17 for n in range(18)]
+    _CAMPAIGN_STRIDE = 40 * 10**17
+
+    def __init__(self) -> None:
+        self._first: dict[int, int] = {}
+        self._campaigns: dict[str, int] = {}
+        self._last_campaign: str | None = None
+        self._last_offset = 0
+
+    def first_row(self, campaign: str, phone: str, row: int) -> int:
+        """The row that first had `phone` (ASCII digits, optional leading +) in `campaign`:
+        `row` itself unless it is a duplicate."""
+        if campaign != self._last_campaign:  # rows of one campaign usually come together
+            self._last_campaign = campaign
+            self._last_offset = self._campaigns.setdefault(campaign, len(self._campaigns) * self._CAMPAIGN_STRIDE)
+        if phone[0] == "+":
+            key = int(phone[1:]) + self._PLUS[len(phone) - 1]
+        else:
+            key = int(phone) + self._DIGITS[len(phone)]
+        return self._first.setdefault(key + self._last_offset, row)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowPlan:
+    """Where one set of columns keeps each field (list positions, or JSON keys), worked out once
+    per set so that a row looks only at the fields that have a column."""
+
+    phone: Any
+    campaign: Any
+    name: Any
+    skill: Any
+    agent: Any
+    priority: Any
+    expiry: Any
+    action: Any
+    check_duplicate: Any
+    passthrough: list[tuple[Any, str]]
+
+
 class Checker:
     """Checks rows one by one; keeps only the in-file duplicate index between rows."""
 
@@ -251,32 +300,25 @@ class Checker:
             raise ConfigError(f"--phone-format must be one of {', '.join(PHONE_FORMATS)}")
         if settings.phone_format != "as-is" and not settings.region:
             raise ConfigError("--phone-format e164/national needs --region (the country to read numbers in)")
-        if settings.region:
-            settings.region = settings.region.upper()
-            if settings.region not in _phonenumbers().SUPPORTED_REGIONS:
-                raise ConfigError(f"--region {settings.region!r} is not a known region code (e.g. IN, US, GB)")
+        self._region = settings.region.upper() if settings.region else None
+        if self._region and self._region not in _phonenumbers().SUPPORTED_REGIONS:
+            raise ConfigError(f"--region {settings.region!r} is not a known region code (e.g. IN, US, GB)")
         if settings.campaign_type not in CAMPAIGN_TYPES:
             raise ConfigError(f"--campaign-type must be one of {', '.join(CAMPAIGN_TYPES)}")
         self.defaults = self._checked_defaults(settings.defaults)
-        # Read once here, not per row.
-        self._region = settings.region
-        self._keep_duplicates = settings.keep_duplicates
         self._default_campaign = self.defaults["campaignName"] or ""
-        self._default_skill = self.defaults["skill"]
-        self._default_agent = self.defaults["agentId"]
+        self._default_skill = self.defaults["skill"] or ""
+        self._default_agent = self.defaults["agentId"] or ""
+        self._needs_agent = settings.campaign_type == "agent-wise"
+        self._needs_skill = settings.campaign_type == "skill-wise"
         self._clean_expiry = functools.partial(clean_expiry, today=today, date_order=settings.date_order,
                                                allow_past=settings.allow_past_expiry)
-        # Exports repeat the same few priorities, dates and flags: each distinct text is read once.
+        # One memo per optional field (see _checked).
         self._priorities: dict[str, Any] = {}
         self._expiries: dict[str, Any] = {}
         self._actions: dict[str, Any] = {}
-        self._dups: dict[str, Any] = {}
-        self._needs_agent = settings.campaign_type == "agent-wise"
-        self._needs_skill = settings.campaign_type == "skill-wise"
-        self._seen: dict[int, int] = {}
-        self._campaign_ids: dict[str, int] = {}
-        self._last_campaign: str | None = None
-        self._last_cid = 0
+        self._check_duplicates: dict[str, Any] = {}
+        self._duplicates = None if settings.keep_duplicates else DuplicateIndex()
         self._maps: dict[tuple[str, ...], ColumnMap] = {}
 
     def _checked_defaults(self, d: RowDefaults) -> dict[str, Any]:
@@ -325,126 +367,118 @@ class Checker:
             ignored += [i for i in m.ignored if i not in ignored]
         return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored)
 
+    def _plan(self, cmap: ColumnMap) -> _RowPlan:
+        f = cmap.fields.get
+        return _RowPlan(phone=f("phoneNumber"), campaign=f("campaignName"), name=f("Name"),
+                        skill=f("skill"), agent=f("agentId"), priority=f("priority"), expiry=f("expiryDate"),
+                        action=f("action"), check_duplicate=f("checkDuplicate"), passthrough=cmap.passthrough)
+
     def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """(outcome, body to send or None) for every row, in file order."""
         check_row = self.check_row
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
-            cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            plan = self._plan(self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys))
             for row, values in lead_file.rows():
-                yield check_row(row, values, cmap)
+                yield check_row(row, values, plan)
             return
         last_keys: Any = None
         for row, values in lead_file.rows():
             # JSON objects may each have their own keys.
             if values.keys() != last_keys:
                 last_keys = values.keys()
-                cmap = self.column_map_for(lead_file, tuple(last_keys))
-            yield check_row(row, values, cmap)
+                plan = self._plan(self.column_map_for(lead_file, tuple(last_keys)))
+            yield check_row(row, values, plan)
 
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
-                  cmap: ColumnMap) -> tuple[RowOutcome, dict[str, str] | None]:
-        # The hot path of every command: one call per row, so fields without a column cost
-        # nothing and the common clean values take the shortest way.
-        (k_phone, k_campaign, k_name, k_action, k_skill, k_agent, k_priority, k_expiry,
-         k_dup) = cmap.field_keys
+                  plan: _RowPlan) -> tuple[RowOutcome, dict[str, str] | None]:
+        """The row's outcome, and the body to send when it is valid (and bodies are built)."""
         # A list row (CSV, XLSX) is read by position, a JSON object by key (None where absent).
-        get = values.__getitem__ if values.__class__ is list else values.get  # type: ignore[union-attr]
+        get = values.__getitem__ if isinstance(values, list) else values.get
         problems: list[str] = []
 
-        raw_phone = get(k_phone) if k_phone is not None else ""
-        if raw_phone.__class__ is str and _PHONE.match(raw_phone):
-            phone: str | None = raw_phone
+        raw_phone = get(plan.phone) if plan.phone is not None else ""
+        if not self._region and isinstance(raw_phone, str) and _PHONE.match(raw_phone):
+            phone: str | None = raw_phone  # the common case, a clean phone, takes the shortest way
         else:
-            phone, problem = clean_phone(raw_phone)
-            if problem:
-                problems.append(problem)
-            elif phone is None:
-                problems.append("phone number is empty")
-        if phone is not None and self._region:
-            phone, problem = region_phone(phone, self._region, self.settings.phone_format)
-            if problem:
-                problems.append(problem)
+            phone = self._phone(raw_phone, problems)
 
-        campaign = get(k_campaign) if k_campaign is not None else ""
-        if campaign.__class__ is not str:
-            campaign = _text(campaign)
-        campaign = campaign.strip() or self._default_campaign
+        campaign = (_text(get(plan.campaign)) if plan.campaign is not None else "") or self._default_campaign
         if not campaign:
             problems.append("no campaign: add a campaignName column or pass --campaign")
-        skill = (_str(get(k_skill)) if k_skill is not None else "") or self._default_skill
-        agent = (_str(get(k_agent)) if k_agent is not None else "") or self._default_agent
+        skill = (_text(get(plan.skill)) if plan.skill is not None else "") or self._default_skill
+        agent = (_text(get(plan.agent)) if plan.agent is not None else "") or self._default_agent
         if self._needs_agent and not agent:
             problems.append("agentId is empty and the campaign is agent-wise; add an agent column "
                             "or pass --agent-id")
         if self._needs_skill and not skill:
             problems.append("skill is empty and the campaign is skill-wise; add a skill column or pass --skill")
 
-        priority = action = expiry = check_dup = None
-        if k_priority is not None:
-            raw = get(k_priority)
+        # The optional checked fields, each the same way (unrolled: a loop over them cost 7%).
+        priority = expiry = action = check_duplicate = None
+        if plan.priority is not None:
+            raw = get(plan.priority)
             if raw is not None and raw != "":
-                priority, problem = _cached(self._priorities, clean_priority, raw)
-                if problem:
-                    problems.append(problem)
-        if k_expiry is not None:
-            raw = get(k_expiry)
+                priority = _checked(self._priorities, clean_priority, raw, problems)
+        if plan.expiry is not None:
+            raw = get(plan.expiry)
             if raw is not None and raw != "":
-                expiry, problem = _cached(self._expiries, self._clean_expiry, raw)
-                if problem:
-                    problems.append(problem)
-        if k_action is not None:
-            action, problem = _cached(self._actions, clean_action, get(k_action))
-            if problem:
-                problems.append(problem)
-        if k_dup is not None:
-            check_dup, problem = _cached(self._dups, clean_check_duplicate, get(k_dup))
-            if problem:
-                problems.append(problem)
+                expiry = _checked(self._expiries, self._clean_expiry, raw, problems)
+        if plan.action is not None:
+            raw = get(plan.action)
+            if raw is not None and raw != "":
+                action = _checked(self._actions, clean_action, raw, problems)
+        if plan.check_duplicate is not None:
+            raw = get(plan.check_duplicate)
+            if raw is not None and raw != "":
+                check_duplicate = _checked(self._check_duplicates, clean_check_duplicate, raw, problems)
 
         if problems:
             return RowOutcome(row, _INVALID, "; ".join(problems), phone or _text(raw_phone), campaign,
                               0, None, values), None
         assert phone is not None
-        if not self._keep_duplicates:
-            # The in-file duplicate index (keys: see _campaign_id), inlined: this runs once per row.
-            if campaign != self._last_campaign:
-                self._last_campaign, self._last_cid = campaign, self._campaign_id(campaign)
-            if phone[0] == "+":
-                key = int(phone[1:]) + _PLUS_MARK[len(phone) - 1] + self._last_cid
-            else:
-                key = int(phone) + _DIGITS_MARK[len(phone)] + self._last_cid
-            first = self._seen.setdefault(key, row)
+        if self._duplicates is not None:
+            first = self._duplicates.first_row(campaign, phone, row)
             if first != row:
                 return RowOutcome(row, _SKIPPED, f"duplicate of row {first}", phone, campaign,
                                   0, None, values), None
         outcome = RowOutcome(row, _VALID, "", phone, campaign, 0, None, values)
         if not self.build_bodies:
             return outcome, None
+        return outcome, self._body(plan, get, phone, campaign, skill, agent,
+                                   (priority, expiry, action, check_duplicate))
 
+    def _phone(self, raw: Any, problems: list[str]) -> str | None:
+        """The phone to send, or None with the reason added to `problems`."""
+        phone, problem = clean_phone(raw)
+        if problem:
+            problems.append(problem)
+            return None
+        if phone is None:
+            problems.append("phone number is empty")
+            return None
+        if self._region:
+            phone, problem = region_phone(phone, self._region, self.settings.phone_format)
+            if problem:
+                problems.append(problem)
+        return phone
+
+    def _body(self, plan: _RowPlan, get: Callable[[Any], Any], phone: str, campaign: str, skill: str,
+              agent: str, optional: tuple[Any, ...]) -> dict[str, str]:
+        """The Add Campaign Data body of a valid row: each field from its cell, else the default."""
         d = self.defaults
+        priority, expiry, action, check_duplicate = (
+            d[name] if value is None else value
+            for name, value in zip(("priority", "expiryDate", "action", "checkDuplicate"), optional))
         body = {"campaignName": campaign, "phoneNumber": phone}
-        name = _str(get(k_name)) if k_name is not None else ""
-        if name:
-            body["Name"] = name
-        for key, value in (("action", action or d["action"]), ("skill", skill), ("agentId", agent),
-                           ("priority", priority or d["priority"]),
-                           ("expiryDate", expiry or d["expiryDate"])):
+        name = _text(get(plan.name)) if plan.name is not None else ""
+        for key, value in (("Name", name), ("action", action), ("skill", skill), ("agentId", agent),
+                           ("priority", priority), ("expiryDate", expiry)):
             if value:
                 body[key] = value
-        body["checkDuplicate"] = "TRUE" if (d["checkDuplicate"] if check_dup is None else check_dup) else "FALSE"
-        for key, sent_as in cmap.passthrough:
+        body["checkDuplicate"] = "TRUE" if check_duplicate else "FALSE"
+        for key, sent_as in plan.passthrough:
             value = _text(get(key))
             if value:
                 body[sent_as] = value
-        return outcome, body
-
-    def _campaign_id(self, campaign: str) -> int:
-        """The duplicate index's key is one int: the phone's digits, their count and '+' above
-        them (so "0123", "123" and "+123" differ), and the campaign's number above that. A
-        million rows cost about 100 MB this way, where (campaign, phone) tuples would cost three
-        times that."""
-        cid = self._campaign_ids.get(campaign)
-        if cid is None:
-            cid = self._campaign_ids[campaign] = len(self._campaign_ids) * _CAMPAIGN_STRIDE
-        return cid
+        return body

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from .outcomes import ConfigError, InputError
 from .readers import UNNAMED_PREFIX
@@ -76,11 +75,6 @@ class ColumnMap:
         return ColumnMap(fields={f: index[k] for f, k in self.fields.items()},  # type: ignore[misc]
                          passthrough=[(index[k], sent) for k, sent in self.passthrough],  # type: ignore[misc]
                          ignored=self.ignored)
-
-    @cached_property
-    def field_keys(self) -> tuple[str | None, ...]:
-        """The column key of each of FIELDS, in that order (None where no column feeds it)."""
-        return tuple(self.fields.get(f) for f in FIELDS)
 
 
 def build_column_map(columns: Iterable[str], user_map: dict[str, str | None], *,

@@ -25,10 +25,6 @@ class Status(str, Enum):
 
 # Rows with these statuses go to the failures file and make the exit code 1.
 FAILURE_STATUSES = frozenset({Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED})
-# Per-row code reads these attributes instead of hashing the member (Enum's hash runs in Python).
-for _i, _s in enumerate(Status):
-    _s.index = _i  # type: ignore[attr-defined]
-    _s.is_failure = _s in FAILURE_STATUSES  # type: ignore[attr-defined]
 # How summaries list them: what went through first, then what needs the user's attention.
 STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.SKIPPED,
                 Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED]
@@ -65,7 +61,11 @@ class AccountRefusal(LeadpushError):
 
 @dataclass(slots=True)
 class RowOutcome:
-    """The verdict on one row, with what the reports need of it."""
+    """The verdict on one row, with what the reports need of it.
+
+    The per-row code (checks.Checker.check_row) builds these with positional arguments: with
+    eight fields that is twice as fast as keywords (0.28 against 0.54 µs), 6% of `validate`.
+    """
 
     row: int
     status: Status

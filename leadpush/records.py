@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -166,7 +166,7 @@ class Recorder:
         self.results = results
         self.failures = failures
         self.log = log
-        self._counts = [0] * len(Status)
+        self._counts = dict.fromkeys(Status, 0)
         self.table_mode = table  # auto | all | problems | none
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
@@ -174,20 +174,20 @@ class Recorder:
 
     @property
     def counts(self) -> Counter[Status]:
-        return Counter({s: self._counts[s.index] for s in Status if self._counts[s.index]})  # type: ignore[attr-defined]
+        return Counter({s: n for s, n in self._counts.items() if n})
 
     @property
     def total(self) -> int:
-        return sum(self._counts)
+        return sum(self._counts.values())
 
     def record(self, o: RowOutcome) -> None:
         status = o.status
-        self._counts[status.index] += 1  # type: ignore[attr-defined]
+        self._counts[status] += 1
         if self.results:
             self.results.write(o)
         if self.log:
             self.log.row(o)
-        failed = status.is_failure  # type: ignore[attr-defined]
+        failed = status in FAILURE_STATUSES
         if failed and self.failures:
             self.failures.write(o)
         if self.table_mode != "none":
@@ -198,7 +198,7 @@ class Recorder:
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
             self._filtered = True  # a big file: keep only the problems
-            self.table_rows = [r for r in self.table_rows if r.status.is_failure]  # type: ignore[attr-defined]
+            self.table_rows = [r for r in self.table_rows if r.status in FAILURE_STATUSES]
         if self._filtered and not failed:
             return
         if len(self.table_rows) >= TABLE_MAX_ROWS:

@@ -16,7 +16,7 @@ import requests
 
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, recording
+from .jobs import InputOptions, log_end, recording
 from .journal import Journal, JournalState
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
@@ -100,8 +100,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
     first_pass = Checker(opts.checks, today=today, build_bodies=False)
-    with fewer_collections():
-        total = sum(1 for _ in first_pass.check_file(lead_file))
+    total = sum(1 for _ in first_pass.check_file(lead_file))
     progress.set_total(total)
 
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
