@@ -8,20 +8,40 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from .causes import Problem
 from .mapping import ColumnMap, build_column_map
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile
 
-PHONE_FORMATS = ("as-is", "e164", "national")
-CAMPAIGN_TYPES = ("any", "agent-wise", "skill-wise")
+
+class PhoneFormat(StrEnum):
+    """How phone numbers are rewritten before they are sent (e164 and national need a region)."""
+
+    AS_IS = "as-is"
+    E164 = "e164"
+    NATIONAL = "national"
+
+
+class CampaignType(StrEnum):
+    """What every row of the campaign must carry: agent-wise an agent ID, skill-wise a skill."""
+
+    ANY = "any"
+    AGENT_WISE = "agent-wise"
+    SKILL_WISE = "skill-wise"
+
+
+PHONE_FORMATS = tuple(f.value for f in PhoneFormat)
+CAMPAIGN_TYPES = tuple(t.value for t in CampaignType)
 
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 _TRAILING_ZERO = re.compile(r"\.0+$")
 _PHONE = re.compile(r"^\+?\d{3,16}$")
 _PRIORITY = re.compile(r"^\d+(?:\.0*)?$")
+_WHOLE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 _YMD_DATE = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
@@ -47,10 +67,10 @@ class RowDefaults:
 class CheckSettings:
     defaults: RowDefaults = field(default_factory=RowDefaults)
     region: str | None = None
-    phone_format: str = "as-is"
+    phone_format: str = PhoneFormat.AS_IS
     date_order: str | None = None  # None, "day" or "month"
     allow_past_expiry: bool = False
-    campaign_type: str = "any"
+    campaign_type: str = CampaignType.ANY
     keep_duplicates: bool = False
     user_map: dict[str, str | None] = field(default_factory=dict)
 
@@ -75,7 +95,7 @@ def _text(value: Any) -> str:
 _MEMO_MAX = 4096  # distinct values remembered per field (bounded: memory must not grow with the file)
 
 
-def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[str]) -> Any:
+def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[Problem]) -> Any:
     """cleaner(raw)'s value; its problem, if any, goes to `problems`.
 
     Exports repeat the same few priorities, dates and flags, so each distinct text is read once
@@ -96,39 +116,42 @@ def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[str]) 
     return value
 
 
-def clean_phone(value: Any) -> tuple[str | None, str | None]:
+def clean_phone(value: Any) -> tuple[str | None, Problem | None]:
     """(cleaned phone, None) or (None, problem). Empty gives (None, None)."""
     raw = _text(value)
     if not raw:
         return None, None
     text = raw.lstrip("'").strip()
     if _SCIENTIFIC.match(text):
-        return None, (f"phone number {raw!r} is in scientific notation, so the spreadsheet has already "
-                      f"lost its last digits; format the column as text and export the file again")
+        return None, Problem("phone.scientific", f"phone number {raw!r} is in scientific notation, so the "
+                                                 f"spreadsheet has already lost its last digits; format the "
+                                                 f"column as text and export the file again")
     text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", text))
     if _PHONE.match(text):
         return text, None
     digits = sum(c.isdigit() for c in text)
     if digits and text.lstrip("+").isdigit():
-        return None, (f"phone number {raw!r} has {digits} digits; CloudAgent takes 3 to 16 "
-                      f"(an optional leading + allowed)")
-    return None, (f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional leading +; "
-                  f"spaces, dashes, dots and brackets are removed for you")
+        return None, Problem("phone.length", f"phone number {raw!r} has {digits} digits; CloudAgent takes "
+                                             f"3 to 16 (an optional leading + allowed)")
+    return None, Problem("phone.invalid", f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional "
+                                          f"leading +; spaces, dashes, dots and brackets are removed for you")
 
 
-def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None, str | None]:
+def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None, Problem | None]:
     """Check a cleaned phone against a region with `phonenumbers`, and rewrite it if asked."""
     phonenumbers = _phonenumbers()
 
     try:
         number = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException as e:
-        return None, f"phone number {phone!r} cannot be read as a {region} number ({e._msg})"
+        return None, Problem("phone.region",
+                             f"phone number {phone!r} cannot be read as a {region} number ({e._msg})")
     if not phonenumbers.is_valid_number(number):
-        return None, f"phone number {phone!r} is not a valid {region} number"
+        return None, Problem("phone.region", f"phone number {phone!r} is not a valid {region} number")
     actual = phonenumbers.region_code_for_number(number)
     if actual != region:
-        return None, f"phone number {phone!r} is a number of {actual}, not of {region}"
+        return None, Problem("phone.other_region",
+                             f"phone number {phone!r} is a number of {actual}, not of {region}")
     if phone_format == "e164":
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
     if phone_format == "national":
@@ -145,7 +168,7 @@ def _phonenumbers() -> Any:
     return phonenumbers
 
 
-def clean_priority(value: Any) -> tuple[str | None, str | None]:
+def clean_priority(value: Any) -> tuple[str | None, Problem | None]:
     raw = _text(value)
     if not raw:
         return None, None
@@ -153,11 +176,12 @@ def clean_priority(value: Any) -> tuple[str | None, str | None]:
         number = int(raw.split(".")[0])
         if number <= 99:
             return str(number), None
-    return None, f"priority {raw!r} is not valid: use a whole number from 0 to 99"
+    cause = "priority.range" if _WHOLE.match(raw) else "priority.invalid"
+    return None, Problem(cause, f"priority {raw!r} is not valid: use a whole number from 0 to 99")
 
 
 def clean_expiry(value: Any, *, today: dt.date, date_order: str | None = None,
-                 allow_past: bool = False) -> tuple[str | None, str | None]:
+                 allow_past: bool = False) -> tuple[str | None, Problem | None]:
     """An expiry date as YYYY-MM-DD, reading other forms only where they can mean one date."""
     if isinstance(value, dt.datetime):
         day: dt.date | None = value.date()
@@ -172,35 +196,36 @@ def clean_expiry(value: Any, *, today: dt.date, date_order: str | None = None,
             return None, problem
     assert day is not None
     if day < today and not allow_past:
-        return None, (f"expiry date {day.isoformat()} is in the past; fix it, or pass "
-                      f"--allow-past-expiry to send it anyway")
+        return None, Problem("date.past", f"expiry date {day.isoformat()} is in the past; fix it, or pass "
+                                          f"--allow-past-expiry to send it anyway")
     return day.isoformat(), None
 
 
-def _read_date(raw: str, date_order: str | None) -> tuple[dt.date | None, str | None]:
+def _read_date(raw: str, date_order: str | None) -> tuple[dt.date | None, Problem | None]:
     m = _ISO_DATE.match(raw) or _YMD_DATE.match(raw)
     if m:
         try:
             return dt.date(int(m[1]), int(m[2]), int(m[3])), None
         except ValueError:
-            return None, f"expiry date {raw!r} is not a real date"
+            return None, Problem("date.invalid", f"expiry date {raw!r} is not a real date")
     if _NUMBER.match(raw):
-        return None, (f"expiry date {raw!r} is a number, not a date (an Excel date serial?); "
-                      f"write it as YYYY-MM-DD")
+        return None, Problem("date.serial", f"expiry date {raw!r} is a number, not a date (an Excel date "
+                                            f"serial?); write it as YYYY-MM-DD")
     readings = {}
     for order in ([date_order] if date_order else ["day", "month"]):
         reading = _dateutil_read(raw, dayfirst=(order == "day"))
         if reading == "incomplete":
-            return None, f"expiry date {raw!r} is incomplete: give day, month and year (YYYY-MM-DD)"
+            return None, Problem("date.incomplete",
+                                 f"expiry date {raw!r} is incomplete: give day, month and year (YYYY-MM-DD)")
         if reading is not None:
             readings[order] = reading
     distinct = set(readings.values())
     if not distinct:
-        return None, f"expiry date {raw!r} is not a date: write it as YYYY-MM-DD"
+        return None, Problem("date.invalid", f"expiry date {raw!r} is not a date: write it as YYYY-MM-DD")
     if len(distinct) > 1:
-        return None, (f"expiry date {raw!r} is ambiguous: {readings['day'].isoformat()} (day first) or "
-                      f"{readings['month'].isoformat()} (month first); pass --dayfirst or --monthfirst, "
-                      f"or write YYYY-MM-DD")
+        return None, Problem("date.ambiguous", f"expiry date {raw!r} is ambiguous: {readings['day'].isoformat()} "
+                                               f"(day first) or {readings['month'].isoformat()} (month first); "
+                                               f"pass --dayfirst or --monthfirst, or write YYYY-MM-DD")
     return distinct.pop(), None
 
 
@@ -218,7 +243,7 @@ def _dateutil_read(raw: str, *, dayfirst: bool) -> dt.date | str | None:
     return a.date()
 
 
-def clean_check_duplicate(value: Any) -> tuple[bool | None, str | None]:
+def clean_check_duplicate(value: Any) -> tuple[bool | None, Problem | None]:
     raw = _text(value).lower()
     if not raw:
         return None, None
@@ -226,16 +251,17 @@ def clean_check_duplicate(value: Any) -> tuple[bool | None, str | None]:
         return True, None
     if raw in _FALSE:
         return False, None
-    return None, f"checkDuplicate {_text(value)!r} is not valid: use TRUE or FALSE (yes/no, 1/0 work too)"
+    return None, Problem("check_duplicate.invalid",
+                         f"checkDuplicate {_text(value)!r} is not valid: use TRUE or FALSE (yes/no, 1/0 work too)")
 
 
-def clean_action(value: Any) -> tuple[str | None, str | None]:
+def clean_action(value: Any) -> tuple[str | None, Problem | None]:
     raw = _text(value)
     if not raw:
         return None, None
     if raw.upper() in ("START", "STOP"):
         return raw.upper(), None
-    return None, f"action {raw!r} is not valid: use START, STOP or leave it empty"
+    return None, Problem("action.invalid", f"action {raw!r} is not valid: use START, STOP or leave it empty")
 
 
 # ---------------------------------------------------------------------------- rows
@@ -395,7 +421,7 @@ class Checker:
         """The row's outcome, and the body to send when it is valid (and bodies are built)."""
         # A list row (CSV, XLSX) is read by position, a JSON object by key (None where absent).
         get = values.__getitem__ if isinstance(values, list) else values.get
-        problems: list[str] = []
+        problems: list[Problem] = []
 
         raw_phone = get(plan.phone) if plan.phone is not None else ""
         if not self._region and isinstance(raw_phone, str) and _PHONE.match(raw_phone):
@@ -405,14 +431,15 @@ class Checker:
 
         campaign = (_text(get(plan.campaign)) if plan.campaign is not None else "") or self._default_campaign
         if not campaign:
-            problems.append("no campaign: add a campaignName column or pass --campaign")
+            problems.append(Problem("campaign.missing", "no campaign: add a campaignName column or pass --campaign"))
         skill = (_text(get(plan.skill)) if plan.skill is not None else "") or self._default_skill
         agent = (_text(get(plan.agent)) if plan.agent is not None else "") or self._default_agent
         if self._needs_agent and not agent:
-            problems.append("agentId is empty and the campaign is agent-wise; add an agent column "
-                            "or pass --agent-id")
+            problems.append(Problem("agent.missing", "agentId is empty and the campaign is agent-wise; add an "
+                                                     "agent column or pass --agent-id"))
         if self._needs_skill and not skill:
-            problems.append("skill is empty and the campaign is skill-wise; add a skill column or pass --skill")
+            problems.append(Problem("skill.missing", "skill is empty and the campaign is skill-wise; add a skill "
+                                                     "column or pass --skill"))
 
         # The optional checked fields, each the same way (unrolled: a loop over them cost 7%).
         priority = expiry = action = check_duplicate = None
@@ -435,27 +462,27 @@ class Checker:
 
         if problems:
             return RowOutcome(row, _INVALID, "; ".join(problems), phone or _text(raw_phone), campaign,
-                              0, None, values), None
+                              0, None, values, ";".join(p.cause for p in problems), tuple(problems)), None
         assert phone is not None
         if self._duplicates is not None:
             first = self._duplicates.first_row(campaign, phone, row)
             if first != row:
                 return RowOutcome(row, _SKIPPED, f"duplicate of row {first}", phone, campaign,
-                                  0, None, values), None
+                                  0, None, values, "row.duplicate"), None
         outcome = RowOutcome(row, _VALID, "", phone, campaign, 0, None, values)
         if not self.build_bodies:
             return outcome, None
         return outcome, self._body(plan, get, phone, campaign, skill, agent,
                                    (priority, expiry, action, check_duplicate))
 
-    def _phone(self, raw: Any, problems: list[str]) -> str | None:
+    def _phone(self, raw: Any, problems: list[Problem]) -> str | None:
         """The phone to send, or None with the reason added to `problems`."""
         phone, problem = clean_phone(raw)
         if problem:
             problems.append(problem)
             return None
         if phone is None:
-            problems.append("phone number is empty")
+            problems.append(Problem("phone.empty", "phone number is empty"))
             return None
         if self._region:
             phone, problem = region_phone(phone, self._region, self.settings.phone_format)
@@ -469,7 +496,7 @@ class Checker:
         d = self.defaults
         priority, expiry, action, check_duplicate = (
             d[name] if value is None else value
-            for name, value in zip(("priority", "expiryDate", "action", "checkDuplicate"), optional))
+            for name, value in zip(("priority", "expiryDate", "action", "checkDuplicate"), optional, strict=True))
         body = {"campaignName": campaign, "phoneNumber": phone}
         name = _text(get(plan.name)) if plan.name is not None else ""
         for key, value in (("Name", name), ("action", action), ("skill", skill), ("agentId", agent),

@@ -1,335 +1,327 @@
-"""The `leadpush` command line: Typer glue only; the work is done in the plain modules."""
+"""The `leadpush` command line: Typer glue only (parsing, wiring, printing); the work is done in the plain modules."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import inspect
 import json
 import os
 import signal
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from enum import Enum
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, jobs, report
-from .checks import CheckSettings, RowDefaults
+from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
+from .environment import Environment
+from .journal import JournalChoice
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
-from .settings import DEFAULTS, PROFILE_KEYS, Setting, load_profile, masked, resolve, resolve_api_key
+from .pacing import parse_rate
+from .readers import InputFormat
+from .records import FailuresFormat, TableMode
+from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
+from .settings import (
+    DEFAULTS,
+    ENV_VARS,
+    SETTING_NAMES,
+    RunSettings,
+    Setting,
+    Source,
+    connection,
+    default_cache_dir,
+    default_config_path,
+    load_profile,
+    masked,
+    resolve,
+    resolve_api_key,
+)
 
 app = typer.Typer(
-    name="leadpush", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
     help="Load leads from CSV, JSON and spreadsheet files into Ozonetel CloudAgent campaigns.")
 config_app = typer.Typer(no_args_is_help=True, help="Show leadpush's effective settings.")
 auth_app = typer.Typer(no_args_is_help=True, help="Check the CloudAgent credentials.")
 app.add_typer(config_app, name="config")
 app.add_typer(auth_app, name="auth")
 
-
-class TableChoice(str, Enum):
-    auto = "auto"
-    all = "all"
-    problems = "problems"
-    none = "none"
-
-
-class PhoneFormat(str, Enum):
-    as_is = "as-is"
-    e164 = "e164"
-    national = "national"
-
-
-class CampaignType(str, Enum):
-    any = "any"
-    agent_wise = "agent-wise"
-    skill_wise = "skill-wise"
-
-
-class InputFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-    jsonl = "jsonl"
-    xlsx = "xlsx"
-
-
 READING = "Reading the file"
 ROWS = "Row defaults and checks"
 OUTPUT = "Output"
 CONNECTING = "Connecting to CloudAgent"
 UNATTENDED = "Unattended runs"
-ENV_VARS = {"base_url": "LEADPUSH_BASE_URL", "username": "LEADPUSH_USERNAME"}
 
 
-def _profile_options(
-    ctx: typer.Context,
-    profile: Annotated[Optional[str], typer.Option(
-        envvar="LEADPUSH_PROFILE", rich_help_panel=UNATTENDED,
-        help="Take settings from [profiles.NAME] of the config file (flags and environment still win).",
-    )] = None,
-    config: Annotated[Optional[Path], typer.Option(
-        envvar="LEADPUSH_CONFIG", rich_help_panel=UNATTENDED,
-        help="Config file; by default config.toml in the user config folder (~/.config/leadpush).",
-    )] = None,
-) -> None:
-    """Holds the options that choose a config profile (see `_with_options`)."""
+def _complete_region(incomplete: str) -> list[str]:
+    return sorted(r for r in _phonenumbers().SUPPORTED_REGIONS if r.startswith(incomplete.upper()))
 
 
-def _lead_file_options(
-    file: Annotated[str, typer.Argument(help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.",
-                                        show_default=False)],
-    format: Annotated[Optional[InputFormat], typer.Option(
-        "--format", help="Input format; by default from the extension (needed for odd names and stdin).",
-        rich_help_panel=READING)] = None,
-    encoding: Annotated[Optional[str], typer.Option(
-        help="Text encoding of a CSV file; by default UTF-8, UTF-16 or Windows-1252, detected.",
-        rich_help_panel=READING)] = None,
-    delimiter: Annotated[Optional[str], typer.Option(
-        help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.",
-        rich_help_panel=READING)] = None,
-    sheet: Annotated[Optional[str], typer.Option(
-        help="XLSX sheet to read; by default the first.", rich_help_panel=READING)] = None,
-    map: Annotated[Optional[list[str]], typer.Option(
-        "--map", help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.',
-        rich_help_panel=READING)] = None,
-    campaign: Annotated[Optional[str], typer.Option(
-        help="Campaign for rows without one.", rich_help_panel=ROWS)] = None,
-    skill: Annotated[Optional[str], typer.Option(help="Skill for rows without one.", rich_help_panel=ROWS)] = None,
-    agent_id: Annotated[Optional[str], typer.Option(
-        help="Agent ID for rows without one.", rich_help_panel=ROWS)] = None,
-    priority: Annotated[Optional[str], typer.Option(
-        help="Priority (0-99) for rows without one.", rich_help_panel=ROWS)] = None,
-    expiry_date: Annotated[Optional[str], typer.Option(
-        help="Expiry date (YYYY-MM-DD) for rows without one.", rich_help_panel=ROWS)] = None,
-    action: Annotated[Optional[str], typer.Option(
-        help="START or STOP the campaign with each row (rows without an action).", rich_help_panel=ROWS)] = None,
-    check_duplicate: Annotated[bool, typer.Option(
-        "--check-duplicate/--no-check-duplicate",
-        help="Ask CloudAgent not to add a number its campaign already has (rows without a value).",
-        rich_help_panel=ROWS)] = DEFAULTS["check_duplicate"],
-    region: Annotated[Optional[str], typer.Option(
-        help="Also require a valid phone number of this region (ISO code such as IN or US).",
-        rich_help_panel=ROWS)] = None,
-    phone_format: Annotated[PhoneFormat, typer.Option(
-        help="Rewrite phone numbers (needs --region).", rich_help_panel=ROWS)] = PhoneFormat(DEFAULTS["phone_format"]),
-    dayfirst: Annotated[bool, typer.Option(
-        "--dayfirst", help="Read dates like 01/02/2030 as 1 February.", rich_help_panel=ROWS)] = False,
-    monthfirst: Annotated[bool, typer.Option(
-        "--monthfirst", help="Read dates like 01/02/2030 as 2 January.", rich_help_panel=ROWS)] = False,
-    allow_past_expiry: Annotated[bool, typer.Option(
-        "--allow-past-expiry", help="Send rows whose expiry date has passed.", rich_help_panel=ROWS)] = False,
-    campaign_type: Annotated[CampaignType, typer.Option(
-        help="agent-wise requires an agent ID on every row, skill-wise a skill.",
-        rich_help_panel=ROWS)] = CampaignType(DEFAULTS["campaign_type"]),
-    keep_duplicates: Annotated[bool, typer.Option(
-        "--keep-duplicates", help="Send repeated (campaign, phone) rows instead of skipping them.",
-        rich_help_panel=ROWS)] = False,
-    table: Annotated[TableChoice, typer.Option(
-        help="Rows in the table: auto = all up to 200 rows, else only problems.",
-        rich_help_panel=OUTPUT)] = TableChoice.auto,
-    json_summary: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON summary object on stdout instead of the table and summary.",
-        rich_help_panel=OUTPUT)] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Print only errors and a one-line summary.", rich_help_panel=OUTPUT)] = False,
-    results: Annotated[Optional[Path], typer.Option(
-        help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).",
-        rich_help_panel=OUTPUT)] = None,
-    failures: Annotated[Optional[Path], typer.Option(
-        help="Failures file; by default <input stem>.failures.csv (.jsonl for JSON input) beside the input.",
-        rich_help_panel=OUTPUT)] = None,
-    no_failures: Annotated[bool, typer.Option(
-        "--no-failures", help="Write no failures file.", rich_help_panel=OUTPUT)] = False,
-    log_file: Annotated[Optional[Path], typer.Option(
-        help="Append a timestamped line per row, and start and end lines, to this file.",
-        rich_help_panel=OUTPUT)] = None,
-) -> None:
-    """Holds the options every command that reads a lead file takes (see `_with_options`)."""
+# ---------------------------------------------------------------------------- options, declared once
+# Each option is a named, typed value that several commands list in their signatures.
+
+ProfileOpt = Annotated[str | None, typer.Option(
+    envvar="LEADPUSH_PROFILE", metavar="NAME", rich_help_panel=UNATTENDED,
+    help="Take settings from \\[profiles.NAME] of the config file (flags and environment still win).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    envvar="LEADPUSH_CONFIG", metavar="FILE", rich_help_panel=UNATTENDED,
+    help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
+
+FileArg = Annotated[str, typer.Argument(
+    metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
+FormatOpt = Annotated[InputFormat | None, typer.Option(
+    "--format", rich_help_panel=READING,
+    help="Input format; by default from the extension (needed for odd names and stdin).")]
+EncodingOpt = Annotated[str | None, typer.Option(
+    metavar="NAME", rich_help_panel=READING,
+    help="Text encoding of a CSV file; by default UTF-8, UTF-16 or Windows-1252, detected.")]
+DelimiterOpt = Annotated[str | None, typer.Option(
+    metavar="CHAR", rich_help_panel=READING,
+    help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
+SheetOpt = Annotated[str | None, typer.Option(
+    metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
+MapOpt = Annotated[list[str] | None, typer.Option(
+    "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
+    help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
+CampaignOpt = Annotated[str | None, typer.Option(
+    metavar="NAME", rich_help_panel=ROWS, help="Campaign for rows without one.")]
+SkillOpt = Annotated[str | None, typer.Option(
+    metavar="NAME", rich_help_panel=ROWS, help="Skill for rows without one.")]
+AgentIdOpt = Annotated[str | None, typer.Option(
+    metavar="ID", rich_help_panel=ROWS, help="Agent ID for rows without one.")]
+PriorityOpt = Annotated[str | None, typer.Option(
+    metavar="0-99", rich_help_panel=ROWS, help="Priority for rows without one.")]
+ExpiryDateOpt = Annotated[str | None, typer.Option(
+    metavar="YYYY-MM-DD", rich_help_panel=ROWS, help="Expiry date for rows without one.")]
+ActionOpt = Annotated[str | None, typer.Option(
+    metavar="START|STOP", rich_help_panel=ROWS,
+    help="START or STOP the campaign with each row (rows without an action).")]
+CheckDuplicateOpt = Annotated[bool, typer.Option(
+    "--check-duplicate/--no-check-duplicate", rich_help_panel=ROWS,
+    help="Ask CloudAgent not to add a number its campaign already has (rows without a value).")]
+RegionOpt = Annotated[str | None, typer.Option(
+    metavar="CODE", rich_help_panel=ROWS, autocompletion=_complete_region,
+    help="Also require a valid phone number of this region (ISO code such as IN or US).")]
+PhoneFormatOpt = Annotated[PhoneFormat, typer.Option(
+    rich_help_panel=ROWS, help="Rewrite phone numbers (needs --region).")]
+DayFirstOpt = Annotated[bool, typer.Option(
+    "--dayfirst", rich_help_panel=ROWS, help="Read dates like 01/02/2030 as 1 February.")]
+MonthFirstOpt = Annotated[bool, typer.Option(
+    "--monthfirst", rich_help_panel=ROWS, help="Read dates like 01/02/2030 as 2 January.")]
+AllowPastExpiryOpt = Annotated[bool, typer.Option(
+    "--allow-past-expiry", rich_help_panel=ROWS, help="Send rows whose expiry date has passed.")]
+CampaignTypeOpt = Annotated[CampaignType, typer.Option(
+    rich_help_panel=ROWS, help="agent-wise requires an agent ID on every row, skill-wise a skill.")]
+KeepDuplicatesOpt = Annotated[bool, typer.Option(
+    "--keep-duplicates", rich_help_panel=ROWS, help="Send repeated (campaign, phone) rows instead of skipping them.")]
+TableOpt = Annotated[TableMode, typer.Option(
+    rich_help_panel=OUTPUT, help="Rows in the table: auto = all up to 200 rows, else only problems.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", rich_help_panel=OUTPUT, help="Print one JSON summary object on stdout instead of the table and summary.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", rich_help_panel=OUTPUT, help="Print only errors and a one-line summary.")]
+ResultsOpt = Annotated[Path | None, typer.Option(
+    metavar="FILE", rich_help_panel=OUTPUT,
+    help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
+FailuresOpt = Annotated[Path | None, typer.Option(
+    metavar="FILE", rich_help_panel=OUTPUT,
+    help="Failures file; by default <input stem>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
+         "for JSON); a .xlsx name makes it a fix-it workbook.")]
+FailuresFormatOpt = Annotated[FailuresFormat | None, typer.Option(
+    rich_help_panel=OUTPUT, help="Failures file format; by default from --failures, else from the input.")]
+SplitOpt = Annotated[bool, typer.Option(
+    "--split", rich_help_panel=OUTPUT,
+    help="Also write <input stem>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
+NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
+LogFileOpt = Annotated[Path | None, typer.Option(
+    metavar="FILE", rich_help_panel=OUTPUT,
+    help="Append a timestamped line per row, and start and end lines, to this file.")]
+
+BaseUrlOpt = Annotated[str, typer.Option(
+    envvar="LEADPUSH_BASE_URL", metavar="URL", rich_help_panel=CONNECTING,
+    help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).")]
+UsernameOpt = Annotated[str | None, typer.Option(
+    envvar="LEADPUSH_USERNAME", metavar="USER", rich_help_panel=CONNECTING, help="CloudAgent user name.")]
+
+RateOpt = Annotated[str, typer.Option(
+    metavar="N/min", rich_help_panel=CONNECTING,
+    help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.")]
+WorkersOpt = Annotated[int, typer.Option(
+    min=1, max=64, metavar="N", rich_help_panel=CONNECTING, help="Requests in flight at once.")]
+RetriesOpt = Annotated[int, typer.Option(
+    min=0, max=20, metavar="N", rich_help_panel=CONNECTING, help="Retries per row for transient faults.")]
+TimeoutOpt = Annotated[float, typer.Option(
+    min=0.1, metavar="SECONDS", rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")]
+SandboxOpt = Annotated[bool, typer.Option(
+    "--sandbox", rich_help_panel=CONNECTING,
+    help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
+JournalOpt = Annotated[Path | None, typer.Option(
+    metavar="FILE", rich_help_panel=UNATTENDED,
+    help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.")]
+NoJournalOpt = Annotated[bool, typer.Option(
+    "--no-journal", rich_help_panel=UNATTENDED, help="Keep no journal (no --resume after a crash).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", rich_help_panel=UNATTENDED,
+    help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
+RestartOpt = Annotated[bool, typer.Option(
+    "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
 
 
-def _connection_options(
-    base_url: Annotated[str, typer.Option(
-        envvar="LEADPUSH_BASE_URL", rich_help_panel=CONNECTING,
-        help="CloudAgent API base URL (international: https://api.ccaas.ozonetel.com; partners have their own).",
-    )] = DEFAULTS["base_url"],
-    username: Annotated[Optional[str], typer.Option(
-        envvar="LEADPUSH_USERNAME", rich_help_panel=CONNECTING, help="CloudAgent user name.")] = None,
-) -> None:
-    """Holds the options that say where and as whom to connect."""
+@dataclass
+class ProfileArgs:
+    profile: str | None = None
+    config: Path | None = None
 
 
-def _upload_options(
-    rate: Annotated[str, typer.Option(
-        rich_help_panel=CONNECTING,
-        help="Requests per time, all included (100/min is CloudAgent's documented limit), such as 2/s.",
-    )] = DEFAULTS["rate"],
-    workers: Annotated[int, typer.Option(
-        min=1, max=64, rich_help_panel=CONNECTING, help="Requests in flight at once.")] = DEFAULTS["workers"],
-    retries: Annotated[int, typer.Option(
-        min=0, max=20, rich_help_panel=CONNECTING,
-        help="Retries per row for transient faults.")] = DEFAULTS["retries"],
-    timeout: Annotated[float, typer.Option(
-        min=0.1, rich_help_panel=CONNECTING, help="Seconds to wait for each answer.")] = DEFAULTS["timeout"],
-    use_sandbox: Annotated[bool, typer.Option(
-        "--sandbox", rich_help_panel=CONNECTING,
-        help="Upload to a built-in local CloudAgent (demo account) instead: try leadpush without an account.",
-    )] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")] = False,
-    journal: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=UNATTENDED,
-        help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.",
-    )] = None,
-    no_journal: Annotated[bool, typer.Option(
-        "--no-journal", rich_help_panel=UNATTENDED, help="Keep no journal (no --resume after a crash).",
-    )] = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", rich_help_panel=UNATTENDED,
-        help="Skip rows an earlier run of this file added (from the journal); send the rest.")] = False,
-    restart: Annotated[bool, typer.Option(
-        "--restart", rich_help_panel=UNATTENDED,
-        help="Start over although an earlier run of this file did not finish.")] = False,
-) -> None:
-    """Holds the options of `upload` beyond those of every lead-file command."""
+@dataclass
+class LeadFileArgs:
+    """The options of every command that reads a lead file, as the command line gave them."""
+
+    file: str
+    input_format: InputFormat | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    map_options: list[str] | None = None
+    campaign: str | None = None
+    skill: str | None = None
+    agent_id: str | None = None
+    priority: str | None = None
+    expiry_date: str | None = None
+    action: str | None = None
+    check_duplicate: bool = DEFAULTS["check_duplicate"]
+    region: str | None = None
+    phone_format: PhoneFormat = DEFAULTS["phone_format"]
+    dayfirst: bool = False
+    monthfirst: bool = False
+    allow_past_expiry: bool = False
+    campaign_type: CampaignType = DEFAULTS["campaign_type"]
+    keep_duplicates: bool = False
+    table: TableMode = TableMode.AUTO
+    json_summary: bool = False
+    quiet: bool = False
+    results: Path | None = None
+    failures: Path | None = None
+    failures_format: FailuresFormat | None = None
+    no_failures: bool = False
+    log_file: Path | None = None
 
 
-def _with_options(*holders: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the parameters of the holder functions, so shared options are declared once."""
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        params = [p for h in holders for p in inspect.signature(h, eval_str=True).parameters.values()]
-        params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # required ones first
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        return command
-    return decorate
+@dataclass
+class ConnectionArgs:
+    base_url: str = DEFAULTS["base_url"]
+    username: str | None = None
 
 
-def _settings(ctx: typer.Context, o: dict[str, Any]) -> tuple[dict[str, Setting], Any]:
-    """Every setting the command took, resolved flag > environment > profile > default."""
-    profile = load_profile(o.get("profile"), o.get("config"), explicit_path=o.get("config") is not None)
+@dataclass
+class UploadArgs:
+    rate: str = DEFAULTS["rate"]
+    workers: int = DEFAULTS["workers"]
+    retries: int = DEFAULTS["retries"]
+    timeout: float = DEFAULTS["timeout"]
+    sandbox: bool = False
+    journal: JournalChoice | None = None
+
+
+# ---------------------------------------------------------------------------- wiring
+
+def _env(ctx: typer.Context) -> Environment:
+    env = ctx.find_root().obj
+    if not isinstance(env, Environment):  # called without main() (a test runner): the streams it set up
+        env = ctx.find_root().obj = Environment.from_process()
+    return env
+
+
+def _resolve(ctx: typer.Context, env: Environment, p: ProfileArgs, *groups: Any) -> tuple[RunSettings, Any]:
+    """Every setting, flag > environment > profile > default, checked; and the profile it used."""
+    profile = load_profile(p.profile, p.config, explicit_path=p.config is not None)
     for warning in profile.warnings:
-        _stderr(f"Warning: {warning}")
+        env.say(f"Warning: {warning}")
     given = {}
-    for name in PROFILE_KEYS:
-        if name not in o:
-            continue
-        value = o[name].value if isinstance(o[name], Enum) else o[name]
-        source = ctx.get_parameter_source(name)
-        how = getattr(source, "name", "DEFAULT")
-        given[name] = (value, "flag" if how == "COMMANDLINE" else
-                       f"environment ({ENV_VARS.get(name, '?')})" if how == "ENVIRONMENT" else "default")
+    for group in groups:
+        for name, value in asdict(group).items():
+            if name in SETTING_NAMES:
+                given[name] = (value, _source(ctx, name))
     return resolve(given, profile), profile
 
 
-def _input_options(ctx: typer.Context, o: dict[str, Any]) -> tuple[jobs.InputOptions, dict[str, Setting], Any]:
-    if o["dayfirst"] and o["monthfirst"]:
+def _source(ctx: typer.Context, name: str) -> str:
+    how = getattr(ctx.get_parameter_source(name), "name", "DEFAULT")
+    if how == "COMMANDLINE":
+        return Source.FLAG.value
+    if how == "ENVIRONMENT":
+        return f"{Source.ENVIRONMENT.value} ({ENV_VARS.get(name, '?')})"
+    return Source.DEFAULT.value
+
+
+def _input_options(a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> jobs.InputOptions:
+    if a.dayfirst and a.monthfirst:
         raise ConfigError("--dayfirst and --monthfirst exclude each other")
-    s, profile = _settings(ctx, o)
-    settings = CheckSettings(
-        defaults=RowDefaults(campaign=s["campaign"].value, skill=s["skill"].value, agent_id=s["agent_id"].value,
-                             priority=s["priority"].value, expiry_date=s["expiry_date"].value,
-                             action=s["action"].value, check_duplicate=s["check_duplicate"].value),
-        region=s["region"].value, phone_format=s["phone_format"].value,
-        date_order="day" if o["dayfirst"] else "month" if o["monthfirst"] else None,
-        allow_past_expiry=o["allow_past_expiry"], campaign_type=s["campaign_type"].value,
-        keep_duplicates=o["keep_duplicates"], user_map=parse_map_options(o["map"] or []))
-    quiet_table = o["json_summary"] or o["quiet"]
-    opts = jobs.InputOptions(
-        file=o["file"], fmt=o["format"].value if o["format"] else None, encoding=o["encoding"],
-        delimiter=o["delimiter"], sheet=o["sheet"], checks=settings,
-        table="none" if quiet_table else o["table"].value, results=o["results"],
-        failures=o["failures"], write_failures=not o["no_failures"], log_file=o["log_file"])
-    return opts, s, profile
+    checks = CheckSettings(
+        defaults=RowDefaults(campaign=s.campaign, skill=s.skill, agent_id=s.agent_id, priority=s.priority,
+                             expiry_date=s.expiry_date, action=s.action, check_duplicate=s.check_duplicate),
+        region=s.region, phone_format=s.phone_format,
+        date_order="day" if a.dayfirst else "month" if a.monthfirst else None,
+        allow_past_expiry=a.allow_past_expiry, campaign_type=s.campaign_type,
+        keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
+    return jobs.InputOptions(
+        file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
+        checks=checks,
+        # --json lists the problem rows (as the table would), --quiet nothing.
+        table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
+        results=a.results, failures=a.failures, failures_format=a.failures_format,
+        write_failures=not a.no_failures, log_file=a.log_file, split=split)
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
+    return env.stdin if opts.file == "-" else None
 
 
-def _finish(summary: report.RunSummary, o: dict[str, Any]) -> ExitCode:
+def _progress(env: Environment, a: LeadFileArgs, label: str) -> Any:
+    return report.progress_bar(env.stderr, label, enabled=env.stderr_isatty and not a.json_summary and not a.quiet)
+
+
+def _finish(env: Environment, summary: report.RunSummary, a: LeadFileArgs) -> ExitCode:
     """Print the run's outcome on stdout, and return its exit code."""
-    if o["json_summary"]:
-        print(json.dumps(report.summary_object(summary), ensure_ascii=False))
-    elif o["quiet"]:
-        print(jobs.one_line(summary))
+    if a.json_summary:
+        print(json.dumps(report.summary_object(summary), ensure_ascii=False), file=env.stdout)
+    elif a.quiet:
+        print(jobs.one_line(summary), file=env.stdout)
     else:
-        out = report.make_console(sys.stdout)
+        out = report.make_console(env.stdout)
         report.print_table(out, summary)
         report.print_summary(out, summary)
     if summary.stop_reason:
-        _stderr(f"Stopped: {summary.stop_reason}")
+        env.say(f"Stopped: {summary.stop_reason}")
     return summary.exit_code
 
 
-def _run(body: Callable[[], ExitCode]) -> None:
+def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     """The one place where errors and outcomes become exit codes."""
     try:
         code = body()
     except LeadpushError as e:
-        _stderr(f"Error: {e}")
+        env.say(f"Error: {e}")
         code = e.exit_code
     except KeyboardInterrupt:
-        _stderr("Interrupted.")
+        env.say("Interrupted.")
         code = ExitCode.INTERRUPTED
     raise typer.Exit(int(code))
 
 
-def _note_encoding(lead_file: Any) -> None:
-    if lead_file.encoding_note:
-        _stderr(f"Note: {lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                f"(choose another with --encoding).")
-
-
-def _progress_enabled(o: dict[str, Any]) -> bool:
-    return sys.stderr.isatty() and not o["json_summary"] and not o["quiet"]
-
-
-@app.command()
-@_with_options(_profile_options, _lead_file_options)
-def validate(**o: Any) -> None:
-    """Check every row of a lead file locally (a dry run): nothing is sent."""
-    ctx = o.pop("ctx")
-
-    def body() -> ExitCode:
-        opts, _, _ = _input_options(ctx, o)
-        with jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None) as lead_file:
-            _note_encoding(lead_file)
-            with report.progress_bar(sys.stderr, "Checking", enabled=_progress_enabled(o)) as progress:
-                summary = jobs.validate(opts, lead_file, today=dt.date.today(), progress=progress)
-        return _finish(summary, o)
-    _run(body)
-
-
-def _api_key(profile: Any, use_prompt: bool) -> Setting:
-    from .cloudagent import check_secret
-
+def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | None:
     key = resolve_api_key(profile, os.environ)
     if key is None and use_prompt:
-        key = Setting(typer.prompt("CloudAgent API key", hide_input=True), "prompt")
-    if key is None:
-        raise ConfigError("no API key: set LEADPUSH_API_KEY, or api_key_env in a --profile (there is no flag "
-                          "for it: command-line arguments are visible to every user of the machine)")
-    return Setting(check_secret(key.value, f"the API key (from {key.source})"), key.source)
+        key = Setting(typer.prompt("CloudAgent API key", hide_input=True), Source.PROMPT.value)
+    return key
 
 
-def _connection(s: dict[str, Setting], profile: Any, *, use_prompt: bool) -> Any:
-    from .cloudagent import Connection, check_base_url, check_secret
-
-    if not s["username"].value:
-        raise ConfigError("no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile")
-    token = os.environ.get("LEADPUSH_TOKEN")
-    return Connection(check_base_url(s["base_url"].value), str(s["username"].value).strip(),
-                      _api_key(profile, use_prompt).value,
-                      check_secret(token, "LEADPUSH_TOKEN") if token else None)
-
-
-def _install_interrupt(event: Any) -> Callable[[], None]:
+def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
     """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
     def handler(signum: int, frame: Any) -> None:
         if event.is_set() and signum == signal.SIGINT:
@@ -337,124 +329,246 @@ def _install_interrupt(event: Any) -> Callable[[], None]:
         if signum == signal.SIGTERM:
             event.terminated = True
         event.set()
-        _stderr("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
+        env.say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(s, h) for s, h in previous.items()]  # type: ignore[func-returns-value]
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return restore
+
+
+# ---------------------------------------------------------------------------- the jobs
+
+def _sending() -> tuple[ModuleType, ModuleType]:
+    """The modules that talk to CloudAgent, imported on first use: they bring in requests (about
+    0.1 s), which `validate` — it never sends — does not pay for."""
+    from . import cloudagent, upload  # noqa: PLC0415
+
+    return cloudagent, upload
+
+
+def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
+    opts = _input_options(a, s, split=split)
+    with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
+        for note in jobs.reading_notes(lead_file):
+            env.say(f"Note: {note}")
+        with _progress(env, a, "Checking") as progress:
+            summary = jobs.validate(opts, lead_file, today=env.today(), progress=progress)
+    return _finish(env, summary, a)
+
+
+def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
+    cloudagent, sending = _sending()
+    opts = _input_options(a, s)
+    rate = parse_rate(s.rate)
+    choice = u.journal or JournalChoice()
+    with contextlib.ExitStack() as stack:
+        if u.sandbox:
+            conn, cache_dir, where = sending.demo_sandbox(stack)
+            if not a.quiet:
+                env.say(where)
+        else:
+            use_prompt = env.stdin_isatty and opts.file != "-"
+            conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
+            cache_dir = default_cache_dir()
+        opts.secrets = conn.secrets
+        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
+        for note in run.notes:
+            env.say(f"Note: {note}")
+        settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
+                                  retries=s.retries, timeout=s.timeout)
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
+        stack.callback(_install_interrupt(env, interrupt))
+        progress = stack.enter_context(_progress(env, a, "Uploading"))
+        summary = sending.upload(opts, settings, run.lead_file, today=env.today(), session=session,
+                         clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
+                         progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
+    return _finish(env, summary, a)
+
+
+# ---------------------------------------------------------------------------- the commands
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    file: FileArg,
+    input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None, map_options: MapOpt = None,
+    campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
+    priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
+    check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
+    phone_format: PhoneFormatOpt = DEFAULTS["phone_format"], dayfirst: DayFirstOpt = False,
+    monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
+    campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
+    table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, split: SplitOpt = False,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Check every row of a lead file locally (a dry run): nothing is sent."""
+    env = _env(ctx)
+    a = LeadFileArgs(
+        file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
+        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
+        phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
+        campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
+
+    def body() -> ExitCode:
+        s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
+        return _validate(env, a, s, split=split)
+    _run(env, body)
 
 
 @app.command()
-@_with_options(_profile_options, _lead_file_options, _connection_options, _upload_options)
-def upload(**o: Any) -> None:
+def upload(
+    ctx: typer.Context,
+    file: FileArg,
+    input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None, map_options: MapOpt = None,
+    campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
+    priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
+    check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
+    phone_format: PhoneFormatOpt = DEFAULTS["phone_format"], dayfirst: DayFirstOpt = False,
+    monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
+    campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
+    table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
+    results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
+    retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
+    use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
+    journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
+    restart: RestartOpt = False,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
-    ctx = o.pop("ctx")
-    if o["dry_run"]:
-        keep = set(inspect.signature(_profile_options).parameters) | set(
-            inspect.signature(_lead_file_options).parameters)
-        return validate(ctx=ctx, **{k: v for k, v in o.items() if k in keep})
+    env = _env(ctx)
+    a = LeadFileArgs(
+        file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
+        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
+        phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
+        campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
+        quiet=quiet, results=results, failures=failures, failures_format=failures_format,
+        no_failures=no_failures, log_file=log_file)
+    c = ConnectionArgs(base_url=base_url, username=username)
+    u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
+                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart))
 
     def body() -> ExitCode:
-        from .cloudagent import Connection, default_cache_dir, make_session
-        from .journal import default_journal_path, input_lock, journal_lock, prepare_journal
-        from .pacing import parse_rate
-        from .upload import Interrupt, Resume, UploadSettings, upload as run_upload
-
-        if o["resume"] and o["restart"]:
-            raise ConfigError("--resume and --restart exclude each other")
-        opts, s, profile = _input_options(ctx, o)
-        rate = parse_rate(s["rate"].value)
-        with contextlib.ExitStack() as stack:
-            if o["use_sandbox"]:
-                from .sandbox import DEMO_KEY, DEMO_USER, Sandbox
-
-                server = stack.enter_context(Sandbox())
-                conn = Connection(server.base_url, DEMO_USER, DEMO_KEY)
-                cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
-                if not o["quiet"]:
-                    _stderr(f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
-            else:
-                conn = _connection(s, profile, use_prompt=sys.stdin.isatty() and opts.file != "-")
-                cache_dir = default_cache_dir()
-            opts.secrets = conn.secrets
-            lead_file = stack.enter_context(
-                jobs.open_input(opts, stdin=sys.stdin.buffer if opts.file == "-" else None))
-            _note_encoding(lead_file)
-            if opts.file != "-":
-                stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
-            journal = resume = None
-            keep_journal = not o["no_journal"] and (o["journal"] is not None or not o["use_sandbox"])
-            if keep_journal:
-                path = o["journal"] or default_journal_path(lead_file.name)
-                stack.enter_context(journal_lock(path))
-                journal, state, note = prepare_journal(path, lead_file.digest(), resume=o["resume"],
-                                                       restart=o["restart"], file=lead_file.name)
-                stack.callback(journal.close)
-                if note:
-                    _stderr(f"Note: {note}")
-                if state is not None:
-                    resume = Resume(state, journal.digest)
-            elif o["resume"]:
-                raise ConfigError("--resume needs the journal (leave out --no-journal)")
-            settings = UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=int(s["workers"].value),
-                                      retries=int(s["retries"].value), timeout=float(s["timeout"].value))
-            session = stack.enter_context(make_session(settings.workers, conn.base_url))
-            interrupt = Interrupt()
-            stack.callback(_install_interrupt(interrupt))
-            progress = stack.enter_context(report.progress_bar(sys.stderr, "Uploading", enabled=_progress_enabled(o)))
-            summary = run_upload(opts, settings, lead_file, today=dt.date.today(), session=session,
-                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
-                                 progress=progress, interrupt=interrupt, journal=journal, resume=resume)
-        return _finish(summary, o)
-    _run(body)
+        if dry_run:  # the validate job, with the settings validate takes
+            s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
+            return _validate(env, a, s)
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
+        return _upload(env, a, u, s, loaded)
+    _run(env, body)
 
 
 @config_app.command("show")
-@_with_options(_profile_options, _connection_options)
-def config_show(**o: Any) -> None:
+def config_show(
+    ctx: typer.Context,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
     """Print the effective settings and where each came from (secrets masked)."""
-    ctx = o.pop("ctx")
+    env = _env(ctx)
 
     def body() -> ExitCode:
-        from .settings import default_config_path
-
-        s, profile = _settings(ctx, o)
-        for name in PROFILE_KEYS:
-            if name in ("api_key", "api_key_env") or name in s:
-                continue
-            value = profile.values.get(name, DEFAULTS.get(name))
-            s[name] = Setting(value, profile.label if name in profile.values else "default")
-        key = resolve_api_key(profile, os.environ)
-        s["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
-        path = o.get("config") or default_config_path()
-        print(f"config file: {path}{'' if Path(path).exists() else ' (none)'}")
-        print(f"profile: {profile.name or '(none)'}")
-        width = max(len(n) for n in s)
-        for name, setting in s.items():
-            print(f"{name:<{width}}  {masked(name, setting.value):<40}  {setting.source}")
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
+        key = resolve_api_key(loaded, os.environ)
+        shown = {name: Setting(getattr(s, name), s.source(name)) for name in SETTING_NAMES}
+        shown["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+        path = config or default_config_path()
+        print(f"config file: {path}{'' if Path(path).exists() else ' (none)'}", file=env.stdout)
+        print(f"profile: {loaded.name or '(none)'}", file=env.stdout)
+        width = max(len(n) for n in shown)
+        for name, setting in shown.items():
+            print(f"{name:<{width}}  {masked(name, setting.value):<40}  {setting.source}", file=env.stdout)
         return ExitCode.OK
-    _run(body)
+    _run(env, body)
 
 
 @auth_app.command("check")
-@_with_options(_profile_options, _connection_options)
-def auth_check(**o: Any) -> None:
+def auth_check(
+    ctx: typer.Context,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
     """Check user, API key and token-auth mode; reuses a still-valid cached token (no generation)."""
-    ctx = o.pop("ctx")
+    env = _env(ctx)
 
     def body() -> ExitCode:
-        from .cloudagent import auth_check as check, default_cache_dir, make_session
+        cloudagent, _ = _sending()
 
-        s, profile = _settings(ctx, o)
-        conn = _connection(s, profile, use_prompt=sys.stdin.isatty())
-        with make_session(1, conn.base_url) as session:
-            result = check(session, conn, default_cache_dir(), clock=time.time)
-        print(result)
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
+        conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
+        with cloudagent.make_session(1, conn.base_url) as session:
+            result = cloudagent.auth_check(session, conn, default_cache_dir(), clock=time.time)
+        print(result, file=env.stdout)
         return ExitCode.OK
-    _run(body)
+    _run(env, body)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+@app.command()
+def sandbox(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0 = any free port).")] = 8765,
+    config: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
+    token_ttl: Annotated[float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.")] = 3600.0,
+    token_cap: Annotated[int, typer.Option(
+        metavar="N", help="Token generations per account per hour (0 = no cap).")] = 10,
+    rate_limit: Annotated[str, typer.Option(
+        metavar="N/min", help="Add Campaign Data requests per account, such as 100/min (0 = no limit).")] = "100/min",
+    latency_ms: Annotated[float, typer.Option(metavar="MS", help="Delay before each Add Campaign Data answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(metavar="MS", help="Random +/- spread around --latency-ms.")] = 0.0,
+    fail_rate: Annotated[float, typer.Option(
+        metavar="SHARE", help="Share of requests answered 503 (HTML), lead not stored.", min=0.0, max=1.0)] = 0.0,
+    drop_rate: Annotated[float, typer.Option(
+        metavar="SHARE", help="Share of requests whose lead is stored but the connection closed unanswered.",
+        min=0.0, max=1.0)] = 0.0,
+    seed: Annotated[int | None, typer.Option(
+        metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
+) -> None:
+    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
+    env = _env(ctx)
+
+    def body() -> ExitCode:
+        limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
+        server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
+                         token_ttl=token_ttl, token_cap=token_cap,
+                         rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
+                         latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
+                         drop_rate=drop_rate, seed=seed, log=None if quiet else env.say)
+        print(f"CloudAgent sandbox listening on {server.base_url}", file=env.stdout, flush=True)
+        if config is None:
+            print(f"Demo account: user {DEMO_USER}, API key {DEMO_KEY}; "
+                  f"campaigns: {', '.join(server.campaign_names())}", file=env.stdout)
+            print(f"Try: LEADPUSH_API_KEY={DEMO_KEY} leadpush upload sample_data/leads.csv "
+                  f"--base-url {server.base_url} --username {DEMO_USER}", file=env.stdout, flush=True)
+        env.say("Press Ctrl-C to stop.")
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops it as cleanly as Ctrl-C
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            env.say("Sandbox stopped.")
+        finally:
+            server.close()
+        return ExitCode.OK
+    _run(env, body)
 
 
 def _version(value: bool) -> None:
@@ -463,62 +577,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command()
-def sandbox(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0 = any free port).")] = 8765,
-    config: Annotated[Optional[Path], typer.Option(
-        help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
-    token_ttl: Annotated[float, typer.Option(help="Token lifetime in seconds.")] = 3600.0,
-    token_cap: Annotated[int, typer.Option(help="Token generations per account per hour (0 = no cap).")] = 10,
-    rate_limit: Annotated[str, typer.Option(
-        help="Add Campaign Data requests per account, such as 100/min (0 = no limit).")] = "100/min",
-    latency_ms: Annotated[float, typer.Option(help="Delay before each Add Campaign Data answer.")] = 0.0,
-    jitter_ms: Annotated[float, typer.Option(help="Random +/- spread around --latency-ms.")] = 0.0,
-    fail_rate: Annotated[float, typer.Option(
-        help="Share of requests answered 503 (HTML), lead not stored.", min=0.0, max=1.0)] = 0.0,
-    drop_rate: Annotated[float, typer.Option(
-        help="Share of requests whose lead is stored but the connection closed unanswered.",
-        min=0.0, max=1.0)] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for the faults and jitter, to reproduce a run.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
-) -> None:
-    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
-    def body() -> ExitCode:
-        from .pacing import parse_rate
-        from .sandbox import DEMO_KEY, DEMO_USER, Sandbox, load_config
-
-        limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
-        server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
-                         token_ttl=token_ttl, token_cap=token_cap,
-                         rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
-                         latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
-                         drop_rate=drop_rate, seed=seed, log=None if quiet else _stderr)
-        print(f"CloudAgent sandbox listening on {server.base_url}", flush=True)
-        if config is None:
-            campaigns = ", ".join(c["name"] for c in server.state.config["accounts"][0]["campaigns"])
-            print(f"Demo account: user {DEMO_USER}, API key {DEMO_KEY}; campaigns: {campaigns}")
-            print(f"Try: LEADPUSH_API_KEY={DEMO_KEY} leadpush upload sample_data/leads.csv "
-                  f"--base-url {server.base_url} --username {DEMO_USER}", flush=True)
-        _stderr("Press Ctrl-C to stop.")
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops it as cleanly as Ctrl-C
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            _stderr("Sandbox stopped.")
-        finally:
-            server.server.server_close()
-        return ExitCode.OK
-    _run(body)
-
-
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Load leads from CSV, JSON and spreadsheet files into Ozonetel CloudAgent campaigns."""
+    _env(ctx)
 
 
 def main() -> None:
-    app()
+    app(obj=Environment.from_process())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import os
 import random
@@ -12,67 +11,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from .outcomes import AccountRefusal, ConfigError, LeadpushError, Status, scrub
+from .outcomes import AccountRefusal, LeadpushError, Status, scrub
 from .pacing import Pacer
-from .settings import DEFAULTS
+from .settings import Connection, check_base_url, check_secret, default_cache_dir
 
-DEFAULT_BASE_URL = DEFAULTS["base_url"]
+__all__ = ["Connection", "check_base_url", "check_secret", "default_cache_dir"]  # their home is settings
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
 TOKEN_CAP = 10  # generations per account per rolling hour (documented)
 RETRY_AFTER_CAP = 120.0  # seconds: a longer Retry-After is honoured only up to this
 TOKEN_RESENDS = 3  # a row resent this many times after "Token Expired" fails rather than loop
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where and as whom to send. The key never appears in a repr, a message or a file."""
-
-    base_url: str
-    username: str
-    api_key: str = field(repr=False)
-    given_token: str | None = field(default=None, repr=False)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.api_key, self.given_token) if s)
-
-
-def check_base_url(url: str) -> str:
-    """https only, except plain http to this machine (the sandbox)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(f"base URL {url!r}: plain http is refused (the API key would cross the network "
-                          f"unencrypted); use https, or http only to this machine (the sandbox)")
-    return url.strip().rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_secret(value: str, what: str) -> str:
-    value = value.strip()
-    # A control character or space would make requests fail with the value in its message.
-    if not value or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ConfigError(f"{what} is empty or holds spaces or control characters")
-    return value
 
 
 def make_session(workers: int, base_url: str | None = None) -> requests.Session:
@@ -192,15 +148,6 @@ def jwt_times(token: str) -> tuple[float | None, float | None]:
         return (float(iat) if iat is not None else None, float(exp) if exp is not None else None)
     except (IndexError, ValueError, TypeError, AttributeError):
         return None, None
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LEADPUSH_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir  # noqa: PLC0415
-
-    return Path(user_cache_dir("leadpush"))
 
 
 class TokenStore:
@@ -362,6 +309,7 @@ class Sent:
     attempts: int
     http_status: int | None = None
     stop: str | None = None  # None, "account" or "campaign"
+    cause: str = ""  # a code of leadpush.causes, for rows that did not go through
 
 
 class Sender:
@@ -413,7 +361,7 @@ class Sender:
                 if token_resends > TOKEN_RESENDS:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens "
                                                "(is another program generating tokens for this account?)",
-                                attempts, last_status)
+                                attempts, last_status, cause="send.token")
                 self.tokens.expired(token)
                 continue
             self.tokens.used(token)
@@ -422,17 +370,19 @@ class Sender:
             if verdict.kind == "exists":
                 return Sent(Status.EXISTS, verdict.message, attempts, last_status)
             if verdict.kind == "rejected":
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
             if verdict.kind in ("account", "campaign"):
-                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind)
+                return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
+                            cause=f"cloudagent.{verdict.kind}")
             maybe_stored = maybe_stored or verdict.kind == "ambiguous"
             if verdict.kind == "ambiguous" and not dedup:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
-                                           f"(a resend could add it twice)", attempts, last_status)
+                                           f"(a resend could add it twice)", attempts, last_status,
+                            cause="send.unknown")
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts",
-                            attempts, last_status)
+                            attempts, last_status, cause="send.gave_up")
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -449,9 +399,10 @@ class Sender:
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
         if maybe_stored:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "stored the lead", attempts, last_status)
+                                       "stored the lead", attempts, last_status, cause="send.unknown")
         after = f" (after {attempts} failed attempts)" if attempts else ""
-        return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status)
+        return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status,
+                    cause="not_sent.stopped")
 
     def _sleep(self, seconds: float, stop: Callable[[], bool]) -> bool:
         end = self.clock() + seconds

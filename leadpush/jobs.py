@@ -12,7 +12,16 @@ from typing import IO, Any
 from .checks import Checker, CheckSettings
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
-from .records import FailuresWriter, LogWriter, Recorder, ResultsWriter, RunSummary, default_failures_path
+from .records import (
+    FailuresFormat,
+    FailuresWriter,
+    LogWriter,
+    Recorder,
+    ResultsWriter,
+    RunSummary,
+    default_failures_path,
+    failures_format,
+)
 
 
 @dataclass
@@ -28,7 +37,9 @@ class InputOptions:
     table: str = "auto"
     results: Path | None = None
     failures: Path | None = None
+    failures_format: FailuresFormat | None = None  # by default from --failures, else from the input
     write_failures: bool = True
+    split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
 
@@ -36,6 +47,14 @@ class InputOptions:
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
                           sheet=opts.sheet, stdin=stdin)
+
+
+def reading_notes(lead_file: LeadFile) -> list[str]:
+    """What the user should know about how the file was read, before its rows."""
+    if lead_file.encoding_note:
+        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                f"(choose another with --encoding)."]
+    return []
 
 
 def _same_file(a: Path, b: str) -> bool:
@@ -51,15 +70,20 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     log = LogWriter(opts.log_file, opts.secrets) if opts.log_file else None
     if log:
         log.line(f"start leadpush {command} {lead_file.name}")
-    failures = None
+    failures: Any = None
     if opts.write_failures:
-        path = opts.failures or default_failures_path(lead_file.name, lead_file.format)
+        fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+        path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
         if _same_file(path, opts.file):
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
-        jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") if opts.failures else \
-            lead_file.format in ("json", "jsonl")
-        failures = FailuresWriter(path, jsonl=jsonl, columns=lead_file.columns)
+        if fmt == "xlsx":
+            from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
+
+            failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
+                                   user_map=opts.checks.user_map, sheet=opts.sheet, source_name=lead_file.name)
+        else:
+            failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns)
     results = None
     if opts.results:
         if _same_file(opts.results, opts.file):
@@ -86,13 +110,32 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
 
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
     """The dry run: check every row locally, send nothing."""
-    checker = Checker(opts.checks, today=today, build_bodies=False)
+    checker = Checker(opts.checks, today=today, build_bodies=opts.split)
+    split = None
+    if opts.split:
+        from .split import SplitWriter, body_columns, split_path  # noqa: PLC0415
+
+        path = split_path(lead_file.name, lead_file.format)
+        if _same_file(path, opts.file):
+            raise ConfigError(f"{path}: the --split file would overwrite the input")
+        split = SplitWriter(path, lead_file.format,
+                            lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary):
         record, advance = recorder.record, progress.advance
-        for outcome, _body in checker.check_file(lead_file):
-            record(outcome)
-            advance()
+        try:
+            for outcome, body in checker.check_file(lead_file):
+                record(outcome)
+                if body is not None and split:
+                    split.write(body)
+                advance()
+        except BaseException:
+            if split:
+                split.close(keep=False)
+            raise
         summary.column_map = checker.column_map
+    if split:
+        split.close()
+        summary.split_file = str(split.path) if split.count else None
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary
@@ -104,6 +147,8 @@ def one_line(summary: RunSummary) -> str:
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
+    if summary.split_file:
+        line += f"; valid rows {summary.split_file}"
     if summary.stop_reason:
         line += f"; stopped: {summary.stop_reason}"
     return line + f"; exit {int(summary.exit_code)}"

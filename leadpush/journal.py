@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -160,6 +161,55 @@ def journal_lock(path: Path) -> RunLock:
 
 class RunLocked(LeadpushError):
     """Another run holds the lock on this input or journal."""
+
+
+@dataclass
+class JournalChoice:
+    """What the command line says about the journal."""
+
+    path: Path | None = None  # --journal
+    keep: bool = True  # not --no-journal
+    resume: bool = False
+    restart: bool = False
+
+
+def keeps_journal(choice: JournalChoice, *, sandbox: bool) -> bool:
+    """The journal rule: a journal (beside the input, or where --journal says) unless --no-journal,
+    and none for a --sandbox run unless --journal names one (a demo leaves no files behind)."""
+    if choice.resume and choice.restart:
+        raise ConfigError("--resume and --restart exclude each other")
+    keep = choice.keep and (choice.path is not None or not sandbox)
+    if not keep and choice.resume:
+        raise ConfigError("--resume needs the journal (leave out --no-journal)")
+    return keep
+
+
+@dataclass
+class Resume:
+    """What an earlier run finished, and how to match this run's rows against it."""
+
+    state: JournalState
+    digest: str
+
+    @property
+    def same_input(self) -> bool:
+        return self.digest in self.state.digests
+
+    def done(self, outcome: RowOutcome) -> bool:
+        if self.same_input:
+            return outcome.row in self.state.done_rows.get(self.digest, ())
+        # The input changed: row numbers mean nothing now, campaign and phone still do.
+        return (outcome.campaign, outcome.phone) in self.state.done_keys
+
+
+def open_journal(stack: ExitStack, path: Path, digest: str, choice: JournalChoice,
+                 file: str) -> tuple[Journal, Resume | None, str | None]:
+    """Lock and open the journal for this run (closed and unlocked by `stack`):
+    (journal, what to resume from, a note for the user)."""
+    stack.enter_context(journal_lock(path))
+    journal, state, note = prepare_journal(path, digest, resume=choice.resume, restart=choice.restart, file=file)
+    stack.callback(journal.close)
+    return journal, None if state is None else Resume(state, digest), note
 
 
 def prepare_journal(path: Path, digest: str, *, resume: bool, restart: bool,

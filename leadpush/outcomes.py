@@ -77,6 +77,11 @@ class RowOutcome:
     # The row as read (a list in column order, or a JSON object); kept only while a failures
     # file needs it.
     source: list[Any] | dict[str, Any] | None = field(default=None, repr=False)
+    # Why, as stable codes (leadpush.causes), ';' between several; empty for a row that went through.
+    cause: str = ""
+    # An invalid row's problems, one per check that failed (each a causes.Problem: its message and
+    # cause, whose field says which cell to mark in a fix-it workbook).
+    problems: tuple[Any, ...] = field(default=(), repr=False)
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,

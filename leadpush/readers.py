@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,18 @@ from .outcomes import InputError
 # long as the header; LeadFile.keys names them), for JSON the object itself.
 SourceRow = tuple[int, "list[Any] | dict[str, Any]"]
 
-FORMATS = ("csv", "json", "jsonl", "xlsx")
+
+
+class InputFormat(StrEnum):
+    """The lead file formats leadpush reads."""
+
+    CSV = "csv"
+    JSON = "json"
+    JSONL = "jsonl"
+    XLSX = "xlsx"
+
+
+FORMATS = tuple(f.value for f in InputFormat)
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx", ".xlsm": "xlsx",
@@ -57,10 +69,6 @@ class LeadFile:
 
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
-
-    def as_dict(self, values: list[Any] | dict[str, Any]) -> dict[str, Any]:
-        """A row's values by column name, whatever the format."""
-        return values if isinstance(values, dict) else dict(zip(self.keys or [], values))
 
     def digest(self) -> str:
         """sha256 of the file's bytes (what a journal is tied to, rather than its name)."""

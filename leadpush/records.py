@@ -7,19 +7,30 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from .causes import causes_of
 from .mapping import IGNORED_PREFIX, ColumnMap
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
 
-RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status")
+RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_ALL_UP_TO = 200  # files up to this many rows show every row by default
 TABLE_MAX_ROWS = 1000  # at most this many problem rows are kept for the table
+
+
+class TableMode(StrEnum):
+    """Which rows the terminal table shows."""
+
+    AUTO = "auto"  # every row up to TABLE_ALL_UP_TO rows, else only the problems
+    ALL = "all"
+    PROBLEMS = "problems"
+    NONE = "none"
 
 
 def formula_safe(text: str) -> str:
@@ -81,11 +92,11 @@ class ResultsWriter:
         if self.jsonl:
             self._out.file.write(json.dumps({
                 "row": o.row, "status": o.status.value, "message": o.message, "phoneNumber": o.phone,
-                "campaignName": o.campaign, "attempts": o.attempts, "http_status": o.http_status},
-                ensure_ascii=False) + "\n")
+                "campaignName": o.campaign, "attempts": o.attempts, "http_status": o.http_status,
+                "cause": o.cause}, ensure_ascii=False) + "\n")
         else:
             self._csv.writerow((o.row, o.status.value, formula_safe(o.message), o.phone, o.campaign,
-                                o.attempts, "" if o.http_status is None else o.http_status))
+                                o.attempts, "" if o.http_status is None else o.http_status, o.cause))
 
     def close(self) -> None:
         self._out.commit()
@@ -119,11 +130,23 @@ class FailuresWriter:
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
                                + [o.row, o.status.value, formula_safe(o.message)])
 
-    def close(self) -> None:
+    def close(self, run_counts: Counter[Status] | None = None) -> None:
+        """Move the file into place (`run_counts` is for the workbook's Summary; a CSV or JSONL has none)."""
         # No failures: no file, and none left over from an earlier run either.
         self._out.commit(keep=self.count > 0)
         if self.count == 0:
             self.path.unlink(missing_ok=True)
+
+
+class FailuresFile(Protocol):
+    """A failures file: FailuresWriter (CSV, JSON Lines) or fixit.FixitWriter (a workbook)."""
+
+    path: Path
+    count: int
+
+    def write(self, o: RowOutcome) -> None: ...
+
+    def close(self, run_counts: Counter[Status] | None = None) -> None: ...
 
 
 class LogWriter:
@@ -150,27 +173,63 @@ class LogWriter:
         self._file.close()
 
 
-def default_failures_path(input_name: str, input_format: str) -> Path:
-    ext = ".jsonl" if input_format in ("json", "jsonl") else ".csv"
+class FailuresFormat(StrEnum):
+    """What the failures file is written as."""
+
+    CSV = "csv"
+    XLSX = "xlsx"  # the fix-it workbook (fixit.py)
+    JSONL = "jsonl"
+
+
+_FAILURES_SUFFIXES = {".csv": FailuresFormat.CSV, ".tsv": FailuresFormat.CSV, ".txt": FailuresFormat.CSV,
+                      ".xlsx": FailuresFormat.XLSX, ".jsonl": FailuresFormat.JSONL, ".ndjson": FailuresFormat.JSONL,
+                      ".json": FailuresFormat.JSONL}
+
+
+def failures_format(path: Path | None, chosen: str | None, input_format: str) -> FailuresFormat:
+    """--failures-format, else the --failures path's extension, else by the input (an XLSX input
+    gets a workbook back, JSON a JSONL file, anything else a CSV)."""
+    by_suffix = _FAILURES_SUFFIXES.get(path.suffix.lower()) if path else None
+    if chosen:
+        try:
+            fmt = FailuresFormat(chosen)
+        except ValueError:
+            raise ConfigError(f"--failures-format must be one of {', '.join(FailuresFormat)}") from None
+        if by_suffix and by_suffix != fmt:
+            raise ConfigError(f"--failures {path} is not a {fmt} file name; make the two agree")
+        return fmt
+    if path:
+        return by_suffix or FailuresFormat.CSV
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
+            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
+
+
+def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:
+    return sibling_path(input_name, "failures", fmt or failures_format(None, None, input_format))
+
+
+def sibling_path(input_name: str, tag: str, ext: str) -> Path:
+    """<input stem>.<tag>.<ext> beside the input (stdin.<tag>.<ext> for standard input)."""
     if input_name == "<stdin>":
-        return Path("stdin.failures" + ext)
+        return Path(f"stdin.{tag}.{ext}")
     p = Path(input_name)
-    return p.with_name(p.stem + ".failures" + ext)
+    return p.with_name(f"{p.stem}.{tag}.{ext}")
 
 
 class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
-    def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresWriter | None = None,
-                 table: str = "auto", log: LogWriter | None = None) -> None:
+    def __init__(self, *, results: ResultsWriter | None = None, failures: FailuresFile | None = None,
+                 table: str = TableMode.AUTO, log: LogWriter | None = None) -> None:
         self.results = results
         self.failures = failures
         self.log = log
         self._counts = dict.fromkeys(Status, 0)
-        self.table_mode = table  # auto | all | problems | none
+        self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
+        self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
 
     @property
     def counts(self) -> Counter[Status]:
@@ -187,6 +246,8 @@ class Recorder:
             self.results.write(o)
         if self.log:
             self.log.row(o)
+        if o.cause:
+            self.causes.update(causes_of(o.cause))
         failed = status in FAILURE_STATUSES
         if failed and self.failures:
             self.failures.write(o)
@@ -211,9 +272,10 @@ class Recorder:
         return self._filtered
 
     def close(self) -> None:
-        for writer in (self.results, self.failures):
-            if writer:
-                writer.close()
+        if self.results:
+            self.results.close()
+        if self.failures:
+            self.failures.close(self.counts)
 
 
 @dataclass
@@ -229,11 +291,15 @@ class RunSummary:
     column_map: ColumnMap | None = None
     results_file: str | None = None
     failures_file: str | None = None
+    split_file: str | None = None  # validate --split: the rows that would be sent
     stop_reason: str | None = None
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cause_items(self) -> list[tuple[str, int]]:
+        """(cause code, rows), most rows first."""
+        return sorted(self.recorder.causes.items(), key=lambda item: (-item[1], item[0]))
 
     def count_items(self) -> list[tuple[Status, int]]:
         """(status, rows) for the statuses that occurred, in the order summaries list them."""

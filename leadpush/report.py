@@ -9,13 +9,23 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from .outcomes import STATUS_ORDER, Status
+from .causes import describe
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status
 from .records import RunSummary
+
+TOP_CAUSES = 5  # causes listed in the terminal summary; --json lists them all
 
 STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
@@ -53,6 +63,15 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
     parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]" for s, n in summary.count_items()]
     console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
+    causes = summary.cause_items()
+    if causes:
+        console.print("Causes:")
+    for code, n in causes[:TOP_CAUSES]:
+        cause = describe(code)
+        hint = f" — {cause.hint}" if cause.hint else ""
+        console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(cause.label)}{escape(hint)} [dim]({code})[/]")
+    if len(causes) > TOP_CAUSES:
+        console.print(f"  ... and {len(causes) - TOP_CAUSES} more causes (--json lists them all)")
     cmap = summary.column_map
     if cmap is not None:
         mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
@@ -77,6 +96,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     if summary.failures_file:
         console.print(f"Failures file: {escape(summary.failures_file)} "
                       f"(fix the rows and run it again as it is)")
+    if summary.split_file:
+        console.print(f"Valid rows, as they would be sent: {escape(summary.split_file)}")
 
 
 def summary_object(summary: RunSummary) -> dict[str, Any]:
@@ -94,8 +115,16 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
             "passthrough": [sent for _, sent in cmap.passthrough],
             "ignored": cmap.ignored,
         },
+        "causes": [{"cause": code, "rows": n, "field": describe(code).field, "label": describe(code).label,
+                    "hint": describe(code).hint} for code, n in summary.cause_items()],
+        # The rows to look at (as in the table: at most 1,000; the results file has every row).
+        "problem_rows": [{"row": o.row, "status": o.status.value, "cause": o.cause, "message": str(o.message),
+                          "phoneNumber": o.phone, "campaignName": o.campaign}
+                         for o in sorted(rec.table_rows, key=lambda o: o.row) if o.status in FAILURE_STATUSES],
+        "problem_rows_omitted": rec.table_dropped,
         "results_file": summary.results_file,
         "failures_file": summary.failures_file,
+        "split_file": summary.split_file,
         "exit_code": int(summary.exit_code),
         "stop_reason": summary.stop_reason,
     }
@@ -104,7 +133,6 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
-    obj.update(summary.extra)
     return obj
 
 
@@ -141,7 +169,7 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
     if not enabled:
         yield _NoProgress()
         return
-    console = Console(file=stream)
+    console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn()]

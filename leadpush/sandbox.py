@@ -1,6 +1,6 @@
 """A faithful local CloudAgent: the token and Add Campaign Data APIs over HTTP, for trying leadpush and for tests.
 
-Every answer below is one the vendor documents (../shared/cloudagent/); where the vendor is silent
+Every answer below is one the vendor documents (docs/cloudagent.md); where the vendor is silent
 or contradicts itself, the choice made is written in docs/sandbox.md.
 """
 
@@ -16,7 +16,6 @@ import random
 import re
 import threading
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .outcomes import ConfigError
+from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
@@ -48,7 +48,7 @@ DEMO_CONFIG: dict[str, Any] = {"accounts": [{
 _PHONE = re.compile(r"^\+?\d{3,16}$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 
-# The vendor's bodies, as documented. The brace-less ones are byte for byte as the seed shows them.
+# The vendor's bodies, as documented. The brace-less ones are byte for byte as the vendor's page shows them.
 def _false(message: str) -> dict[str, Any]:
     return {"status": "false", "message": message, "data": None}
 
@@ -128,15 +128,7 @@ class Account:
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        return DEMO_CONFIG
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return DEMO_CONFIG if path is None else load_toml(path)
 
 
 def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
@@ -534,10 +526,19 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop a sandbox started with `start()` (or `with`), and close its socket."""
         self.server.shutdown()
-        self.server.server_close()
+        self.close()
         if self.thread is not None:
             self.thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Close the listening socket (after `serve_forever` returned)."""
+        self.server.server_close()
+
+    def campaign_names(self, account: int = 0) -> list[str]:
+        """The campaigns of an account, in the order the config lists them (the demo's by default)."""
+        return [c["name"] for c in self.state.config["accounts"][account]["campaigns"]]
 
     def __enter__(self) -> Sandbox:
         return self.start()

@@ -1,15 +1,21 @@
-"""Settings from flags, environment, a config file's profile and defaults — and where each came from."""
+"""Settings from flags, environment, a config file's profile and defaults — where each came from — and
+the checks every setting passes whatever its source."""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from .checks import CampaignType, PhoneFormat
 from .outcomes import ConfigError
 
 # Settings a profile may hold, with the type its value must have.
@@ -20,21 +26,90 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
 }
 SECRET = "api_key"
-# Built-in defaults of the settings that have one (the command line declares its options with these).
-DEFAULTS: dict[str, Any] = {"base_url": "https://in1-ccaas-api.ozonetel.com", "rate": "100/min", "workers": 4, "retries": 3, "timeout": 30.0,
-                            "check_duplicate": True, "phone_format": "as-is", "campaign_type": "any"}
+DEFAULT_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
+# Environment variables that set an option, by setting name (others have none: secrets and
+# choices a run should state).
+ENV_VARS = {"base_url": "LEADPUSH_BASE_URL", "username": "LEADPUSH_USERNAME"}
+# Ranges a numeric setting must lie in, from any source.
+RANGES: dict[str, tuple[float, float]] = {"workers": (1, 64), "retries": (0, 20), "timeout": (0.1, 3600.0)}
+
+
+class Source(StrEnum):
+    """Where a setting's value came from (config show prints it; errors name it)."""
+
+    FLAG = "flag"
+    ENVIRONMENT = "environment"
+    PROFILE = "profile"
+    PROMPT = "prompt"
+    DEFAULT = "default"
 
 
 @dataclass
 class Setting:
     value: Any
-    source: str  # "flag", "environment (NAME)", "profile NAME (PATH)", "default"
+    source: str  # "flag", "environment (NAME)", "profile NAME (PATH)", "prompt", "default"
+
+
+@dataclass
+class RunSettings:
+    """Every setting a command can take from a flag, the environment or a profile, resolved.
+
+    The field defaults are the built-in defaults (the command line declares its options with them).
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    username: str | None = None
+    rate: str = "100/min"
+    workers: int = 4
+    retries: int = 3
+    timeout: float = 30.0
+    campaign: str | None = None
+    skill: str | None = None
+    agent_id: str | None = None
+    priority: str | None = None
+    expiry_date: str | None = None
+    action: str | None = None
+    check_duplicate: bool = True
+    region: str | None = None
+    phone_format: PhoneFormat = PhoneFormat.AS_IS
+    campaign_type: CampaignType = CampaignType.ANY
+    # name -> where its value came from, for config show and for errors
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, Source.DEFAULT.value)
+
+
+SETTING_NAMES = tuple(f.name for f in fields(RunSettings) if f.name != "sources")
+_DEFAULT_SETTINGS = RunSettings()
+DEFAULTS: dict[str, Any] = {name: getattr(_DEFAULT_SETTINGS, name) for name in SETTING_NAMES}
 
 
 def default_config_path() -> Path:
     from platformdirs import user_config_dir  # noqa: PLC0415
 
     return Path(user_config_dir("leadpush")) / "config.toml"
+
+
+def default_cache_dir() -> Path:
+    """Where tokens and locks are kept between runs: LEADPUSH_CACHE_DIR, else the user cache folder."""
+    env = os.environ.get("LEADPUSH_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir  # noqa: PLC0415
+
+    return Path(user_cache_dir("leadpush"))
+
+
+def load_toml(path: Path | str) -> dict[str, Any]:
+    """A TOML file, or one line saying why it cannot be had."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
 @dataclass
@@ -56,13 +131,7 @@ def load_profile(name: str | None, path: Path | None, *, explicit_path: bool) ->
         if name or explicit_path:
             raise ConfigError(f"{path}: no such config file" + (f" (for --profile {name})" if name else ""))
         return Profile(None, None, {}, [])
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = load_toml(path)
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"{path}: [profiles] must be a table of [profiles.NAME] tables")
@@ -87,19 +156,49 @@ def load_profile(name: str | None, path: Path | None, *, explicit_path: bool) ->
     return Profile(name, path, dict(values), warnings)
 
 
-def resolve(given: Mapping[str, tuple[Any, str]], profile: Profile) -> dict[str, Setting]:
-    """Each setting from flag > environment > profile > default.
+def resolve(given: Mapping[str, tuple[Any, str]], profile: Profile) -> RunSettings:
+    """Each setting from flag > environment > profile > default, checked by one rule whatever its source.
 
-    `given` holds what the command line parser saw: name -> (value, how it came: "flag",
-    "environment (NAME)" or "default").
+    `given` holds what the command line parser saw for the settings the command takes:
+    name -> (value, how it came: "flag", "environment (NAME)" or "default"). Settings the
+    command does not take come from the profile or the defaults.
     """
-    out: dict[str, Setting] = {}
-    for name, (value, source) in given.items():
-        if source == "default" and name in profile.values:
-            out[name] = Setting(profile.values[name], profile.label)
-        else:
-            out[name] = Setting(value, source)
+    out = RunSettings()
+    for name in SETTING_NAMES:
+        value, source = given.get(name, (DEFAULTS[name], Source.DEFAULT.value))
+        if source == Source.DEFAULT.value and name in profile.values:
+            value, source = profile.values[name], profile.label
+        setattr(out, name, check_setting(name, value, source))
+        out.sources[name] = source
     return out
+
+
+def check_setting(name: str, value: Any, source: str) -> Any:
+    """The one check of a setting's value, the same for a flag, a variable and a profile."""
+    if value is None:
+        return None
+    where = f"{name.replace('_', '-')} (from {source})"
+    if name in RANGES:
+        low, high = RANGES[name]
+        number = float(value) if name == "timeout" else value
+        if not isinstance(number, (int, float)) or not math.isfinite(number) or not low <= number <= high:
+            raise ConfigError(f"{where} must be between {low:g} and {high:g}, not {value!r}")
+        return number
+    if name == "phone_format":
+        return _choice(PhoneFormat, value, where)
+    if name == "campaign_type":
+        return _choice(CampaignType, value, where)
+    if name == "priority":
+        return str(value)
+    return value
+
+
+def _choice(kind: type[Enum], value: Any, where: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{where} must be one of {', '.join(str(k.value) for k in kind)}, "
+                          f"not {value!r}") from None
 
 
 def resolve_api_key(profile: Profile, env: Mapping[str, str]) -> Setting | None:
@@ -120,3 +219,58 @@ def masked(name: str, value: Any) -> str:
     if name == SECRET or name.endswith("token"):
         return "(set, hidden)" if value else "(not set)"
     return "(not set)" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and as whom to send. The key never appears in a repr, a message or a file."""
+
+    base_url: str
+    username: str
+    api_key: str = field(repr=False)
+    given_token: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.api_key, self.given_token) if s)
+
+
+def connection(settings: RunSettings, api_key: Setting | None, env: Mapping[str, str]) -> Connection:
+    """The checked connection of a run: base URL, user, API key and an optional LEADPUSH_TOKEN."""
+    if not settings.username:
+        raise ConfigError("no user name: pass --username, set LEADPUSH_USERNAME, or use a --profile")
+    if api_key is None:
+        raise ConfigError("no API key: set LEADPUSH_API_KEY, or api_key_env in a --profile (there is no flag "
+                          "for it: command-line arguments are visible to every user of the machine)")
+    token = env.get("LEADPUSH_TOKEN")
+    return Connection(check_base_url(settings.base_url), str(settings.username).strip(),
+                      check_secret(api_key.value, f"the API key (from {api_key.source})"),
+                      check_secret(token, "LEADPUSH_TOKEN") if token else None)
+
+
+def check_base_url(url: str) -> str:
+    """https only, except plain http to this machine (the sandbox)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(f"base URL {url!r}: plain http is refused (the API key would cross the network "
+                          f"unencrypted); use https, or http only to this machine (the sandbox)")
+    return url.strip().rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secret(value: str, what: str) -> str:
+    value = value.strip()
+    # A control character or space would make requests fail with the value in its message.
+    if not value or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ConfigError(f"{what} is empty or holds spaces or control characters")
+    return value

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
+from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, log_end, recording
-from .journal import Journal, JournalState
+from .jobs import InputOptions, log_end, open_input, reading_notes, recording
+from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
 from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
@@ -27,7 +30,7 @@ from .records import RunSummary
 @dataclass
 class UploadSettings:
     conn: Connection
-    rate: Rate
+    rate: Rate | None  # None: no pacing (a rate of 0 where allowed)
     cache_dir: Path
     workers: int = 4
     retries: int = 3
@@ -38,24 +41,6 @@ class Interrupt(threading.Event):
     """Set by Ctrl-C or SIGTERM; remembers which, for the exit code."""
 
     terminated = False
-
-
-@dataclass
-class Resume:
-    """What an earlier run finished, and how to match this run's rows against it."""
-
-    state: JournalState
-    digest: str
-
-    @property
-    def same_input(self) -> bool:
-        return self.digest in self.state.digests
-
-    def done(self, outcome: RowOutcome) -> bool:
-        if self.same_input:
-            return outcome.row in self.state.done_rows.get(self.digest, ())
-        # The input changed: row numbers mean nothing now, campaign and phone still do.
-        return (outcome.campaign, outcome.phone) in self.state.done_keys
 
 
 class _Stop:
@@ -80,14 +65,15 @@ class _Stop:
         with self._lock:
             self.campaigns.setdefault(name, reason)
 
-    def why_not(self, campaign: str) -> str | None:
+    def why_not(self, campaign: str) -> Problem | None:
         """Why a row of this campaign may not be sent now, if it may not."""
         if self.reason is not None:
-            return f"not sent: the run stopped ({self.reason})"
+            return Problem("not_sent.stopped", f"not sent: the run stopped ({self.reason})")
         if self.interrupt.is_set():
-            return "not sent: interrupted"
+            return Problem("not_sent.interrupted", "not sent: interrupted")
         if campaign in self.campaigns:
-            return f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})"
+            return Problem("not_sent.campaign",
+                           f"not sent: campaign {campaign} was refused ({self.campaigns[campaign]})")
         return None
 
 
@@ -122,17 +108,18 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
             stop.run("account", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         except TokenUnavailable as e:
             stop.run("token", str(e))
-            return _abort(outcome, f"not sent: {e}")
+            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         if sent.stop == "account":
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
         # A row the sender gave up on because of a stop says which stop.
-        message = (stop.why_not(outcome.campaign) or sent.message) if sent.status is Status.ABORTED else sent.message
-        outcome.status, outcome.message = sent.status, message
+        why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
+        outcome.status, outcome.message = sent.status, why or sent.message
+        outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
         if journal and sent.attempts:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
@@ -155,6 +142,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
                 if body is not None and resume and resume.done(outcome):
                     outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
+                    outcome.cause = "row.done_earlier"
                     body = None
                 reason = stop.why_not(outcome.campaign) if body is not None else None
                 if body is None or reason:
@@ -181,6 +169,48 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     return summary
 
 
-def _abort(outcome: RowOutcome, reason: str) -> RowOutcome:
-    outcome.status, outcome.message = Status.ABORTED, reason
+def _abort(outcome: RowOutcome, reason: Problem) -> RowOutcome:
+    outcome.status, outcome.message, outcome.cause = Status.ABORTED, reason, reason.cause
     return outcome
+
+
+# ---------------------------------------------------------------------------- getting a run ready
+
+@dataclass
+class PreparedRun:
+    """An upload ready to go: the open lead file, its journal and what to resume from."""
+
+    lead_file: LeadFile
+    journal: Journal | None = None
+    resume: Resume | None = None
+    notes: list[str] = field(default_factory=list)  # for the user, before anything is sent
+
+
+def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, cache_dir: Path,
+                sandbox: bool, stdin: IO[bytes] | None) -> PreparedRun:
+    """Open the input, take the one-run-at-a-time lock, and open the journal by the journal rule.
+
+    Everything opened here is closed (and every lock dropped) by `stack`.
+    """
+    keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
+    lead_file = stack.enter_context(open_input(opts, stdin=stdin))
+    run = PreparedRun(lead_file, notes=reading_notes(lead_file))
+    if opts.file != "-":
+        stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
+    if keep_journal:
+        path = choice.path or default_journal_path(lead_file.name)
+        run.journal, run.resume, note = open_journal(stack, path, lead_file.digest(), choice, lead_file.name)
+        if note:
+            run.notes.append(note)
+    return run
+
+
+def demo_sandbox(stack: ExitStack) -> tuple[Connection, Path, str]:
+    """A built-in sandbox for this run (stopped by `stack`): its demo connection, a throwaway token
+    cache, and the line that tells the user where the leads go."""
+    from .sandbox import DEMO_KEY, DEMO_USER, Sandbox  # noqa: PLC0415 (only --sandbox needs the server)
+
+    server = stack.enter_context(Sandbox())
+    cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
+    return (Connection(server.base_url, DEMO_USER, DEMO_KEY), cache_dir,
+            f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")

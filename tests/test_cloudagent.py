@@ -17,7 +17,7 @@ from leadpush.pacing import HEADROOM, Pacer, parse_rate
 from leadpush.sandbox import Sandbox
 from tests.conftest import FakeClock
 
-# Every body of the seed's table (and API.md's), exactly as CloudAgent sends it, and its verdict.
+# Every body in docs/cloudagent.md's answer tables, exactly as CloudAgent sends it, and its verdict.
 ANSWERS = [
     ('{"status": "false", "message": "Token Expired", "data": null}', "token-expired"),
     ('{"status": "false", "message": "Token Should Not be Null or Empty.", "data": null}', "account"),
@@ -242,7 +242,6 @@ def test_session_pool_is_sized_to_the_workers():
     with make_session(8) as s:
         adapter = s.get_adapter("https://x")
         assert adapter._pool_maxsize == 8 and adapter.max_retries.total == 0
-        assert isinstance(s, requests.Session)
 
 
 def test_parse_answer_brace_less_and_keys_any_case():
@@ -250,7 +249,6 @@ def test_parse_answer_brace_less_and_keys_any_case():
                                                                             "message": "Agent Is Empty!"}
     assert parse_answer('{"STATUS": "x"}') == {"status": "x"}
     assert parse_answer("[1]") is None and parse_answer("<html>") is None
-    assert json.loads('{"a": 1}') == {"a": 1}
 
 
 def test_late_workers_never_crowd_a_second_nor_slow_the_run():

@@ -16,7 +16,8 @@ from leadpush.readers import open_lead_file
 def rows_of(path, **kw):
     """The rows with their values by column name (CSV/XLSX rows are lists in column order)."""
     with open_lead_file(path, **kw) as f:
-        return f, [(row, f.as_dict(values)) for row, values in f.rows()]
+        return f, [(row, values if isinstance(values, dict) else dict(zip(f.keys or [], values)))
+                   for row, values in f.rows()]
 
 
 def test_csv_rows_are_lists_in_header_order(tmp_path):

@@ -1,4 +1,4 @@
-"""The sandbox answers as CloudAgent documents, over real HTTP on 127.0.0.1: one case per line of the seed."""
+"""The sandbox answers as CloudAgent documents, over real HTTP on 127.0.0.1: one case per line of the vendor's table."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def add(sb, body, *, token="auto", key="demo-key", user="demo"):
 
 P = {"campaignName": "Progressive", "phoneNumber": "9876543210"}
 
-# (seed line, request body, options, expected status code, expected exact body)
+# (case in the vendor's table, docs/cloudagent.md; request body, options, expected status code, expected exact body)
 SEED = [
     ("token empty/null", P, {"token": None}, 200,
      '{"status": "false", "message": "Token Should Not be Null or Empty.", "data": null}'),

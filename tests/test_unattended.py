@@ -161,7 +161,7 @@ campaign = "Nightly"
     lines = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
     assert "from-env" in lines["username"] and "environment (LEADPUSH_USERNAME)" in lines["username"]
     assert "50/min" in lines["rate"] and "profile nightly" in lines["rate"]
-    assert "4" not in lines["workers"].split()[1] and "profile nightly" in lines["workers"]
+    assert lines["workers"].split()[1] == "2" and "profile nightly" in lines["workers"]
     assert "default" in lines["retries"]
     assert "(set, hidden)" in lines["api_key"] and "NIGHTLY_KEY" in lines["api_key"]
     assert KEY not in r.stdout

@@ -1,0 +1,90 @@
+"""Why a row did not go through: stable cause codes, each with the field it concerns, a label and a hint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: str  # stable: scripts group by it (README, "Causes")
+    field: str | None  # the CloudAgent field whose cell is at fault; None: the row as a whole
+    label: str  # what happened, in a few words ("phone in scientific notation")
+    hint: str  # what to do about it
+
+
+class Problem(str):
+    """One problem's message, as users read it, carrying its cause code.
+
+    A str, so that everything that shows, joins or compares messages works as before; only the
+    reports that group by cause read `.cause`.
+    """
+
+    cause: str
+
+    def __new__(cls, cause: str, message: str) -> Problem:
+        assert cause in CAUSES, cause
+        self = super().__new__(cls, message)
+        self.cause = cause
+        return self
+
+
+CAUSES: dict[str, Cause] = {c.code: c for c in (
+    # Local checks: the row is `invalid` and the field's cell is marked.
+    Cause("phone.empty", "phoneNumber", "phone number empty", "fill in the phone number"),
+    Cause("phone.scientific", "phoneNumber", "phone in scientific notation (digits already lost)",
+          "format the column as text and export the file again"),
+    Cause("phone.length", "phoneNumber", "phone number with too few or too many digits",
+          "CloudAgent takes 3 to 16 digits"),
+    Cause("phone.invalid", "phoneNumber", "phone number with characters other than digits",
+          "use digits with an optional leading +"),
+    Cause("phone.region", "phoneNumber", "not a valid number of the --region",
+          "correct the number, or check --region"),
+    Cause("phone.other_region", "phoneNumber", "a number of another country than --region",
+          "correct the number, or leave out --region"),
+    Cause("campaign.missing", "campaignName", "no campaign", "add a campaignName column or pass --campaign"),
+    Cause("agent.missing", "agentId", "agentId empty on an agent-wise campaign",
+          "fill in the agent, or pass --agent-id"),
+    Cause("skill.missing", "skill", "skill empty on a skill-wise campaign", "fill in the skill, or pass --skill"),
+    Cause("priority.range", "priority", "priority outside 0-99", "use a whole number from 0 to 99"),
+    Cause("priority.invalid", "priority", "priority not a whole number", "use a whole number from 0 to 99"),
+    Cause("date.ambiguous", "expiryDate", "expiry date that reads as two dates",
+          "write YYYY-MM-DD, or pass --dayfirst or --monthfirst"),
+    Cause("date.past", "expiryDate", "expiry date in the past", "fix the date, or pass --allow-past-expiry"),
+    Cause("date.serial", "expiryDate", "expiry date that is a number (an Excel date serial?)",
+          "format the cell as a date, or write YYYY-MM-DD"),
+    Cause("date.incomplete", "expiryDate", "expiry date without day, month or year", "write YYYY-MM-DD"),
+    Cause("date.invalid", "expiryDate", "expiry date that is not a date", "write YYYY-MM-DD"),
+    Cause("action.invalid", "action", "action other than START or STOP", "use START, STOP or leave it empty"),
+    Cause("check_duplicate.invalid", "checkDuplicate", "checkDuplicate other than TRUE or FALSE",
+          "use TRUE or FALSE"),
+    # Rows deliberately not sent (`skipped`): nothing to fix.
+    Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
+    Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),
+    # CloudAgent's answers (`rejected`): the whole row is marked, with CloudAgent's words.
+    Cause("cloudagent.rejected", None, "refused by CloudAgent", "read CloudAgent's message on the row"),
+    Cause("cloudagent.campaign", None, "campaign refused by CloudAgent (unknown, or not outbound)",
+          "check the campaign name, and that the campaign is outbound"),
+    Cause("cloudagent.account", None, "account refused by CloudAgent",
+          "fix the user name, API key or TOKEN_AUTH setting, then run again"),
+    # No verdict (`failed`) and not sent (`aborted`): nothing wrong with the data; run again.
+    Cause("send.unknown", None, "outcome unknown: may or may not be stored",
+          "check the campaign for the number before sending it again"),
+    Cause("send.gave_up", None, "no answer after every retry", "run again later with --resume"),
+    Cause("send.token", None, "CloudAgent kept refusing fresh tokens",
+          "stop other programs generating tokens for this account, then run again"),
+    Cause("not_sent.stopped", None, "not sent: the run stopped", "fix what stopped it, then run again with --resume"),
+    Cause("not_sent.interrupted", None, "not sent: interrupted", "run again with --resume"),
+    Cause("not_sent.campaign", None, "not sent: its campaign was refused",
+          "fix the campaign, then run the failures file again"),
+)}
+
+
+def causes_of(code: str) -> list[str]:
+    """The codes in an outcome's `cause` (a row with several problems has them all, joined by ';')."""
+    return code.split(";") if code else []
+
+
+def describe(code: str) -> Cause:
+    """The cause of a code; one leadpush does not know (an older results file?) is described as itself."""
+    return CAUSES.get(code) or Cause(code, None, code, "")

@@ -1,0 +1,103 @@
+"""validate --split: the rows that would be sent, exactly as they would be sent, for another channel."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .mapping import FIELDS, ColumnMap
+from .outcomes import ConfigError
+from .records import _AtomicFile, sibling_path
+
+# Every request carries these; the other fields only where a column or a default gives them.
+_ALWAYS = ("campaignName", "phoneNumber", "checkDuplicate")
+_BODY_ORDER = ("campaignName", "phoneNumber") + tuple(f for f in FIELDS if f not in ("campaignName", "phoneNumber"))
+_EXT = {"csv": "csv", "xlsx": "xlsx", "json": "json", "jsonl": "jsonl"}
+
+
+def split_path(input_name: str, input_format: str) -> Path:
+    """<input stem>.valid.<ext> beside the input, in the input's format (a CSV is written comma-separated)."""
+    return sibling_path(input_name, "valid", _EXT[input_format])
+
+
+def body_columns(cmap: ColumnMap, defaults: dict[str, Any]) -> list[str]:
+    """The columns of a request body for this column map, in the order the body has them."""
+    fields = [f for f in _BODY_ORDER if f in _ALWAYS or f in cmap.fields or defaults.get(f)]
+    return fields + [sent for _, sent in cmap.passthrough]
+
+
+class SplitWriter:
+    """Writes request bodies as rows (CSV, XLSX) or objects (JSON, JSON Lines); moved into place on close."""
+
+    def __init__(self, path: Path, fmt: str, columns: Callable[[], list[str]]) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.count = 0
+        self._columns_of = columns
+        self._columns: list[str] = []
+        self._wb: Any = None
+        if fmt == "xlsx":
+            from .fixit import openpyxl_module  # noqa: PLC0415
+
+            openpyxl_module()
+            self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        else:
+            self._out = _AtomicFile(path)
+
+    def write(self, body: dict[str, str]) -> None:
+        if self.count == 0:
+            self._start()
+        self.count += 1
+        if self.fmt == "jsonl":
+            self._out.file.write(json.dumps(body, ensure_ascii=False) + "\n")
+        elif self.fmt == "json":
+            self._out.file.write(("[\n" if self.count == 1 else ",\n") + json.dumps(body, ensure_ascii=False))
+        else:
+            extra = body.keys() - set(self._columns)
+            if extra:  # a body field the header lacks would be lost: never write such a file
+                raise AssertionError(f"request fields {sorted(extra)} are not among the columns {self._columns}")
+            values = [body.get(c, "") for c in self._columns]
+            if self.fmt == "xlsx":
+                self._ws.append([self._styles.cell(v or None, "@") for v in values])
+            else:
+                self._csv.writerow(values)
+
+    def _start(self) -> None:
+        if self.fmt in ("json", "jsonl"):
+            return
+        self._columns = self._columns_of()
+        if self.fmt == "xlsx":
+            from .fixit import CellStyles, openpyxl_module  # noqa: PLC0415
+
+            self._wb = openpyxl_module().Workbook(write_only=True)
+            self._ws = self._wb.create_sheet("Leads")
+            self._styles = CellStyles(self._ws)
+            self._ws.append([self._styles.cell(c, "@", "header") for c in self._columns])
+        else:
+            self._csv = csv.writer(self._out.file)
+            self._csv.writerow(self._columns)
+
+    def close(self, keep: bool = True) -> None:
+        """Move the file into place; with no rows (or keep False) there is none, nor one left from before."""
+        keep = keep and self.count > 0
+        if self.fmt == "xlsx":
+            try:
+                if keep:
+                    self._wb.save(self._tmp)
+                    os.replace(self._tmp, self.path)
+                else:
+                    self.path.unlink(missing_ok=True)
+            except OSError as e:
+                raise ConfigError(f"{self.path}: cannot be written ({e.strerror})") from None
+            finally:
+                self._tmp.unlink(missing_ok=True)
+            return
+        if self.fmt == "json" and keep:
+            self._out.file.write("\n]\n")
+        self._out.commit(keep=keep)
+        if not keep:
+            self.path.unlink(missing_ok=True)
