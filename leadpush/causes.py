@@ -38,6 +38,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "CloudAgent takes 3 to 16 digits"),
     Cause("phone.invalid", "phoneNumber", "phone number with characters other than digits",
           "use digits with an optional leading +"),
+    Cause("phone.spreadsheet_error", "phoneNumber", "phone cell holding a spreadsheet error (#ERROR!, #VALUE! ...)",
+          "fix the formula, or paste the numbers as values, and export again"),
+    Cause("phone.grouped", "phoneNumber", "phone written with digit grouping (98,20,69,5317)",
+          "format the column as text, or remove the commas"),
     Cause("phone.region", "phoneNumber", "not a valid number of the --region",
           "correct the number, or check --region"),
     Cause("phone.other_region", "phoneNumber", "a number of another country than --region",
@@ -61,6 +65,11 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),
+    Cause("row.test_lead", None, "a test lead (Meta's dummy data)", "nothing: test leads are not sent"),
+    # Notes on rows that went through: leadpush rewrote a cell to read it (RowOutcome.note).
+    Cause("read.digits", None, "phone written in digits of another script (Devanagari, Arabic-Indic, "
+          "full-width ...), read as 0-9", "nothing: sent as ASCII digits"),
+    Cause("read.meta_prefix", None, "phone starts with Meta's 'p:' (removed)", "nothing"),
     # CloudAgent's answers (`rejected`): the whole row is marked, with CloudAgent's words.
     Cause("cloudagent.rejected", None, "refused by CloudAgent", "read CloudAgent's message on the row"),
     Cause("cloudagent.campaign", None, "campaign refused by CloudAgent (unknown, or not outbound)",

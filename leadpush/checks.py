@@ -6,10 +6,11 @@ import datetime as dt
 import functools
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .causes import Problem
 from .mapping import ColumnMap, build_column_map
@@ -36,10 +37,17 @@ class CampaignType(StrEnum):
 PHONE_FORMATS = tuple(f.value for f in PhoneFormat)
 CAMPAIGN_TYPES = tuple(t.value for t in CampaignType)
 
-_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
-_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
-_TRAILING_ZERO = re.compile(r"\.0+$")
-_PHONE = re.compile(r"^\+?\d{3,16}$")
+_SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
+# Separators people and spreadsheets put in phone numbers: white space of every kind (no-break
+# and zero-width spaces too), hyphens, dashes and the minus sign, dots and brackets.
+_SEPARATORS = re.compile("[\\s\\-().\u00a0\u00ad\u2010-\u2015\u2212\u200b-\u200d\u2060\ufeff]")
+_TRAILING_ZERO = re.compile(r"\.0+\Z")
+# What CloudAgent takes, and all leadpush ever sends. Always fullmatch: `$` also matches before a
+# trailing line break.
+_PHONE = re.compile(r"\+?[0-9]{3,16}")
+_GROUPED = re.compile(r"\+?[0-9]{1,5}(?:,[0-9]{1,5})+")  # 98,20,69,5317
+_SPREADSHEET_ERROR = re.compile(r"#(?:N/A|NAME\?|[A-Z0-9/_]+!|GETTING_DATA)", re.IGNORECASE)
+_META_TEST_LEAD = re.compile(r"test lead|dummy data", re.IGNORECASE)
 _PRIORITY = re.compile(r"^\d+(?:\.0*)?$")
 _WHOLE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
@@ -116,48 +124,124 @@ def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[Proble
     return value
 
 
+class PhoneReading(NamedTuple):
+    """What a phone cell holds: the phone to send (ASCII digits, optional leading +) or the
+    problem, and a note when leadpush rewrote the cell to read it (a Problem: text and code)."""
+
+    phone: str | None
+    problem: Problem | None
+    note: Problem | None = None
+
+
+def read_phone(value: Any) -> PhoneReading:
+    """Read a phone cell the way CloudAgent must receive it: `+?[0-9]{3,16}`, nothing else.
+
+    Separators of every kind are removed (white space including no-break and zero-width
+    spaces, the Unicode dashes and minus, dots, brackets); decimal digits of other scripts
+    (Devanagari, Arabic-Indic, full-width ...) become 0-9, and Meta's `p:` prefix is removed,
+    each with a note. Empty gives (None, None).
+    """
+    raw = _text(value)  # trimmed: a trailing line break (a cell pasted with Alt+Enter) goes
+    if not raw:
+        return PhoneReading(None, None)
+    if _SPREADSHEET_ERROR.fullmatch(raw):
+        return PhoneReading(None, Problem("phone.spreadsheet_error",
+                                          f"phone cell holds {raw!r}, a spreadsheet's error value (a formula "
+                                          f"that failed), not a number: fix the formula or paste the numbers as "
+                                          f"values, and export the file again"))
+    if _META_TEST_LEAD.search(raw):
+        return PhoneReading(None, Problem("row.test_lead", f"a test lead ({raw!r}: Meta's dummy data), not sent"))
+    text = raw.lstrip("'").strip()
+    notes: list[tuple[str, str]] = []  # (code, what was done)
+    if text[:2].lower() == "p:":  # Meta Lead Ads exports write every phone as p:+91...
+        text = text[2:].strip()
+        notes.append(("read.meta_prefix", "Meta's 'p:' prefix removed"))
+    if _SCIENTIFIC.fullmatch(text):
+        return PhoneReading(None, Problem("phone.scientific",
+                                          f"phone number {raw!r} is in scientific notation, so the spreadsheet has "
+                                          f"already lost its last digits; format the column as text and export "
+                                          f"the file again"))
+    text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", text))
+    if not text.isascii():
+        scripts = sorted({_script_of(c) for c in text if c.isdecimal() and not c.isascii()})
+        if scripts:
+            text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+            notes.append(("read.digits", f"{' and '.join(scripts)} digits read as 0-9"))
+    if _PHONE.fullmatch(text):
+        return PhoneReading(text, None, _note(raw, text, notes) if notes else None)
+    if _GROUPED.fullmatch(text):
+        return PhoneReading(None, Problem("phone.grouped",
+                                          f"phone number {raw!r} has commas between groups of digits, the way a "
+                                          f"spreadsheet's number format (Indian digit grouping) shows a number: "
+                                          f"format the column as text, or remove the commas"))
+    body = text[1:] if text[:1] == "+" else text
+    if body.isascii() and body.isdigit():
+        return PhoneReading(None, Problem("phone.length",
+                                          f"phone number {raw!r} has {len(body)} digits; CloudAgent takes 3 to 16 "
+                                          f"(an optional leading + allowed)"))
+    return PhoneReading(None, Problem("phone.invalid",
+                                      f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional "
+                                      f"leading +; spaces, dashes, dots and brackets are removed for you"))
+
+
+def _script_of(digit: str) -> str:
+    """'Devanagari' for '९', 'Arabic-Indic' for '٩', 'Fullwidth' for '９'."""
+    name = unicodedata.name(digit, "")
+    return name.split(" DIGIT")[0].title() if " DIGIT" in name else "Non-ASCII"
+
+
+def _note(raw: str, phone: str, notes: list[tuple[str, str]]) -> Problem:
+    note = Problem(notes[0][0], f"phone {raw!r}: {'; '.join(text for _, text in notes)}; sent as {phone}")
+    note.cause = ";".join(code for code, _ in notes)
+    return note
+
+
 def clean_phone(value: Any) -> tuple[str | None, Problem | None]:
     """(cleaned phone, None) or (None, problem). Empty gives (None, None)."""
-    raw = _text(value)
-    if not raw:
-        return None, None
-    text = raw.lstrip("'").strip()
-    if _SCIENTIFIC.match(text):
-        return None, Problem("phone.scientific", f"phone number {raw!r} is in scientific notation, so the "
-                                                 f"spreadsheet has already lost its last digits; format the "
-                                                 f"column as text and export the file again")
-    text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", text))
-    if _PHONE.match(text):
-        return text, None
-    digits = sum(c.isdigit() for c in text)
-    if digits and text.lstrip("+").isdigit():
-        return None, Problem("phone.length", f"phone number {raw!r} has {digits} digits; CloudAgent takes "
-                                             f"3 to 16 (an optional leading + allowed)")
-    return None, Problem("phone.invalid", f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional "
-                                          f"leading +; spaces, dashes, dots and brackets are removed for you")
+    reading = read_phone(value)
+    return reading.phone, reading.problem
+
+
+def country(region: str) -> str:
+    """A region code as people say it: 'India (IN)'."""
+    from phonenumbers.geocoder import _region_display_name  # noqa: PLC0415 — only with --region
+
+    name = _region_display_name(region, "en")
+    return f"{name} ({region})" if name else region
 
 
 def region_phone(phone: str, region: str, phone_format: str) -> tuple[str | None, Problem | None]:
     """Check a cleaned phone against a region with `phonenumbers`, and rewrite it if asked."""
+    formatted, _key, problem = region_reading(phone, region, phone_format)
+    return formatted, problem
+
+
+def region_reading(phone: str, region: str, phone_format: str) -> tuple[str | None, str | None, Problem | None]:
+    """(phone to send, the number in E.164 — one spelling per number, for the duplicate index —,
+    None) or (None, None, problem)."""
     phonenumbers = _phonenumbers()
 
     try:
         number = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException as e:
-        return None, Problem("phone.region",
-                             f"phone number {phone!r} cannot be read as a {region} number ({e._msg})")
+        return None, None, Problem("phone.region",
+                                   f"phone number {phone!r} cannot be read as a number of {country(region)} "
+                                   f"({e._msg})")
     if not phonenumbers.is_valid_number(number):
-        return None, Problem("phone.region", f"phone number {phone!r} is not a valid {region} number")
+        return None, None, Problem("phone.region", f"phone number {phone!r} is not a valid number of "
+                                                   f"{country(region)}")
     actual = phonenumbers.region_code_for_number(number)
     if actual != region:
-        return None, Problem("phone.other_region",
-                             f"phone number {phone!r} is a number of {actual}, not of {region}")
+        return None, None, Problem("phone.other_region", f"phone number {phone!r} is a number of "
+                                                         f"{country(actual) if actual else 'no one country'}, "
+                                                         f"not of {country(region)}")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if phone_format == "e164":
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+        return e164, e164, None
     if phone_format == "national":
         national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return re.sub(r"\D", "", national), None
-    return phone, None
+        return re.sub(r"[^0-9]", "", national), e164, None
+    return phone, e164, None
 
 
 @functools.cache
@@ -424,10 +508,15 @@ class Checker:
         problems: list[Problem] = []
 
         raw_phone = get(plan.phone) if plan.phone is not None else ""
-        if not self._region and isinstance(raw_phone, str) and _PHONE.match(raw_phone):
+        note: Problem | None = None
+        if not self._region and isinstance(raw_phone, str) and _PHONE.fullmatch(raw_phone):
             phone: str | None = raw_phone  # the common case, a clean phone, takes the shortest way
+            number = raw_phone
         else:
-            phone = self._phone(raw_phone, problems)
+            phone, number, note = self._phone(raw_phone, problems)
+            if problems and problems[0].cause == "row.test_lead":
+                return RowOutcome(row, _SKIPPED, str(problems[0]), _text(raw_phone), "", 0, None, values,
+                                  "row.test_lead"), None
 
         campaign = (_text(get(plan.campaign)) if plan.campaign is not None else "") or self._default_campaign
         if not campaign:
@@ -462,33 +551,40 @@ class Checker:
 
         if problems:
             return RowOutcome(row, _INVALID, "; ".join(problems), phone or _text(raw_phone), campaign,
-                              0, None, values, ";".join(p.cause for p in problems), tuple(problems)), None
-        assert phone is not None
+                              0, None, values, ";".join(p.cause for p in problems), tuple(problems),
+                              note.cause if note else ""), None
+        assert phone is not None and number is not None
         if self._duplicates is not None:
-            first = self._duplicates.first_row(campaign, phone, row)
+            first = self._duplicates.first_row(campaign, number, row)
             if first != row:
                 return RowOutcome(row, _SKIPPED, f"duplicate of row {first}", phone, campaign,
-                                  0, None, values, "row.duplicate"), None
-        outcome = RowOutcome(row, _VALID, "", phone, campaign, 0, None, values)
+                                  0, None, values, "row.duplicate", (), note.cause if note else ""), None
+        if note is None:
+            outcome = RowOutcome(row, _VALID, "", phone, campaign, 0, None, values)
+        else:
+            outcome = RowOutcome(row, _VALID, str(note), phone, campaign, 0, None, values, "", (), note.cause)
         if not self.build_bodies:
             return outcome, None
         return outcome, self._body(plan, get, phone, campaign, skill, agent,
                                    (priority, expiry, action, check_duplicate))
 
-    def _phone(self, raw: Any, problems: list[Problem]) -> str | None:
-        """The phone to send, or None with the reason added to `problems`."""
-        phone, problem = clean_phone(raw)
+    def _phone(self, raw: Any, problems: list[Problem]) -> tuple[str | None, str | None, Problem | None]:
+        """(phone to send, the number as the duplicate index knows it, note), or Nones with the
+        reason added to `problems`. With --region the index keys on the parsed number, so
+        9876543210, +91 98765 43210 and 09876543210 are one number."""
+        phone, problem, note = read_phone(raw)
         if problem:
             problems.append(problem)
-            return None
+            return None, None, note
         if phone is None:
             problems.append(Problem("phone.empty", "phone number is empty"))
-            return None
-        if self._region:
-            phone, problem = region_phone(phone, self._region, self.settings.phone_format)
-            if problem:
-                problems.append(problem)
-        return phone
+            return None, None, note
+        if not self._region:
+            return phone, phone, note
+        phone, number, problem = region_reading(phone, self._region, self.settings.phone_format)
+        if problem:
+            problems.append(problem)
+        return phone, number, note
 
     def _body(self, plan: _RowPlan, get: Callable[[Any], Any], phone: str, campaign: str, skill: str,
               agent: str, optional: tuple[Any, ...]) -> dict[str, str]:

@@ -82,6 +82,9 @@ class RowOutcome:
     # An invalid row's problems, one per check that failed (each a causes.Problem: its message and
     # cause, whose field says which cell to mark in a fix-it workbook).
     problems: tuple[Any, ...] = field(default=(), repr=False)
+    # How leadpush rewrote a cell to read it (codes as `cause`, e.g. read.digits), on rows that go
+    # through as on others; the message says the same in words.
+    note: str = ""
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,

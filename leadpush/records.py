@@ -230,6 +230,7 @@ class Recorder:
         self.table_dropped = 0
         self._filtered = table == "problems"
         self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
+        self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
 
     @property
     def counts(self) -> Counter[Status]:
@@ -248,6 +249,8 @@ class Recorder:
             self.log.row(o)
         if o.cause:
             self.causes.update(causes_of(o.cause))
+        if o.note:
+            self.notes.update(causes_of(o.note))
         failed = status in FAILURE_STATUSES
         if failed and self.failures:
             self.failures.write(o)
@@ -296,6 +299,10 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+
+    def note_items(self) -> list[tuple[str, int]]:
+        """(note code, rows), most rows first."""
+        return sorted(self.recorder.notes.items(), key=lambda item: (-item[1], item[0]))
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

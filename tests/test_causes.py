@@ -34,7 +34,9 @@ def test_every_problem_of_the_checks_carries_a_known_cause(tmp_path):
             ["9845012345", "c", "", "Dec 2030", "", "", "", ""],
             ["9845012346", "c", "", "not a date", "", "", "", ""],
             ["+14155550123", "c", "", "", "", "", "", ""],
-            ["123", "c", "", "", "", "", "", ""]]
+            ["123", "c", "", "", "", "", "", ""],
+            ["#ERROR!", "c", "", "", "", "", "", ""],
+            ["98,20,69,5317", "c", "", "", "", "", "", ""]]
     path = write_csv(tmp_path / "bad.csv", rows)
     seen = set()
     for kw in ({}, {"region": "IN", "campaign_type": "agent-wise"}, {"campaign_type": "skill-wise"}):
