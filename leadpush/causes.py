@@ -32,6 +32,8 @@ class Problem(str):
 CAUSES: dict[str, Cause] = {c.code: c for c in (
     # Local checks: the row is `invalid` and the field's cell is marked.
     Cause("phone.empty", "phoneNumber", "phone number empty", "fill in the phone number"),
+    Cause("phone.empty_other", "phoneNumber", "phone number empty, another phone column has a number",
+          "map that column with --map \"Column=phoneNumber\", or fill in the phone"),
     Cause("phone.scientific", "phoneNumber", "phone in scientific notation (digits already lost)",
           "format the column as text and export the file again"),
     Cause("phone.length", "phoneNumber", "phone number with too few or too many digits",

@@ -397,6 +397,27 @@ class _RowPlan:
     action: Any
     check_duplicate: Any
     passthrough: list[tuple[Any, str]]
+    name_parts: list[Any]  # with no Name column: first and last name, joined into Name
+    other_phones: list[tuple[Any, str]]  # (column, label) of passed-through columns that look like phones
+    no_campaign: Problem  # what a row without a campaign is told
+
+
+def _no_campaign(ad_campaign: str | None) -> Problem:
+    if ad_campaign:
+        return Problem("campaign.missing", f"no campaign: {ad_campaign!r} is the ad platform's campaign, not a "
+                                           f"CloudAgent one; pass --campaign (or, if it does name CloudAgent "
+                                           f"campaigns, --map \"{ad_campaign}=campaignName\")")
+    return Problem("campaign.missing", "no campaign: add a campaignName column or pass --campaign")
+
+
+def _empty_phone(plan: _RowPlan, get: Callable[[Any], Any]) -> Problem:
+    """'phone number is empty', or, where another phone-like column has a number, that one named."""
+    for key, label in plan.other_phones:
+        other = _text(get(key))
+        if sum(c.isdigit() for c in other) >= 3:
+            return Problem("phone.empty_other", f"phone number is empty, but {label!r} holds {other!r}; to send "
+                                                f"that column, pass --map \"{label}=phoneNumber\"")
+    return Problem("phone.empty", "phone number is empty")
 
 
 class Checker:
@@ -475,13 +496,16 @@ class Checker:
                 fields.setdefault(f, col)
             passthrough += [p for p in m.passthrough if p not in passthrough]
             ignored += [i for i in m.ignored if i not in ignored]
-        return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored)
+        name_parts = next((m.name_parts for m in maps if m.name_parts), [])
+        return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored, name_parts=name_parts)
 
     def _plan(self, cmap: ColumnMap) -> _RowPlan:
         f = cmap.fields.get
         return _RowPlan(phone=f("phoneNumber"), campaign=f("campaignName"), name=f("Name"),
                         skill=f("skill"), agent=f("agentId"), priority=f("priority"), expiry=f("expiryDate"),
-                        action=f("action"), check_duplicate=f("checkDuplicate"), passthrough=cmap.passthrough)
+                        action=f("action"), check_duplicate=f("checkDuplicate"), name_parts=cmap.name_parts,
+                        other_phones=[(k, label) for k, label in cmap.passthrough if k in cmap.other_phones],
+                        no_campaign=_no_campaign(cmap.ad_campaign), passthrough=cmap.passthrough)
 
     def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """(outcome, body to send or None) for every row, in file order."""
@@ -513,14 +537,14 @@ class Checker:
             phone: str | None = raw_phone  # the common case, a clean phone, takes the shortest way
             number = raw_phone
         else:
-            phone, number, note = self._phone(raw_phone, problems)
+            phone, number, note = self._phone(raw_phone, problems, plan, get)
             if problems and problems[0].cause == "row.test_lead":
                 return RowOutcome(row, _SKIPPED, str(problems[0]), _text(raw_phone), "", 0, None, values,
                                   "row.test_lead"), None
 
         campaign = (_text(get(plan.campaign)) if plan.campaign is not None else "") or self._default_campaign
         if not campaign:
-            problems.append(Problem("campaign.missing", "no campaign: add a campaignName column or pass --campaign"))
+            problems.append(plan.no_campaign)
         skill = (_text(get(plan.skill)) if plan.skill is not None else "") or self._default_skill
         agent = (_text(get(plan.agent)) if plan.agent is not None else "") or self._default_agent
         if self._needs_agent and not agent:
@@ -568,7 +592,8 @@ class Checker:
         return outcome, self._body(plan, get, phone, campaign, skill, agent,
                                    (priority, expiry, action, check_duplicate))
 
-    def _phone(self, raw: Any, problems: list[Problem]) -> tuple[str | None, str | None, Problem | None]:
+    def _phone(self, raw: Any, problems: list[Problem], plan: _RowPlan,
+               get: Callable[[Any], Any]) -> tuple[str | None, str | None, Problem | None]:
         """(phone to send, the number as the duplicate index knows it, note), or Nones with the
         reason added to `problems`. With --region the index keys on the parsed number, so
         9876543210, +91 98765 43210 and 09876543210 are one number."""
@@ -577,7 +602,7 @@ class Checker:
             problems.append(problem)
             return None, None, note
         if phone is None:
-            problems.append(Problem("phone.empty", "phone number is empty"))
+            problems.append(_empty_phone(plan, get))
             return None, None, note
         if not self._region:
             return phone, phone, note
@@ -594,7 +619,10 @@ class Checker:
             d[name] if value is None else value
             for name, value in zip(("priority", "expiryDate", "action", "checkDuplicate"), optional, strict=True))
         body = {"campaignName": campaign, "phoneNumber": phone}
-        name = _text(get(plan.name)) if plan.name is not None else ""
+        if plan.name is not None:
+            name = _text(get(plan.name))
+        else:  # First Name + Last Name, where the file splits it
+            name = " ".join(part for part in (_text(get(k)) for k in plan.name_parts) if part)
         for key, value in (("Name", name), ("action", action), ("skill", skill), ("agentId", agent),
                            ("priority", priority), ("expiryDate", expiry)):
             if value:

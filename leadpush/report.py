@@ -80,6 +80,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     cmap = summary.column_map
     if cmap is not None:
         mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
+        if cmap.name_parts:
+            mapped += ", " + " + ".join(escape(col.strip()) for col in cmap.name_parts) + " → Name"
         console.print(f"Columns: {mapped}")
         if cmap.passthrough:
             console.print("Passed through as extra fields: "
