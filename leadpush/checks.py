@@ -144,6 +144,15 @@ def read_phone(value: Any) -> PhoneReading:
     raw = _text(value)  # trimmed: a trailing line break (a cell pasted with Alt+Enter) goes
     if not raw:
         return PhoneReading(None, None)
+    written = raw.lstrip("'").strip()
+    notes: list[tuple[str, str]] = []  # (code, what was done)
+    if written[:2].lower() == "p:":  # Meta Lead Ads exports write every phone as p:+91...
+        written = written[2:].strip()
+        notes.append(("read.meta_prefix", "Meta's 'p:' prefix removed"))
+    text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", written))
+    if _PHONE.fullmatch(text):  # most cells: ASCII digits and separators
+        return PhoneReading(text, None, _note(raw, text, notes) if notes else None)
+    # Not a phone as written: say what the cell holds.
     if _SPREADSHEET_ERROR.fullmatch(raw):
         return PhoneReading(None, Problem("phone.spreadsheet_error",
                                           f"phone cell holds {raw!r}, a spreadsheet's error value (a formula "
@@ -151,17 +160,11 @@ def read_phone(value: Any) -> PhoneReading:
                                           f"values, and export the file again"))
     if _META_TEST_LEAD.search(raw):
         return PhoneReading(None, Problem("row.test_lead", f"a test lead ({raw!r}: Meta's dummy data), not sent"))
-    text = raw.lstrip("'").strip()
-    notes: list[tuple[str, str]] = []  # (code, what was done)
-    if text[:2].lower() == "p:":  # Meta Lead Ads exports write every phone as p:+91...
-        text = text[2:].strip()
-        notes.append(("read.meta_prefix", "Meta's 'p:' prefix removed"))
-    if _SCIENTIFIC.fullmatch(text):
+    if _SCIENTIFIC.fullmatch(written):
         return PhoneReading(None, Problem("phone.scientific",
                                           f"phone number {raw!r} is in scientific notation, so the spreadsheet has "
                                           f"already lost its last digits; format the column as text and export "
                                           f"the file again"))
-    text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", text))
     if not text.isascii():
         scripts = sorted({_script_of(c) for c in text if c.isdecimal() and not c.isascii()})
         if scripts:
