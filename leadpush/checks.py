@@ -534,7 +534,8 @@ class Checker:
         get = values.__getitem__ if isinstance(values, list) else values.get
         problems: list[Problem] = []
 
-        raw_phone = get(plan.phone) if plan.phone is not None else ""
+        # Each column key is read from the plan once (`key := ...`): 18 attribute reads a row cost 5%.
+        raw_phone = get(key) if (key := plan.phone) is not None else ""
         note: Problem | None = None
         if not self._region and isinstance(raw_phone, str) and _PHONE.fullmatch(raw_phone):
             phone: str | None = raw_phone  # the common case, a clean phone, takes the shortest way
@@ -545,11 +546,11 @@ class Checker:
                 return RowOutcome(row, _SKIPPED, str(problems[0]), _text(raw_phone), "", 0, None, values,
                                   "row.test_lead"), None
 
-        campaign = (_text(get(plan.campaign)) if plan.campaign is not None else "") or self._default_campaign
+        campaign = (_text(get(key)) if (key := plan.campaign) is not None else "") or self._default_campaign
         if not campaign:
             problems.append(plan.no_campaign)
-        skill = (_text(get(plan.skill)) if plan.skill is not None else "") or self._default_skill
-        agent = (_text(get(plan.agent)) if plan.agent is not None else "") or self._default_agent
+        skill = (_text(get(key)) if (key := plan.skill) is not None else "") or self._default_skill
+        agent = (_text(get(key)) if (key := plan.agent) is not None else "") or self._default_agent
         if self._needs_agent and not agent:
             problems.append(Problem("agent.missing", "agentId is empty and the campaign is agent-wise; add an "
                                                      "agent column or pass --agent-id"))
@@ -559,20 +560,20 @@ class Checker:
 
         # The optional checked fields, each the same way (unrolled: a loop over them cost 7%).
         priority = expiry = action = check_duplicate = None
-        if plan.priority is not None:
-            raw = get(plan.priority)
+        if (key := plan.priority) is not None:
+            raw = get(key)
             if raw is not None and raw != "":
                 priority = _checked(self._priorities, clean_priority, raw, problems)
-        if plan.expiry is not None:
-            raw = get(plan.expiry)
+        if (key := plan.expiry) is not None:
+            raw = get(key)
             if raw is not None and raw != "":
                 expiry = _checked(self._expiries, self._clean_expiry, raw, problems)
-        if plan.action is not None:
-            raw = get(plan.action)
+        if (key := plan.action) is not None:
+            raw = get(key)
             if raw is not None and raw != "":
                 action = _checked(self._actions, clean_action, raw, problems)
-        if plan.check_duplicate is not None:
-            raw = get(plan.check_duplicate)
+        if (key := plan.check_duplicate) is not None:
+            raw = get(key)
             if raw is not None and raw != "":
                 check_duplicate = _checked(self._check_duplicates, clean_check_duplicate, raw, problems)
 
