@@ -64,6 +64,12 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("action.invalid", "action", "action other than START or STOP", "use START, STOP or leave it empty"),
     Cause("check_duplicate.invalid", "checkDuplicate", "checkDuplicate other than TRUE or FALSE",
           "use TRUE or FALSE"),
+    Cause("value.structured", None, "a JSON array or object where CloudAgent takes text",
+          'give the value as text, or leave the column out with --map "column="'),
+    # A workbook cell the row takes a field from holds a formula saved without its result (the
+    # message names the cell; the whole row is marked, since the cell may feed any field).
+    Cause("cell.no_value", None, "a formula saved without its result",
+          "open the file in a spreadsheet and save it again, or paste the values"),
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),
@@ -72,6 +78,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("read.digits", None, "phone written in digits of another script (Devanagari, Arabic-Indic, "
           "full-width ...), read as 0-9", "nothing: sent as ASCII digits"),
     Cause("read.meta_prefix", None, "phone starts with Meta's 'p:' (removed)", "nothing"),
+    Cause("row.suppressed", None, "on a do-not-call list (--suppress)", "nothing: it must not be dialled"),
+    Cause("row.loaded_lately", None, "loaded lately by another run (--skip-loaded-within)", "nothing"),
+    Cause("row.deleted_earlier", None, "deleted by an earlier undo (--resume)", "nothing"),
+    Cause("row.gone", None, "not in the campaign any more (undo: No Record Found)", "nothing: it is gone"),
     # CloudAgent's answers (`rejected`): the whole row is marked, with CloudAgent's words.
     Cause("cloudagent.rejected", None, "refused by CloudAgent", "read CloudAgent's message on the row"),
     Cause("cloudagent.campaign", None, "campaign refused by CloudAgent (unknown, or not outbound)",
@@ -82,6 +92,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("send.unknown", None, "outcome unknown: may or may not be stored",
           "check the campaign for the number before sending it again"),
     Cause("send.gave_up", None, "no answer after every retry", "run again later with --resume"),
+    Cause("cloudagent.unrecognised", None, "an answer leadpush does not recognise: may or may not be stored",
+          "check the campaign for the number before sending it again"),
     Cause("send.token", None, "CloudAgent kept refusing fresh tokens",
           "stop other programs generating tokens for this account, then run again"),
     Cause("not_sent.stopped", None, "not sent: the run stopped", "fix what stopped it, then run again with --resume"),

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from .causes import Problem
+from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map
 from .outcomes import ConfigError, InputError, RowOutcome, Status
-from .readers import LeadFile
+from .readers import LeadFile, column_label
 
 
 class PhoneFormat(StrEnum):
@@ -100,6 +100,7 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+_MAPS_MAX = 4096  # distinct JSON key sets whose column map is remembered
 _MEMO_MAX = 4096  # distinct values remembered per field (bounded: memory must not grow with the file)
 
 
@@ -259,7 +260,7 @@ def clean_priority(value: Any) -> tuple[str | None, Problem | None]:
     raw = _text(value)
     if not raw:
         return None, None
-    if _PRIORITY.match(raw):
+    if _PRIORITY.match(raw) and len(raw) < 100:  # int() refuses 4,300 digits and more (a JSON number)
         number = int(raw.split(".")[0])
         if number <= 99:
             return str(number), None
@@ -385,6 +386,10 @@ class DuplicateIndex:
         return self._first.setdefault(key + self._last_offset, row)
 
 
+# The key's parts, for the do-not-call list (suppress.py), which keys numbers the same way.
+_DIGITS_MARK, _PLUS_MARK = DuplicateIndex._DIGITS, DuplicateIndex._PLUS
+
+
 @dataclass(frozen=True, slots=True)
 class _RowPlan:
     """Where one set of columns keeps each field (list positions, or JSON keys), worked out once
@@ -403,6 +408,7 @@ class _RowPlan:
     name_parts: list[Any]  # with no Name column: first and last name, joined into Name
     other_phones: list[tuple[Any, str]]  # (column, label) of passed-through columns that look like phones
     no_campaign: Problem  # what a row without a campaign is told
+    sent_keys: tuple[Any, ...]  # the columns whose values are sent (JSON: each checked for arrays/objects)
 
 
 def _no_campaign(ad_campaign: str | None) -> Problem:
@@ -421,6 +427,20 @@ def _empty_phone(plan: _RowPlan, get: Callable[[Any], Any]) -> Problem:
             return Problem("phone.empty_other", f"phone number is empty, but {label!r} holds {other!r}; to send "
                                                 f"that column, pass --map \"{label}=phoneNumber\"")
     return Problem("phone.empty", "phone number is empty")
+
+
+def _structured_values(values: dict[str, Any], sent_keys: tuple[str, ...]) -> list[Problem]:
+    """A JSON array or object where CloudAgent takes text: the row is refused, not sent as '["C1"]'."""
+    problems: list[Problem] = []
+    for key in sent_keys:
+        value = values.get(key)
+        if value.__class__ is list or value.__class__ is dict:
+            kind = "an array" if isinstance(value, list) else "an object"
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            problems.append(Problem("value.structured", f"{key!r} holds {kind} ({shown}), not a text; give it "
+                                                        f"as text, or leave it out with --map \"{key}=\""))
+    return problems
 
 
 class Checker:
@@ -454,6 +474,11 @@ class Checker:
         self._check_duplicates: dict[str, Any] = {}
         self._duplicates = None if settings.keep_duplicates else DuplicateIndex()
         self._maps: dict[tuple[str, ...], ColumnMap] = {}
+        self._mapped_any = False
+        self._all_fields: dict[str, str] = {}
+        self._all_passthrough: dict[tuple[str, str], None] = {}
+        self._all_ignored: dict[str, None] = {}
+        self._name_parts: list[str] = []
 
     def _checked_defaults(self, d: RowDefaults) -> dict[str, Any]:
         out: dict[str, Any] = {"campaignName": _text(d.campaign) or None,
@@ -474,33 +499,38 @@ class Checker:
         return out
 
     def column_map_for(self, lead_file: LeadFile, keys: tuple[str, ...]) -> ColumnMap:
+        """The map of one set of columns. JSON objects may each bring their own keys: each distinct
+        set is mapped once, remembered (a bounded number of them), and added to the summary's map."""
         cmap = self._maps.get(keys)
         if cmap is None:
             cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
-            if not cmap.has_phone and not self._maps:
+            if not cmap.has_phone and not self._mapped_any:
+                sheet = f"; this is {lead_file.sheet_note}" if lead_file.sheet_note else ""
+                hint = "" if lead_file.keys is None else (
+                    "; if the header is not the first row, give its line with --header-row N")
                 raise InputError(
                     f"{lead_file.name}: no phone number column (columns: "
-                    f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phoneNumber' or "
-                    f"map it with --map \"Your column=phoneNumber\"")
+                    f"{', '.join(column_label(k) for k in keys) or 'none'}); name one 'phoneNumber' or "
+                    f"map it with --map \"Your column=phoneNumber\"{sheet}{hint}")
+            self._mapped_any = True
+            if len(self._maps) >= _MAPS_MAX:
+                self._maps.clear()
             self._maps[keys] = cmap
+            for f, col in cmap.fields.items():
+                self._all_fields.setdefault(f, col)
+            self._all_passthrough.update(dict.fromkeys(cmap.passthrough))
+            self._all_ignored.update(dict.fromkeys(cmap.ignored))
+            self._name_parts = self._name_parts or cmap.name_parts
         return cmap
 
     @property
     def column_map(self) -> ColumnMap | None:
-        """Every column seen, for reports (JSON objects may each bring their own keys)."""
-        maps = list(self._maps.values())
-        if not maps:
+        """Every column seen, for reports."""
+        if not self._mapped_any:
             return None
-        fields: dict[str, str] = {}
-        passthrough: list[tuple[str, str]] = []
-        ignored: list[str] = []
-        for m in maps:
-            for f, col in m.fields.items():
-                fields.setdefault(f, col)
-            passthrough += [p for p in m.passthrough if p not in passthrough]
-            ignored += [i for i in m.ignored if i not in ignored]
-        name_parts = next((m.name_parts for m in maps if m.name_parts), [])
-        return ColumnMap(fields=fields, passthrough=passthrough, ignored=ignored, name_parts=name_parts)
+        return ColumnMap(fields=dict(self._all_fields), passthrough=list(self._all_passthrough),
+                         ignored=list(self._all_ignored),
+                         name_parts=self._name_parts)
 
     def _plan(self, cmap: ColumnMap) -> _RowPlan:
         f = cmap.fields.get
@@ -508,14 +538,19 @@ class Checker:
                         skill=f("skill"), agent=f("agentId"), priority=f("priority"), expiry=f("expiryDate"),
                         action=f("action"), check_duplicate=f("checkDuplicate"), name_parts=cmap.name_parts,
                         other_phones=[(k, label) for k, label in cmap.passthrough if k in cmap.other_phones],
-                        no_campaign=_no_campaign(cmap.ad_campaign), passthrough=cmap.passthrough)
+                        no_campaign=_no_campaign(cmap.ad_campaign), sent_keys=cmap.sent_keys,
+                        passthrough=cmap.passthrough)
 
     def check_file(self, lead_file: LeadFile) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """(outcome, body to send or None) for every row, in file order."""
         check_row = self.check_row
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
-            plan = self._plan(self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys))
+            cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
+            if lead_file.cell_problems:
+                yield from self._check_cell_problems(lead_file, cmap)
+                return
+            plan = self._plan(cmap)
             for row, values in lead_file.rows():
                 yield check_row(row, values, plan)
             return
@@ -527,19 +562,41 @@ class Checker:
                 plan = self._plan(self.column_map_for(lead_file, tuple(last_keys)))
             yield check_row(row, values, plan)
 
+    def _check_cell_problems(self, lead_file: LeadFile,
+                             cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
+        """check_row, and a row that takes a field from a cell without a value (a workbook formula
+        saved without its result) is invalid, saying so: it must not go out with the cell empty."""
+        problems = lead_file.cell_problems or {}
+        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        plan = self._plan(cmap)
+        for row, values in lead_file.rows():
+            outcome, body = self.check_row(row, values, plan)
+            bad = problems.get(row)
+            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
+            if said:
+                # What the check said about the same cell ("phone number is empty") is said better.
+                rest = [] if outcome.status is not _INVALID else [
+                    p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
+                outcome.status, outcome.problems, body = _INVALID, tuple(said + rest), None
+                outcome.message = "; ".join(outcome.problems)
+                outcome.cause = ";".join(p.cause for p in outcome.problems)
+            yield outcome, body
+
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   plan: _RowPlan) -> tuple[RowOutcome, dict[str, str] | None]:
         """The row's outcome, and the body to send when it is valid (and bodies are built)."""
         # A list row (CSV, XLSX) is read by position, a JSON object by key (None where absent).
         get = values.__getitem__ if isinstance(values, list) else values.get
         problems: list[Problem] = []
+        if isinstance(values, dict):
+            problems += _structured_values(values, plan.sent_keys)
 
         # Each column key is read from the plan once (`key := ...`): 18 attribute reads a row cost 5%.
         raw_phone = get(key) if (key := plan.phone) is not None else ""
         note: Problem | None = None
         if not self._region and isinstance(raw_phone, str) and _PHONE.fullmatch(raw_phone):
             phone: str | None = raw_phone  # the common case, a clean phone, takes the shortest way
-            number = raw_phone
+            number: str | None = raw_phone
         else:
             phone, number, note = self._phone(raw_phone, problems, plan, get)
             if problems and problems[0].cause == "row.test_lead":

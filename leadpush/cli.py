@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
 from .journal import JournalChoice
+from .ledger import SkipScope, open_ledger, parse_window, run_object, write_leads
 from .mapping import parse_map_options
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .pacing import parse_rate
@@ -40,6 +42,7 @@ from .settings import (
     resolve,
     resolve_api_key,
 )
+from .suppress import load_suppression
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
@@ -71,7 +74,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     help="Config file; by default config.toml in the user config folder (~/.config/leadpush).")]
 
 FileArg = Annotated[str, typer.Argument(
-    metavar="FILE", show_default=False, help="Lead file (.csv .tsv .txt .json .jsonl .xlsx), or - for stdin.")]
+    metavar="FILE", show_default=False,
+    help="Lead file (.csv .tsv .txt .json .jsonl .xlsx .xlsm .xlsb .xls .ods), or - for stdin.")]
 FormatOpt = Annotated[InputFormat | None, typer.Option(
     "--format", rich_help_panel=READING,
     help="Input format; by default from the extension (needed for odd names and stdin).")]
@@ -82,7 +86,12 @@ DelimiterOpt = Annotated[str | None, typer.Option(
     metavar="CHAR", rich_help_panel=READING,
     help="CSV delimiter (one character, or 'tab'); by default sniffed from the header.")]
 SheetOpt = Annotated[str | None, typer.Option(
-    metavar="NAME", rich_help_panel=READING, help="XLSX sheet to read; by default the first.")]
+    metavar="NAME", rich_help_panel=READING,
+    help="Workbook sheet to read (any case); by default the active, or first visible, one.")]
+HeaderRowOpt = Annotated[int | None, typer.Option(
+    metavar="N", min=1, rich_help_panel=READING,
+    help="Line (sheet row) of the header; by default the first row, or the first that names a phone column "
+         "below title rows.")]
 MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
@@ -170,6 +179,15 @@ ResumeOpt = Annotated[bool, typer.Option(
     help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+SuppressOpt = Annotated[list[Path] | None, typer.Option(
+    "--suppress", metavar="FILE", rich_help_panel=ROWS,
+    help="Do-not-call list (CSV, TXT or XLSX; repeatable): its numbers are never sent.")]
+SkipLoadedWithinOpt = Annotated[str | None, typer.Option(
+    metavar="30d", rich_help_panel=UNATTENDED,
+    help="Skip numbers the run ledger saw added this lately (such as 30d, 12h, 2w).")]
+SkipScopeOpt = Annotated[SkipScope, typer.Option(
+    rich_help_panel=UNATTENDED, help="Where --skip-loaded-within looks: the row's campaign, or the whole account.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for cron).")]
 
 
 @dataclass
@@ -187,6 +205,7 @@ class LeadFileArgs:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None
     map_options: list[str] | None = None
     campaign: str | None = None
     skill: str | None = None
@@ -210,6 +229,7 @@ class LeadFileArgs:
     failures_format: FailuresFormat | None = None
     no_failures: bool = False
     log_file: Path | None = None
+    suppress: list[Path] | None = None
 
 
 @dataclass
@@ -226,6 +246,8 @@ class UploadArgs:
     timeout: float = DEFAULTS["timeout"]
     sandbox: bool = False
     journal: JournalChoice | None = None
+    skip_loaded_within: str | None = None
+    skip_scope: SkipScope = DEFAULTS["skip_scope"]
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -259,7 +281,7 @@ def _source(ctx: typer.Context, name: str) -> str:
     return Source.DEFAULT.value
 
 
-def _input_options(a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> jobs.InputOptions:
+def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bool = False) -> jobs.InputOptions:
     if a.dayfirst and a.monthfirst:
         raise ConfigError("--dayfirst and --monthfirst exclude each other")
     checks = CheckSettings(
@@ -271,11 +293,12 @@ def _input_options(a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> j
         keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
     return jobs.InputOptions(
         file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
-        checks=checks,
+        header_row=a.header_row, checks=checks,
         # --json lists the problem rows (as the table would), --quiet nothing.
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
-        write_failures=not a.no_failures, log_file=a.log_file, split=split)
+        write_failures=not a.no_failures, log_file=a.log_file, split=split,
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -322,21 +345,8 @@ def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | N
 
 
 def _install_interrupt(env: Environment, event: Any) -> Callable[[], None]:
-    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second Ctrl-C: quit now."""
-    def handler(signum: int, frame: Any) -> None:
-        if event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum == signal.SIGTERM:
-            event.terminated = True
-        event.set()
-        env.say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    return restore
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second: quit now."""
+    return _sending()[1].install_interrupt(event, env.say)
 
 
 # ---------------------------------------------------------------------------- the jobs
@@ -350,7 +360,8 @@ def _sending() -> tuple[ModuleType, ModuleType]:
 
 
 def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
-    opts = _input_options(a, s, split=split)
+    opts = _input_options(a, s, env.today(), split=split)
+    _suppression_notes(env, opts, a)
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")
@@ -359,9 +370,15 @@ def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool 
     return _finish(env, summary, a)
 
 
+def _suppression_notes(env: Environment, opts: jobs.InputOptions, a: LeadFileArgs) -> None:
+    for note in opts.suppression.notes() if opts.suppression and not a.quiet else []:
+        env.say(f"Note: {note}")
+
+
 def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
     cloudagent, sending = _sending()
-    opts = _input_options(a, s)
+    opts = _input_options(a, s, env.today())
+    _suppression_notes(env, opts, a)
     rate = parse_rate(s.rate)
     choice = u.journal or JournalChoice()
     with contextlib.ExitStack() as stack:
@@ -377,15 +394,20 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
         for note in run.notes:
             env.say(f"Note: {note}")
+        run_log = sending.open_run_log(stack, run, conn, profile.name, sandbox=u.sandbox,
+                                       skip_loaded_within=s.skip_loaded_within)
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
-                                  retries=s.retries, timeout=s.timeout)
+                                  retries=s.retries, timeout=s.timeout,
+                                  skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
+                                  else None, skip_scope=s.skip_scope)
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
         interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
         progress = stack.enter_context(_progress(env, a, "Uploading"))
         summary = sending.upload(opts, settings, run.lead_file, today=env.today(), session=session,
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
-                         progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume)
+                         progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume,
+                         ledger=run_log)
     return _finish(env, summary, a)
 
 
@@ -396,7 +418,7 @@ def validate(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -406,18 +428,20 @@ def validate(
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
     no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, split: SplitOpt = False,
+    suppress: SuppressOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file locally (a dry run): nothing is sent."""
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
         quiet=quiet, results=results, failures=failures, failures_format=failures_format,
-        no_failures=no_failures, log_file=log_file)
+        no_failures=no_failures, log_file=log_file, suppress=suppress)
 
     def body() -> ExitCode:
         s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
@@ -430,7 +454,7 @@ def upload(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -439,28 +463,31 @@ def upload(
     campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
     table: TableOpt = TableMode.AUTO, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     results: ResultsOpt = None, failures: FailuresOpt = None, failures_format: FailuresFormatOpt = None,
-    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None,
+    no_failures: NoFailuresOpt = False, log_file: LogFileOpt = None, suppress: SuppressOpt = None,
     base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
     rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
-    restart: RestartOpt = False,
+    restart: RestartOpt = False, skip_loaded_within: SkipLoadedWithinOpt = None,
+    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"],
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
         quiet=quiet, results=results, failures=failures, failures_format=failures_format,
-        no_failures=no_failures, log_file=log_file)
+        no_failures=no_failures, log_file=log_file, suppress=suppress)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
-                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart))
+                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
+                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope)
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes
@@ -468,6 +495,109 @@ def upload(
             return _validate(env, a, s)
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
         return _upload(env, a, u, s, loaded)
+    _run(env, body)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    run: Annotated[int | None, typer.Argument(metavar="RUN", show_default=False,
+                                              help="A run's id: show its counts and rows.")] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many recent runs to list.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    results: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Write the run's rows to this file (.csv, or .jsonl for JSON Lines).")] = None,
+) -> None:
+    """List recent upload and undo runs from the run ledger, or show one run."""
+    env = _env(ctx)
+
+    def body() -> ExitCode:
+        with contextlib.closing(open_ledger()) as ledger:
+            if run is None:
+                runs = ledger.runs(limit)
+                if json_out:
+                    print(json.dumps([run_object(r) for r in runs], ensure_ascii=False), file=env.stdout)
+                else:
+                    report.print_runs(report.make_console(env.stdout), runs)
+                return ExitCode.OK
+            found = ledger.run(run)
+            if found is None:
+                raise ConfigError(f"no run {run} in the ledger {ledger.path}")
+            leads = ledger.leads(run)
+        if results:
+            write_leads(results, leads)
+        if json_out:
+            print(json.dumps(run_object(found, leads), ensure_ascii=False), file=env.stdout)
+        else:
+            report.print_run(report.make_console(env.stdout), found, leads)
+        return ExitCode.OK
+    _run(env, body)
+
+
+@app.command()
+def undo(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="RUN", show_default=False,
+                                          help="The run to undo: its id in the ledger (leadpush history), or "
+                                               "its journal file.")],
+    yes: YesOpt = False,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
+    retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
+    journal: Annotated[Path | None, typer.Option(
+        metavar="FILE", rich_help_panel=UNATTENDED, help="The undo's journal; by default beside its source.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=UNATTENDED,
+                                         help="Continue an undo that stopped.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", rich_help_panel=UNATTENDED,
+                                          help="Start over although an earlier undo did not finish.")] = False,
+    results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
+    env = _env(ctx)
+    out = LeadFileArgs(file=target, json_summary=json_summary, quiet=quiet, results=results)
+    c = ConnectionArgs(base_url=base_url, username=username)
+    u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout,
+                   journal=JournalChoice(path=journal, resume=resume, restart=restart))
+
+    def body() -> ExitCode:
+        cloudagent, sending = _sending()
+        from . import undo as undoing  # noqa: PLC0415 (sends: imported with the other sending modules)
+
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), c, u)
+        conn = connection(s, _api_key(env, loaded, use_prompt=env.stdin_isatty), os.environ)
+        rate_ = parse_rate(s.rate)
+        with contextlib.ExitStack() as stack:
+            ledger = stack.enter_context(contextlib.closing(open_ledger()))
+            plan = undoing.plan_undo(target, ledger, conn)
+            if not quiet or not yes:
+                env.say(plan.describe())
+            if not plan.leads:
+                env.say("Nothing to delete.")
+                return ExitCode.OK
+            if not yes:
+                if not env.stdin_isatty:
+                    raise ConfigError("undo asks before deleting; pass --yes to run it without a terminal")
+                if not typer.confirm(f"Delete these {len(plan.leads)} leads from CloudAgent?", err=True):
+                    env.say("Nothing deleted.")
+                    return ExitCode.OK
+            journal_, state, note = undoing.open_undo_journal(stack, plan, u.journal or JournalChoice())
+            if note:
+                env.say(f"Note: {note}")
+            settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
+                                              workers=s.workers, retries=s.retries, timeout=s.timeout)
+            run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
+                                     undo_of=plan.run["id"] if plan.run else None)
+            session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+            interrupt = sending.Interrupt()
+            stack.callback(_install_interrupt(env, interrupt))
+            progress = stack.enter_context(_progress(env, out, "Deleting"))
+            summary = undoing.undo(plan, settings, session=session, clock=time.monotonic, wall_clock=time.time,
+                                   sleep=time.sleep, progress=progress, run_log=run_log, journal=journal_,
+                                   resume=state, interrupt=interrupt,
+                                   output=undoing.UndoOutput(results=results, table=TableMode.NONE
+                                                             if json_summary or quiet else TableMode.AUTO))
+        return _finish(env, summary, out)
     _run(env, body)
 
 
@@ -543,7 +673,7 @@ def sandbox(
         metavar="N", help="Seed for the faults and jitter, to reproduce a run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per request.")] = False,
 ) -> None:
-    """Serve a local CloudAgent (token and Add Campaign Data APIs) until Ctrl-C."""
+    """Serve a local CloudAgent (token, Add and Delete Campaign Data APIs) until Ctrl-C."""
     env = _env(ctx)
 
     def body() -> ExitCode:

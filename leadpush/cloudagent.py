@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
+import fcntl
 import hashlib
 import json
+import math
 import os
 import random
+import re
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
 from .outcomes import AccountRefusal, LeadpushError, Status, scrub
 from .pacing import Pacer
-from .settings import Connection, check_base_url, check_secret, default_cache_dir
+from .settings import Connection, check_base_url, check_secret, default_cache_dir, is_loopback
 
 __all__ = ["Connection", "check_base_url", "check_secret", "default_cache_dir"]  # their home is settings
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
@@ -29,6 +37,7 @@ ADD_PATH = "/ca_apis/AddCampaignData"
 TOKEN_CAP = 10  # generations per account per rolling hour (documented)
 RETRY_AFTER_CAP = 120.0  # seconds: a longer Retry-After is honoured only up to this
 TOKEN_RESENDS = 3  # a row resent this many times after "Token Expired" fails rather than loop
+BODY_CAP = 1 << 20  # bytes: a longer answer is not read (no documented answer is near this)
 
 
 def make_session(workers: int, base_url: str | None = None) -> requests.Session:
@@ -38,12 +47,50 @@ def make_session(workers: int, base_url: str | None = None) -> requests.Session:
     # of its CPU per request here); read them, and the CA bundle, once instead, as requests would.
     session.trust_env = False
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    if base_url:
+    # Never a proxy for this machine: the key would travel to the proxy (in clear over http).
+    if base_url and not is_loopback(urlsplit(base_url).hostname or ""):
         session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, workers), max_retries=0)
+    adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, workers), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+# The connection each request goes out on, so that a timer can cut it off at the request's
+# deadline: requests' own timeout bounds each socket read, so an answer trickled a byte at a
+# time (headers included) would otherwise never end.
+_in_flight = threading.local()
+
+
+class _Watched:
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        connections = getattr(_in_flight, "connections", None)
+        if connections is not None:
+            connections.append(conn)
+        return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
+    pass
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter whose pools say which connection a request uses (see `exchange`)."""
+
+    _pools = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
 
 
 # ---------------------------------------------------------------------------- answers
@@ -52,7 +99,8 @@ def make_session(workers: int, base_url: str | None = None) -> requests.Session:
 class Verdict:
     """What one HTTP exchange means for the row."""
 
-    kind: str  # added | exists | rejected | token-expired | account | campaign | transient | ambiguous
+    # added | exists | rejected | token-expired | account | campaign | transient | ambiguous | unrecognised
+    kind: str
     message: str
     http_status: int | None = None
     retry_after: float | None = None
@@ -70,6 +118,23 @@ _ACCOUNT = {
     "token should not be null or empty": "CloudAgent received no token (Token Should Not be Null or Empty.)",
 }
 _CAMPAIGN = ("no user found or campaign name is invalid", "the selected campaign is not outbound")
+# The documented refusals of one row (and the older APIs' DND answer): CloudAgent's words, at any HTTP status.
+_ROW_REFUSALS = (
+    "please provide campaign details",
+    "phone number should be numeric and must be between 3 to 16 digits and allows prefix +",
+    "the priority value must be numeric and range from 0 to 99",
+    "invalid date format. please enter date in format yyyy-mm-dd",
+    "agent is empty", "agent is not correctly mapped", "please provide valid skill",
+    "phonenumber added is a dnd number",
+)
+_EXISTS = ("number already exist", "number already existed")
+# The documented texts that say a lead was stored, and their variants (campaign names, types).
+_STORED = re.compile(r"successfully updated(?:[ ,].*)?|campaign .+ is already started"
+                     r"|please pass the valid campaign action successfully updated.*", re.S)
+# Words that take back a success: a success-worded answer holding one is not counted `added`.
+_NEGATION = re.compile(r"\b(?:not|no|never|fail\w*|error\w*|invalid|duplicate\w*|exist\w*|dnd|block\w*|"
+                       r"blacklist\w*|reject\w*|denied|unable|cannot|can't|limit\w*|skipped)\b")
+_FAIL_WORDS = ("error", "fail", "failed", "failure")
 
 
 def parse_answer(text: str) -> dict[str, Any] | None:
@@ -88,56 +153,189 @@ def parse_answer(text: str) -> dict[str, Any] | None:
     return None
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
+def retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a `Retry-After` value, either documented form; None for garbage.
+
+    A date in the past means now (0); a negative, non-finite or unreadable value is ignored;
+    anything longer than RETRY_AFTER_CAP is cut to it.
+    """
     if value is None:
         return None
+    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         from email.utils import parsedate_to_datetime  # noqa: PLC0415 — HTTP-date form, rare
 
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            seconds = max(0.0, when.timestamp() - now())
+        except (TypeError, ValueError, OverflowError, IndexError, OSError):
             return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_CAP)
 
 
-def classify(status: int, text: str, headers: Any) -> Verdict:
-    """Every documented Add Campaign Data answer (and the undocumented ones) as a Verdict."""
+def _redirect(status: int, headers: Any) -> str:
+    target = headers.get("Location") or "an address it did not give"
+    return (f"the base URL redirects to {target} (HTTP {status}); nothing was sent there and no lead counted: "
+            f"set the base URL to that address if you trust it")
+
+
+def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdict:
+    """Every documented Add Campaign Data answer (and the undocumented ones) as a Verdict.
+
+    The body is read first: a documented refusal means what it says at any HTTP status. A lead
+    counts `added` only on HTTP 200 with a documented success text that nothing in it takes
+    back. Otherwise the status code decides; what is neither is `unrecognised`.
+    """
     snippet = " ".join(text.split())[:200]
+    if 300 <= status < 400:
+        return Verdict("account", _redirect(status, headers), status)
+    body = parse_answer(text)
+    outcome = str(body.get("status", "")).strip().lower() if body else ""
+    message = " ".join(str(body.get("message") or "").split()) if body else ""
+    key = message.lower().rstrip(".! ")
+    if body is not None:
+        if key == "token expired":
+            return Verdict("token-expired", message, status)
+        if key in _ACCOUNT:
+            return Verdict("account", _ACCOUNT[key], status)
+        if key in _CAMPAIGN:
+            return Verdict("campaign", message, status)
+        if key in _ROW_REFUSALS:
+            return Verdict("rejected", message, status)
     if status == 429:
-        return Verdict("transient", "HTTP 429 Too Many Requests", status, _retry_after(headers))
-    if status in (502, 503, 504):
-        return Verdict("transient", f"HTTP {status} from CloudAgent (nothing stored)", status, _retry_after(headers))
+        return Verdict("transient", "HTTP 429 Too Many Requests", status, retry_after(headers.get("Retry-After")))
+    if status == 503:
+        return Verdict("transient", "HTTP 503 from CloudAgent (nothing stored)", status,
+                       retry_after(headers.get("Retry-After")))
     if status >= 500:
-        # The server may have stored the lead before failing.
-        return Verdict("ambiguous", f"HTTP {status} from CloudAgent", status)
+        # A gateway (502, 504) or the server (500) may have failed after the lead was stored.
+        return Verdict("ambiguous", f"HTTP {status} from CloudAgent", status, retry_after(headers.get("Retry-After")))
     if status in (401, 403):
         return Verdict("account", f"CloudAgent answered HTTP {status} ({snippet or 'no body'}); check the API key "
                                   f"and the account's API settings", status)
     if status in (404, 405):
         return Verdict("account", f"CloudAgent answered HTTP {status} for {ADD_PATH}; check the base URL", status)
-    body = parse_answer(text)
-    if body is None:
-        return Verdict("rejected", f"unexpected answer (HTTP {status}): {snippet or 'empty body'}", status)
-    outcome = str(body.get("status", "")).strip()
-    message = str(body.get("message") or "").strip()
-    key = message.lower().rstrip(".! ")
-    if outcome.lower() == "success":
-        if "number already exist" in key:
+    unrecognised = Verdict("unrecognised", f"unrecognised answer (HTTP {status}): {snippet or 'empty body'}", status)
+    if body is None or status != 200:
+        return unrecognised if status < 400 or body is None else Verdict("rejected", message or snippet, status)
+    if outcome == "success":
+        if key in _EXISTS:
             return Verdict("exists", message, status)
-        return Verdict("added", message, status)
-    if key == "token expired":
-        return Verdict("token-expired", message, status)
-    if key in _ACCOUNT:
-        return Verdict("account", _ACCOUNT[key], status)
-    if key in _CAMPAIGN:
-        return Verdict("campaign", message, status)
-    return Verdict("rejected", message or f"unexpected answer: {snippet}", status)
+        plain = key.replace(campaign.lower(), " ") if campaign else key  # a campaign's name may hold "not"
+        if _NEGATION.search(plain):
+            return Verdict("rejected", message, status)
+        if _STORED.fullmatch(key):
+            return Verdict("added", message, status)
+        return unrecognised
+    if outcome == "false":
+        # Every documented "false" answer is about the account or the token: so is an unknown one.
+        return Verdict("account", f"CloudAgent refused the request: {message or snippet} (an undocumented "
+                                  f"answer with status false; every documented one concerns the account)", status)
+    if outcome in _FAIL_WORDS and message:
+        return Verdict("rejected", message, status)
+    return unrecognised
+
+
+# ---------------------------------------------------------------------------- one exchange
+
+@dataclass
+class Reply:
+    """An answer read within the deadline; `oversized` when its body passed BODY_CAP and was not kept."""
+
+    status: int
+    text: str
+    headers: Any
+    oversized: bool = False
+
+
+class DeadlinePassed(requests.ReadTimeout):
+    """The whole answer did not arrive within the request's total deadline."""
+
+
+def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
+             method: str = "POST") -> Reply:
+    """One POST (or `method`: undo's DELETE), never following a redirect, its whole answer read within
+    `timeout` and BODY_CAP.
+
+    `timeout` is a total deadline (connect, send, the whole answer): a timer shuts the
+    request's socket down when it passes, which ends any read in progress.
+    """
+    connections: list[Any] = []
+    cut = threading.Event()
+    over = threading.Lock()  # held by whichever comes first: the answer's end or the deadline
+
+    def cut_off() -> None:
+        if not over.acquire(blocking=False):
+            return  # the answer is complete; its connection may already serve another request
+        cut.set()
+        for conn in connections:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, cut_off)
+    timer.daemon = True
+    _in_flight.connections = connections
+    timer.start()
+    try:
+        return _read_answer(session, url, payload, headers, timeout, cut, over, method)
+    except requests.RequestException:
+        if cut.is_set():
+            raise DeadlinePassed("no complete answer within the timeout") from None
+        raise
+    finally:
+        timer.cancel()
+        _in_flight.connections = None
+
+
+def _read_answer(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
+                 cut: threading.Event, over: threading.Lock, method: str = "POST") -> Reply:
+    r = session.request(method, url, data=payload, headers=headers, timeout=(timeout, timeout),
+                        allow_redirects=False, stream=True)
+    with r:
+        length = r.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > BODY_CAP:
+            return Reply(r.status_code, "", r.headers, oversized=True)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = r.raw.read1(65536)
+            except ReadTimeoutError:
+                raise requests.ReadTimeout("no answer within the timeout") from None
+            except (ProtocolError, OSError) as e:
+                raise requests.ConnectionError(e) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > BODY_CAP:
+                return Reply(r.status_code, "", r.headers, oversized=True)
+            chunks.append(chunk)
+        # No cut from now on: the connection may serve another request next. (A cut in the instant
+        # before this line can only make another request see a dropped connection: ambiguous,
+        # handled as such, never a wrong count.)
+        over.acquire(blocking=False)
+    if cut.is_set():  # the socket was shut down mid-answer: what arrived is not the whole answer
+        raise DeadlinePassed("no complete answer within the timeout")
+    return Reply(r.status_code, b"".join(chunks).decode(r.encoding or "utf-8", "replace"), r.headers)
 
 
 # ---------------------------------------------------------------------------- tokens
+
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def sendable_token(token: Any) -> bool:
+    """A token that can go back in a header: a JWT's shape, base64url characters only."""
+    return isinstance(token, str) and len(token) <= 16384 and _TOKEN_SHAPE.fullmatch(token) is not None
+
 
 def jwt_times(token: str) -> tuple[float | None, float | None]:
     """(iat, exp) read from a JWT's payload, unverified (no key to verify with, none needed)."""
@@ -145,13 +343,21 @@ def jwt_times(token: str) -> tuple[float | None, float | None]:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         iat, exp = claims.get("iat"), claims.get("exp")
-        return (float(iat) if iat is not None else None, float(exp) if exp is not None else None)
-    except (IndexError, ValueError, TypeError, AttributeError):
+        times = (float(iat) if iat is not None else None, float(exp) if exp is not None else None)
+    except (IndexError, ValueError, TypeError, AttributeError, OverflowError):
         return None, None
+    if any(t is not None and not math.isfinite(t) for t in times):
+        return None, None
+    return times
 
 
 class TokenStore:
-    """The token and this account's recent generations, kept between runs in a 0600 file."""
+    """The token and this account's recent generations, kept between runs in a 0600 file.
+
+    What is read back is trusted only as far as it is exactly what leadpush writes: a token
+    that could not be sent is absent; a generation time that cannot be read counts as one made
+    just now (the cap is assumed near, never passed).
+    """
 
     def __init__(self, cache_dir: Path, base_url: str, username: str) -> None:
         digest = hashlib.sha256(f"{base_url}\n{username}".encode()).hexdigest()[:24]
@@ -160,9 +366,47 @@ class TokenStore:
     def load(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+            return data if isinstance(data, dict) else {"generations": None}
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError):
+            return {"generations": None}  # there is a cache, but it cannot be read: assume the cap near
+
+    @staticmethod
+    def token(data: dict[str, Any]) -> str | None:
+        token = data.get("token")
+        return token if sendable_token(token) else None
+
+    @staticmethod
+    def generations(data: dict[str, Any], now: float, cap: int) -> list[float]:
+        """Generation times of the last hour; each unreadable or future one counts as made now."""
+        if "generations" not in data:
+            return []
+        times = data["generations"]
+        if not isinstance(times, list):
+            return [now] * max(0, cap - 1)
+        recent = []
+        for t in times:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t > now:
+                recent.append(now)
+            elif t > now - 3600:
+                recent.append(float(t))
+        return recent
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held while generations are counted and a token fetched: one run at a time, across processes."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield  # no cache directory: nothing to count in, nothing to race over
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def save(self, data: dict[str, Any]) -> None:
         try:
@@ -179,14 +423,24 @@ class TokenKeeper:
     """One token for every worker and run; at most one generation in flight; never over the cap."""
 
     def __init__(self, session: requests.Session, conn: Connection, store: TokenStore, pacer: Pacer, *,
-                 clock: Callable[[], float], timeout: float, cap: int = TOKEN_CAP) -> None:
+                 clock: Callable[[], float], timeout: float, cap: int = TOKEN_CAP, retries: int = 0,
+                 sleep: Callable[[float], None] = time.sleep, stop: Callable[[], bool] = lambda: False,
+                 backoff: float = 1.0, backoff_cap: float = 30.0, rng: random.Random | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.session = session
         self.conn = conn
         self.store = store
         self.pacer = pacer
         self.clock = clock
+        self.monotonic = monotonic or clock  # for deadlines and waits; `clock` is wall time (a JWT's exp)
         self.timeout = timeout
         self.cap = cap
+        self.retries = retries
+        self.sleep = sleep
+        self.stop = stop
+        self.backoff = backoff
+        self.backoff_cap = backoff_cap
+        self.rng = rng or random.Random()
         self.generations = 0  # this run's
         self.requests = 0
         self._lock = threading.Lock()
@@ -197,11 +451,7 @@ class TokenKeeper:
         with self._lock:
             if self._token and (self._unused or not self._stale(self._token)):
                 return self._token
-            cached = self.store.load().get("token")
-            if cached and cached != self._token and not self._stale(cached):
-                self._token, self._unused = cached, False
-                return cached
-            return self._generate()
+            return self._newer_or_generated(self._token)
 
     def used(self, token: str) -> None:
         """The server accepted (did not call expired) this token once."""
@@ -213,11 +463,7 @@ class TokenKeeper:
         with self._lock:
             if self._token and self._token != token:
                 return self._token  # another worker already replaced it
-            cached = self.store.load().get("token")
-            if cached and cached != token and not self._stale(cached):
-                self._token, self._unused = cached, False  # another run refreshed it
-                return cached
-            return self._generate()
+            return self._newer_or_generated(token)
 
     def _stale(self, token: str) -> bool:
         iat, exp = jwt_times(token)
@@ -227,33 +473,88 @@ class TokenKeeper:
         margin = min(300.0, lifetime * 0.1)  # scales with the lifetime (sandbox tokens may live seconds)
         return self.clock() >= exp - margin
 
-    def _generate(self) -> str:
-        data = self.store.load()
+    def _newer_or_generated(self, dead: str | None) -> str:
+        """The cached token if another run or worker left a good one, else a new one.
+
+        The cache file's lock is held from reading the count to writing it back, so two runs
+        of one account can neither both generate nor lose each other's generations.
+        """
+        with self.store.locked():
+            data = self.store.load()
+            cached = self.store.token(data)
+            if cached and cached != dead and not self._stale(cached):
+                self._token, self._unused = cached, False
+                return cached
+            return self._generate(data)
+
+    def _generate(self, data: dict[str, Any]) -> str:
         now = self.clock()
-        recent = [t for t in data.get("generations", []) if isinstance(t, (int, float)) and t > now - 3600]
+        recent = self.store.generations(data, now, self.cap)
         if len(recent) >= self.cap:
             wait_until = time.strftime("%H:%M", time.localtime(min(recent) + 3600))
             raise AccountRefusal(f"{len(recent)} tokens were generated for user {self.conn.username} in the last "
                                  f"hour, CloudAgent's cap; the next can be had after {wait_until}")
+        kept = self.store.token(data)
+        attempts = 0
+        while True:
+            attempts += 1
+            kind, reason, wait, token = self._ask()
+            if token is not None:
+                self.generations += 1
+                recent.append(now)
+                self.store.save({"token": token, "generations": recent})
+                self._token, self._unused = token, True
+                return token
+            if kind == "ambiguous":
+                # The server may have issued (and counted) a token whose answer was lost.
+                recent.append(now)
+                self.store.save({"token": kept, "generations": recent} if kept else {"generations": recent})
+                if len(recent) >= self.cap:
+                    raise TokenUnavailable(f"could not get a token ({reason}), and the hourly cap may now be "
+                                           f"reached")
+            if attempts > self.retries:
+                tail = f" after {attempts} attempts" if attempts > 1 else ""
+                raise TokenUnavailable(f"could not reach CloudAgent for a token ({reason}){tail}")
+            delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (attempts - 1)))
+            if wait is not None:
+                delay = max(delay, wait)
+            end = self.monotonic() + delay
+            while (left := end - self.monotonic()) > 0:
+                if self.stop():
+                    raise TokenUnavailable(f"could not reach CloudAgent for a token ({reason}); the run stopped "
+                                           f"before a retry")
+                self.sleep(min(left, 0.25))
+
+    def _ask(self) -> tuple[str, str, float | None, str | None]:
+        """One Generate Token request: (fault kind, reason, Retry-After, token or None)."""
         self.pacer.wait()
         self.requests += 1
         try:
-            r = self.session.post(self.conn.base_url + TOKEN_PATH, timeout=self.timeout,
-                                  headers={"Content-Type": "application/json", "apiKey": self.conn.api_key},
-                                  data=json.dumps({"userName": self.conn.username}))
+            reply = exchange(self.session, self.conn.base_url + TOKEN_PATH,
+                             json.dumps({"userName": self.conn.username}).encode(),
+                             {"Content-Type": "application/json", "apiKey": self.conn.api_key}, self.timeout)
+        except requests.exceptions.SSLError:
+            raise AccountRefusal("TLS verification of CloudAgent's certificate failed; check the base URL "
+                                 "or REQUESTS_CA_BUNDLE") from None
         except requests.RequestException as e:
-            raise TokenUnavailable(f"could not reach CloudAgent for a token ({_transport_reason(e)})") from None
-        body = parse_answer(r.text) or {}
+            return ("transient" if _never_reached(e) else "ambiguous"), _transport_reason(e), None, None
+        status = reply.status
+        if 300 <= status < 400:
+            raise AccountRefusal(scrub(_redirect(status, reply.headers), self.conn.secrets))
+        body = parse_answer(reply.text) or {}
         token = body.get("token")
-        if r.status_code == 200 and isinstance(token, str) and token:
-            self.generations += 1
-            recent.append(now)
-            self.store.save({"token": token, "generations": recent})
-            self._token, self._unused = token, True
-            return token
-        if r.status_code >= 500 or r.status_code == 429:
-            raise TokenUnavailable(f"CloudAgent could not issue a token (HTTP {r.status_code})")
-        message = str(body.get("message") or f"HTTP {r.status_code}")
+        if status == 200 and isinstance(token, str) and token:
+            if not sendable_token(token):
+                raise AccountRefusal("CloudAgent sent a token that cannot be sent back in an HTTP header (not a "
+                                     "JWT of plain ASCII characters); it was neither used nor kept")
+            return "", "", None, token
+        wait = retry_after(reply.headers.get("Retry-After"))
+        if status in (429, 503):
+            return "transient", f"HTTP {status}", wait, None
+        if status >= 500:
+            return "ambiguous", f"HTTP {status}", wait, None
+        message = str(body.get("message") or "").strip() or (
+            f"HTTP {status}: " + (" ".join(reply.text.split())[:200] or "empty body"))
         raise AccountRefusal(scrub(f"CloudAgent refused a token for user {self.conn.username}: {message}",
                                    self.conn.secrets))
 
@@ -266,7 +567,7 @@ def _transport_reason(e: requests.RequestException) -> str:
     if isinstance(e, requests.ConnectTimeout):
         return "connection timed out"
     if isinstance(e, requests.ReadTimeout):
-        return "no answer within the timeout"
+        return "no complete answer within the timeout"
     if isinstance(e, requests.exceptions.SSLError):
         return "TLS verification failed"
     if _never_reached(e):
@@ -287,17 +588,26 @@ def _never_reached(e: requests.RequestException) -> bool:
 # ---------------------------------------------------------------------------- sending one lead
 
 def post_lead(session: requests.Session, conn: Connection, payload: bytes, token: str,
-              timeout: float) -> Verdict:
+              timeout: float, *, campaign: str = "") -> Verdict:
     """One Add Campaign Data request, its answer (or transport fault) as a Verdict."""
     headers = {"Content-Type": "application/json", "apiKey": conn.api_key, "Authorization": f"Bearer {token}"}
+    secrets = conn.secrets + (token,)
     try:
-        r = session.post(conn.base_url + ADD_PATH, data=payload, headers=headers, timeout=timeout)
+        reply = exchange(session, conn.base_url + ADD_PATH, payload, headers, timeout)
     except requests.exceptions.SSLError:
         return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
         return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
-    return classify(r.status_code, scrub(r.text, conn.secrets + (token,)), r.headers)
+    if reply.oversized:
+        verdict = classify(reply.status, "", reply.headers)
+        if verdict.kind in ("unrecognised", "rejected"):
+            verdict = Verdict("unrecognised", f"unrecognised answer (HTTP {reply.status}): longer than "
+                                              f"{BODY_CAP} bytes, not read", reply.status)
+        return verdict
+    verdict = classify(reply.status, scrub(reply.text, secrets), reply.headers, campaign)
+    verdict.message = scrub(verdict.message, secrets)  # a secret JSON-escaped in the raw text is plain here
+    return verdict
 
 
 @dataclass
@@ -310,6 +620,7 @@ class Sent:
     http_status: int | None = None
     stop: str | None = None  # None, "account" or "campaign"
     cause: str = ""  # a code of leadpush.causes, for rows that did not go through
+    probably_ours: bool = False  # `exists` after an attempt of this run whose answer was lost
 
 
 class Sender:
@@ -317,10 +628,12 @@ class Sender:
 
     def __init__(self, session: requests.Session, conn: Connection, tokens: TokenKeeper, pacer: Pacer, *,
                  clock: Callable[[], float], sleep: Callable[[float], None], timeout: float, retries: int,
-                 backoff: float = 1.0, backoff_cap: float = 30.0, rng: random.Random | None = None) -> None:
+                 backoff: float = 1.0, backoff_cap: float = 30.0, rng: random.Random | None = None,
+                 on_wait: Callable[[float, str], None] | None = None) -> None:
         self.session = session
         self.conn = conn
         self.tokens = tokens
+        self.on_wait = on_wait
         self.pacer = pacer
         self.clock = clock
         self.sleep = sleep
@@ -335,12 +648,14 @@ class Sender:
     def send(self, body: dict[str, str], stop: Callable[[], bool]) -> Sent:
         """Send one lead.
 
-        Retried: faults where the server certainly did nothing (refused, DNS, connect timeout, 429,
-        502/503/504). Faults where the lead may be stored (read timeout, dropped connection, 500) are
-        retried only with checkDuplicate TRUE, where a resend at worst answers `Number Already Exist`.
-        A resend after `Token Expired` is not a retry.
+        Resent always: faults where the server certainly did nothing (connection refused, DNS,
+        connect timeout, 429, 503). Faults where the lead may be stored (read timeout, the total
+        deadline passed, dropped connection, 500, 502, 504) are resent only with checkDuplicate
+        TRUE, where a resend at worst answers `Number Already Exist`. An answer leadpush cannot
+        recognise is never resent. A resend after `Token Expired` is not a retry.
         """
         payload = json.dumps({**body, "userName": self.conn.username}).encode()
+        campaign = body.get("campaignName", "")
         dedup = body.get("checkDuplicate", "TRUE") == "TRUE"
         attempts = retries = token_resends = 0
         last_status: int | None = None
@@ -354,7 +669,7 @@ class Sender:
             attempts += 1
             with self._count_lock:
                 self.requests += 1
-            verdict = self._exchange(payload, token)
+            verdict = self._exchange(payload, token, campaign)
             last_status = verdict.http_status
             if verdict.kind == "token-expired":
                 token_resends += 1
@@ -368,12 +683,20 @@ class Sender:
             if verdict.kind == "added":
                 return Sent(Status.ADDED, verdict.message, attempts, last_status)
             if verdict.kind == "exists":
+                if maybe_stored:
+                    return Sent(Status.EXISTS, f"stored; an earlier attempt of this run probably added it "
+                                               f"(CloudAgent: {verdict.message})", attempts, last_status,
+                                probably_ours=True)
                 return Sent(Status.EXISTS, verdict.message, attempts, last_status)
             if verdict.kind == "rejected":
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
             if verdict.kind in ("account", "campaign"):
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
                             cause=f"cloudagent.{verdict.kind}")
+            if verdict.kind == "unrecognised":
+                return Sent(Status.FAILED, f"{verdict.message}; not counted as added, and not resent (the lead "
+                                           f"may or may not have been stored)", attempts, last_status,
+                            cause="cloudagent.unrecognised")
             maybe_stored = maybe_stored or verdict.kind == "ambiguous"
             if verdict.kind == "ambiguous" and not dedup:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
@@ -381,19 +704,23 @@ class Sender:
                                            f"(a resend could add it twice)", attempts, last_status,
                             cause="send.unknown")
             if retries >= self.retries:
-                return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts",
-                            attempts, last_status, cause="send.gave_up")
+                unknown = " (an earlier attempt may have stored the lead)" if maybe_stored else ""
+                return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts{unknown}",
+                            attempts, last_status, cause="send.unknown" if maybe_stored else "send.gave_up")
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
-                delay = max(delay, min(verdict.retry_after, RETRY_AFTER_CAP))
+                delay = max(delay, verdict.retry_after)
                 if verdict.http_status == 429:
                     self.pacer.pause_until(self.clock() + delay)  # every worker backs off, not just this one
+                    if self.on_wait:
+                        self.on_wait(delay, "CloudAgent asked to slow down (429)")
             if not self._sleep(delay, stop):
                 return self._not_sent(attempts, last_status, maybe_stored)
 
-    def _exchange(self, payload: bytes, token: str) -> Verdict:
-        return post_lead(self.session, self.conn, payload, token, self.timeout)
+    def _exchange(self, payload: bytes, token: str, campaign: str = "") -> Verdict:
+        # The deadline is real time whatever clock paces the run: it bounds real sockets.
+        return post_lead(self.session, self.conn, payload, token, self.timeout, campaign=campaign)
 
     @staticmethod
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
@@ -419,24 +746,30 @@ def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
 
     The probe is an Add Campaign Data request without a campaign: CloudAgent checks the key,
     the user, the auth mode and the token before it answers "Please provide campaign details"
-    (so the sandbox does; the vendor does not document the order). A still-valid cached token
-    is used, so the check costs no generation.
+    (so the sandbox does; the vendor does not document the order). Only that answer confirms
+    the account; anything else is "could not confirm", with what came back. A still-valid
+    cached token is used, so the check costs no generation.
     """
     tokens = TokenKeeper(session, conn, TokenStore(cache_dir, conn.base_url, conn.username),
-                         Pacer(None, clock=clock, sleep=time.sleep), clock=clock, timeout=30.0)
+                         Pacer(None, clock=clock, sleep=time.sleep), clock=clock, timeout=30.0,
+                         monotonic=time.monotonic)
     payload = json.dumps({"userName": conn.username, "campaignName": ""}).encode()
-    for _ in range(2):
-        token = tokens.current()
-        verdict = post_lead(session, conn, payload, token, 30.0)
-        if verdict.kind != "token-expired":
-            break
-        tokens.expired(token)
+    try:
+        for _ in range(2):
+            token = tokens.current()
+            verdict = post_lead(session, conn, payload, token, 30.0)
+            if verdict.kind != "token-expired":
+                break
+            tokens.expired(token)
+    except TokenUnavailable as e:
+        raise AccountRefusal(f"could not confirm the account: {e}") from None
     if verdict.kind == "account":
         raise AccountRefusal(verdict.message)
     if verdict.kind == "token-expired":
-        raise AccountRefusal("CloudAgent answered 'Token Expired' to a fresh token")
-    if verdict.kind in ("transient", "ambiguous"):
-        raise TokenUnavailable(f"could not check: {verdict.message}")
+        raise AccountRefusal("could not confirm the account: CloudAgent answered 'Token Expired' to a fresh token")
+    if not (verdict.kind == "rejected" and verdict.message.lower().rstrip(". ") == "please provide campaign details"):
+        raise AccountRefusal(f"could not confirm the account: CloudAgent did not give the expected answer "
+                             f"('Please provide campaign details') but (HTTP {verdict.http_status}): {verdict.message}")
     _, exp = jwt_times(token)
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(exp)) if exp else "an unknown time"
     spent = ("a new token was generated for this check" if tokens.generations

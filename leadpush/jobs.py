@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
+from .mapping import maps_phone
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
@@ -33,6 +34,7 @@ class InputOptions:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None  # line (sheet row) of the header; None: found (below any title rows)
     checks: CheckSettings = field(default_factory=CheckSettings)
     table: str = "auto"
     results: Path | None = None
@@ -42,19 +44,23 @@ class InputOptions:
     split: bool = False  # validate: also write <stem>.valid.<ext>, the rows as they would be sent
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # masked in the log file
+    suppression: Any = None  # suppress.Suppression: do-not-call lists, screened after the checks
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
+    user_map = opts.checks.user_map
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
-                          sheet=opts.sheet, stdin=stdin)
+                          sheet=opts.sheet, stdin=stdin, header_row=opts.header_row,
+                          header_test=lambda cells: maps_phone(cells, user_map))
 
 
 def reading_notes(lead_file: LeadFile) -> list[str]:
     """What the user should know about how the file was read, before its rows."""
+    notes = []
     if lead_file.encoding_note:
-        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                f"(choose another with --encoding)."]
-    return []
+        notes.append(f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                     f"(choose another with --encoding).")
+    return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
 
 
 def _same_file(a: Path, b: str) -> bool:
@@ -74,10 +80,16 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     if opts.write_failures:
         fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
         path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
-        if _same_file(path, opts.file):
+        fed_back = not opts.failures and _same_file(path, opts.file)  # a failures file given as the input
+        if _same_file(path, opts.file) and not fed_back:
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
-        if fmt == "xlsx":
+        # upload replaces a failures file fed back in with the rows that failed again (it is written
+        # aside and moved into place once the input has been read). validate leaves it as it is: its
+        # failures are only the invalid rows, and the valid ones would be lost.
+        if fed_back and command != "upload":
+            pass
+        elif fmt == "xlsx":
             from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
 
             failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
@@ -102,6 +114,7 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         raise
     finally:
         recorder.close()
+    summary.not_lead_rows = list(lead_file.not_lead_rows)
     if results:
         summary.results_file = str(results.path)
     if failures and failures.count:
@@ -122,8 +135,11 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
                             lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary):
         record, advance = recorder.record, progress.advance
+        screen = opts.suppression.screen if opts.suppression else None
         try:
             for outcome, body in checker.check_file(lead_file):
+                if screen and screen(outcome):
+                    body = None  # a suppressed row is not among the rows as they would be sent
                 record(outcome)
                 if body is not None and split:
                     split.write(body)
@@ -133,6 +149,7 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
                 split.close(keep=False)
             raise
         summary.column_map = checker.column_map
+        note_suppression(opts, summary)
     if split:
         split.close()
         summary.split_file = str(split.path) if split.count else None
@@ -141,10 +158,19 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
     return summary
 
 
+def note_suppression(opts: InputOptions, summary: RunSummary) -> None:
+    """How many rows each do-not-call list removed, for the summary and --json."""
+    if opts.suppression:
+        counts = opts.suppression.counts
+        summary.suppressed_by = {lst.name: counts.get(lst.name, 0) for lst in opts.suppression.lists}
+
+
 def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.not_lead_rows:
+        line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
     if summary.split_file:

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from .outcomes import ConfigError, LeadpushError, RowOutcome, Status
 
-DONE = frozenset({Status.ADDED.value, Status.EXISTS.value})
+DONE = frozenset({Status.ADDED.value, Status.EXISTS.value, Status.DELETED.value})  # deleted: by an undo
 
 
 def default_journal_path(input_name: str) -> Path:

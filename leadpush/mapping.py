@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .outcomes import ConfigError, InputError
 from .readers import UNNAMED_PREFIX
@@ -56,6 +58,7 @@ _BY_ALIAS = {alias: f for f, aliases in _ALIASES.items() for alias in aliases}
 _BY_MORE_ALIAS = {alias: f for f, aliases in _MORE_ALIASES.items() for alias in aliases}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(header: str) -> str:
     """Header text as matched: case, spaces, '_', '-' and '.' do not count."""
     return _SEPARATORS.sub("", header.lower())
@@ -77,6 +80,18 @@ def parse_map_options(options: Iterable[str]) -> dict[str, str | None]:
                                   f"not by a column")
         result[normalize(header)] = target or None
     return result
+
+
+def maps_phone(cells: Iterable[object], user_map: dict[str, str | None]) -> bool:
+    """Whether a row, read as the header, would give a phone column: how a header is told from the
+    title rows a formatted report puts above it."""
+    for cell in cells:
+        norm = normalize(str(cell).strip())
+        if norm:
+            target = user_map[norm] if norm in user_map else _BY_ALIAS.get(norm)
+            if target == "phoneNumber":
+                return True
+    return False
 
 
 @dataclass
@@ -102,6 +117,16 @@ class ColumnMap:
                          ignored=self.ignored, name_parts=[index[k] for k in self.name_parts],  # type: ignore[misc]
                          other_phones=[index[k] for k in self.other_phones],  # type: ignore[misc]
                          ad_campaign=self.ad_campaign)
+
+    @cached_property
+    def sent_keys(self) -> tuple[str, ...]:
+        """The column keys whose values are sent (a field's or passed through)."""
+        return tuple(dict.fromkeys([*self.fields.values(), *(k for k, _ in self.passthrough)]))
+
+    @cached_property
+    def field_keys(self) -> tuple[str | None, ...]:
+        """The column key of each of FIELDS, in that order (None where no column feeds it)."""
+        return tuple(self.fields.get(f) for f in FIELDS)
 
 
 def build_column_map(columns: Iterable[str], user_map: dict[str, str | None], *,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 
 class Status(str, Enum):
@@ -12,12 +16,14 @@ class Status(str, Enum):
 
     VALID = "valid"  # dry run: would be sent
     INVALID = "invalid"  # failed a local check, never sent
-    SKIPPED = "skipped"  # deliberately not sent (duplicate in the file, done in an earlier run)
+    SKIPPED = "skipped"  # deliberately not sent (duplicate in the file, done in an earlier run, loaded lately)
     ADDED = "added"  # CloudAgent stored it
     EXISTS = "exists"  # CloudAgent already had it (checkDuplicate TRUE)
     REJECTED = "rejected"  # CloudAgent refused it
     FAILED = "failed"  # no verdict could be obtained (faults, retries exhausted, outcome unknown)
     ABORTED = "aborted"  # never sent because the run, or its campaign, stopped
+    SUPPRESSED = "suppressed"  # on a do-not-call list: never sent, and not a failure
+    DELETED = "deleted"  # undo: CloudAgent deleted the lead a run had added
 
     def __str__(self) -> str:
         return self.value
@@ -26,7 +32,7 @@ class Status(str, Enum):
 # Rows with these statuses go to the failures file and make the exit code 1.
 FAILURE_STATUSES = frozenset({Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED})
 # How summaries list them: what went through first, then what needs the user's attention.
-STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.SKIPPED,
+STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.DELETED, Status.SKIPPED, Status.SUPPRESSED,
                 Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED]
 
 
@@ -102,8 +108,26 @@ def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Text with every secret (API key, token) replaced, for anything that leaves the process."""
+    """Text with every secret (API key, token) replaced, for anything that leaves the process.
+
+    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded); each
+    spelling is replaced, longest first, so no part of one survives.
+    """
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            for spelling in _spellings(secret):
+                if spelling in text:
+                    text = text.replace(spelling, "***")
     return text
+
+
+@lru_cache(maxsize=16)
+def _spellings(secret: str) -> tuple[str, ...]:
+    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded."""
+    json_escaped = json.dumps(secret)[1:-1]
+    forms = {secret, json_escaped, json.dumps(secret, ensure_ascii=False)[1:-1],
+             json_escaped.replace("/", "\\/"), secret.replace("/", "\\/")}
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
+    return tuple(sorted(forms, key=len, reverse=True))

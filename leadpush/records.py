@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -115,6 +115,9 @@ class FailuresWriter:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
             self._keep = [i for i, c in enumerate(columns) if not c.strip().lower().startswith(IGNORED_PREFIX)]
+            # A failures file fed back in keeps the row numbers of the file the rows first came from.
+            self._first_row = next((i for i, c in enumerate(columns) if c.strip().lower() == FAILURE_COLUMNS[0]),
+                                   None)
             self._csv = csv.writer(self._out.file)
             self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
 
@@ -123,12 +126,18 @@ class FailuresWriter:
         source = o.source or {}
         if self.jsonl:
             pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
-            pairs.update(leadpush_row=o.row, leadpush_status=o.status.value, leadpush_error=o.message)
+            first = source.get(FAILURE_COLUMNS[0]) if isinstance(source, dict) else None
+            pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
+                         leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
         else:
             values = source if isinstance(source, list) else list(source.values())
+            row: Any = o.row
+            if self._first_row is not None and self._first_row < len(values):
+                first = str(values[self._first_row]).strip()
+                row = first if first.isdigit() else row
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
-                               + [o.row, o.status.value, formula_safe(o.message)])
+                               + [row, o.status.value, formula_safe(o.message)])
 
     def close(self, run_counts: Counter[Status] | None = None) -> None:
         """Move the file into place (`run_counts` is for the workbook's Summary; a CSV or JSONL has none)."""
@@ -200,11 +209,16 @@ def failures_format(path: Path | None, chosen: str | None, input_format: str) ->
         return fmt
     if path:
         return by_suffix or FailuresFormat.CSV
-    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL,
-            "xlsx": FailuresFormat.XLSX}.get(input_format, FailuresFormat.CSV)
+    return {"json": FailuresFormat.JSONL, "jsonl": FailuresFormat.JSONL, "xlsx": FailuresFormat.XLSX,
+            # every workbook in gets a workbook out; leadpush writes .xlsx
+            "xls": FailuresFormat.XLSX, "xlsb": FailuresFormat.XLSX, "ods": FailuresFormat.XLSX,
+            }.get(input_format, FailuresFormat.CSV)
 
 
 def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:
+    p = Path(input_name)
+    if p.stem.endswith(".failures"):  # a failures file fed back in: its failures go back to it
+        input_name = str(p.with_name(p.stem[: -len(".failures")] + p.suffix))
     return sibling_path(input_name, "failures", fmt or failures_format(None, None, input_format))
 
 
@@ -299,6 +313,13 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
+    not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
+    run: int | None = None  # this run's id in the run ledger
+    undo_of: int | None = None  # undo: the ledger run it undid
+    # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
+    exists_after_our_attempt: int | None = None
 
     def note_items(self) -> list[tuple[str, int]]:
         """(note code, rows), most rows first."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -16,7 +18,6 @@ from rich.progress import (
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +30,7 @@ TOP_CAUSES = 5  # causes listed in the terminal summary; --json lists them all
 
 STATUS_STYLES = {
     Status.VALID: "green", Status.ADDED: "green", Status.EXISTS: "cyan", Status.SKIPPED: "yellow",
+    Status.SUPPRESSED: "yellow", Status.DELETED: "green",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
 
@@ -61,7 +63,11 @@ def print_table(console: Console, summary: RunSummary) -> None:
 
 def print_summary(console: Console, summary: RunSummary) -> None:
     rec = summary.recorder
-    parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]" for s, n in summary.count_items()]
+    ours = summary.exists_after_our_attempt
+    parts = [f"[{STATUS_STYLES[s]}]{n} {s.value}[/]"
+             + (f" ({ours} of them probably added by this run: an earlier attempt's answer was lost)"
+                if s is Status.EXISTS and ours else "")
+             for s, n in summary.count_items()]
     console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
     causes = summary.cause_items()
     if causes:
@@ -88,6 +94,13 @@ def print_summary(console: Console, summary: RunSummary) -> None:
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+    if summary.not_lead_rows:
+        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        more = len(summary.not_lead_rows) - len(shown)
+        console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
+                      + (f"; and {more} more" if more > 0 else ""))
+    for name, n in (summary.suppressed_by or {}).items():
+        console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:
@@ -98,6 +111,10 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             n = summary.token_generations
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
+    if summary.run is not None:
+        run = summary.run
+        console.print(f"Run {run} in the ledger (leadpush history {run}"
+                      + (f"; leadpush undo {run})" if summary.command == "upload" else ")"))
     if summary.results_file:
         console.print(f"Results: {escape(summary.results_file)}")
     if summary.failures_file:
@@ -122,6 +139,8 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
             "passthrough": [sent for _, sent in cmap.passthrough],
             "ignored": cmap.ignored,
         },
+        "not_lead_rows": [{"row": line, "kind": kind, "text": text}
+                          for line, kind, text in summary.not_lead_rows],
         "causes": [{"cause": code, "rows": n, "field": describe(code).field, "label": describe(code).label,
                     "hint": describe(code).hint} for code, n in summary.cause_items()],
         "notes": [{"note": code, "rows": n, "label": describe(code).label} for code, n in summary.note_items()],
@@ -141,18 +160,132 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["requests"] = summary.requests
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
+        obj["exists_after_our_attempt"] = summary.exists_after_our_attempt
+    for name in ("suppressed_by", "run", "undo_of"):
+        if getattr(summary, name) is not None:
+            obj[name] = getattr(summary, name)
     return obj
 
 
+def print_runs(console: Console, runs: list[dict[str, Any]]) -> None:
+    """`leadpush history`: recent runs, newest first."""
+    from .ledger import local_time  # noqa: PLC0415
+
+    if not runs:
+        console.print("No runs in the ledger yet.")
+        return
+    table = Table(title="Recent runs", title_justify="left")
+    for name in ("run", "command", "started", "ended", "user", "input", "counts", "exit"):
+        table.add_column(name, justify="right" if name in ("run", "exit") else "left")
+    for r in runs:
+        counts = ", ".join(f"{n} {s}" for s, n in r["counts"].items())
+        what = r["input_name"] or (f"undo of run {r['undo_of']}" if r["undo_of"] else "")
+        table.add_row(str(r["id"]), r["command"], local_time(r["started_at"]),
+                      local_time(r["ended_at"]) or "[magenta]did not finish[/]", escape(r["username"]),
+                      escape(what), escape(counts), "" if r["exit_code"] is None else str(r["exit_code"]))
+    console.print(table)
+
+
+def print_run(console: Console, run: dict[str, Any], leads: list[dict[str, Any]], *, limit: int = 200) -> None:
+    """`leadpush history RUN`: one run's facts, counts and rows."""
+    from .ledger import local_time  # noqa: PLC0415
+
+    console.print(f"Run {run['id']}: {run['command']} of {escape(run['input_name'] or '-')}"
+                  + (f" (undo of run {run['undo_of']})" if run["undo_of"] else ""))
+    console.print(f"User {escape(run['username'])} at {escape(run['base_url'])}"
+                  + (f", profile {escape(run['profile'])}" if run["profile"] else ""))
+    console.print(f"Started {local_time(run['started_at'])}, "
+                  + (f"ended {local_time(run['ended_at'])}, exit {run['exit_code']}" if run["ended_at"]
+                     else "did not finish (stopped or killed)"))
+    if run["input_sha256"]:
+        console.print(f"Input sha256 {run['input_sha256']}")
+    counts = ", ".join(f"{n} {s}" for s, n in run["counts"].items())
+    console.print(f"Counts: {counts or 'none'}")
+    if not leads:
+        return
+    table = Table(title=f"Leads of run {run['id']}", title_justify="left")
+    for name in ("row", "campaign", "phone", "status", "time"):
+        table.add_column(name, justify="right" if name == "row" else "left")
+    for lead in leads[:limit]:
+        table.add_row(str(lead["row"] or ""), escape(lead["campaign"]), escape(lead["phone"]), lead["status"],
+                      local_time(lead["at"]))
+    console.print(table)
+    if len(leads) > limit:
+        console.print(f"... and {len(leads) - limit} more: --results PATH writes them all.")
+
+
+class RateWindow:
+    """Rows per minute over the last minute of wall time, waits included, and the ETA that follows.
+
+    rich's own speed samples only the moments rows finish, so a run that CloudAgent throttles
+    (bursts, then a 50-second wait) would show the bursts' rate and a hopeful ETA.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = 60.0) -> None:
+        self.clock = clock
+        self.window = window
+        self.started = clock()
+        self.done = 0
+        self._samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+        self.wait_until = 0.0
+        self.wait_reason = ""
+
+    def advance(self, n: int = 1) -> None:
+        now = self.clock()
+        self.done += n
+        self._samples.append((now, self.done))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self.wait_until = max(self.wait_until, self.clock() + seconds)
+        self.wait_reason = reason
+
+    def per_minute(self) -> float | None:
+        now = self.clock()
+        since, done_then = self._samples[0]
+        if now - since <= 0 or self.done == done_then:
+            return None if now - self.started < self.window else 0.0
+        return (self.done - done_then) / (now - since) * 60
+
+    def eta(self, total: int | None) -> float | None:
+        rate = self.per_minute()
+        if total is None or not rate:
+            return None
+        return max((total - self.done) / rate * 60, self.wait_until - self.clock())
+
+    def note(self) -> str:
+        left = self.wait_until - self.clock()
+        return f"waiting {left:.0f} s: {self.wait_reason}" if left >= 0.5 else ""
+
+
 class _RateColumn(ProgressColumn):
-    """Rows per minute, the unit CloudAgent's rate limit is given in."""
+    """Rows per minute, the unit CloudAgent's rate limit is given in, over a window that includes waits."""
 
     def render(self, task: Any) -> Text:
-        return Text(f"{task.speed * 60:.0f}/min" if task.speed else "–/min")
+        rate = task.fields["window"].per_minute()
+        return Text(f"{rate:.0f}/min" if rate is not None else "–/min")
+
+
+class _EtaColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        eta = task.fields["window"].eta(None if task.total is None else int(task.total))
+        if eta is None:
+            return Text("ETA –")
+        minutes, seconds = divmod(int(eta), 60)
+        return Text(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
+
+
+class _NoteColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(task.fields["window"].note(), style="yellow")
 
 
 class _NoProgress:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def waiting(self, seconds: float, reason: str) -> None:
         pass
 
     def set_total(self, total: int | None) -> None:
@@ -160,12 +293,17 @@ class _NoProgress:
 
 
 class _RichProgress:
-    def __init__(self, progress: Progress, task: Any) -> None:
+    def __init__(self, progress: Progress, task: Any, window: RateWindow) -> None:
         self._progress = progress
         self._task = task
+        self._window = window
 
     def advance(self, n: int = 1) -> None:
+        self._window.advance(n)
         self._progress.advance(self._task, n)
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self._window.waiting(seconds, reason)
 
     def set_total(self, total: int | None) -> None:
         self._progress.update(self._task, total=total)
@@ -179,8 +317,8 @@ def progress_bar(stream: IO[str], label: str, *, enabled: bool, total: int | Non
         return
     console = Console(file=stream, force_terminal=True)  # enabled means: the caller knows it is a terminal
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
-               _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
+               _RateColumn(), TimeElapsedColumn(), _EtaColumn(), _NoteColumn()]
+    window = RateWindow()
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield _RichProgress(progress, task)
+        task = progress.add_task(label, total=total, window=window)
+        yield _RichProgress(progress, task, window)

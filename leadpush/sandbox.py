@@ -14,20 +14,24 @@ import json
 import math
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .outcomes import ConfigError
 from .settings import load_toml
 
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"
 ADD_PATH = "/ca_apis/AddCampaignData"
+DELETE_PATH = "/ca_apis/deleteCampaignData"
 DEMO_USER = "demo"
 DEMO_KEY = "demo-key"
 CAMPAIGN_TYPES = ("progressive", "predictive", "preview", "ivr", "agent-wise", "skill-wise", "inbound")
@@ -73,8 +77,15 @@ AGENT_MISSING = b'"status": "FAIL", "message": "Agent Is Empty!"'
 AGENT_EMPTY = b'"status": "FAIL",\n"message": "Agent Is Empty!"'
 AGENT_UNKNOWN = b'"status": "FAIL",\n"message": "Agent is not correctly mapped!"'
 SKILL_INVALID = b'"status": "FAIL",\n"message": "Please provide valid skill"'
+DND_NUMBER = {"status": "FAIL", "message": "PhoneNumber Added is a DND Number"}  # the legacy APIs' answer
 NUMBER_EXISTS = {"status": "SUCCESS", "message": "Number Already Exist"}
 NUMBER_EXISTED = {"status": "Success", "message": "Number Already Existed"}
+# Delete Campaign Data: the messages are the vendor's; the status values are not documented (a choice).
+DELETED = {"status": "Success", "message": "Deleted Successfully"}
+DELETE_NO_CAMPAIGN = {"status": "Error", "message": "Campaign should not be null are empty"}
+DELETE_BAD_CAMPAIGN = {"status": "Error", "message": "Passed campaign are invalid"}
+DELETE_NO_PHONE = {"status": "Error", "message": "PhoneNumber should not be null are empty"}
+DELETE_NO_RECORD = {"status": "Error", "message": "No Record Found"}
 TOKEN_USER_NULL = _false("UserName is null")
 TOKEN_BAD_LOGIN = _false("Invalid userName or apiKey")
 # Not documented by the vendor (the cap is, its answer is not): the sandbox's choice.
@@ -83,6 +94,18 @@ HTML_503 = (b"<html><head><title>503 Service Unavailable</title></head>"
             b"<body><h1>Service Unavailable</h1></body></html>")
 HTML_429 = (b"<html><head><title>429 Too Many Requests</title></head>"
             b"<body><h1>Too Many Requests</h1></body></html>")
+HTML_GATEWAY = b"<html><head><title>%d Gateway Error</title></head><body><h1>Gateway Error</h1></body></html>"
+# Faults a config's [faults] table may set (the keyword arguments of SandboxState of the same names).
+FAULTS: dict[str, type | tuple[type, ...]] = {
+    "gateway_rate": (int, float), "gateway_status": int, "redirect_status": int, "redirect_to": str,
+    "token_expired_status": int, "retry_after": str,
+}
+# Fields of one scripted answer ([[answers]] in a config, or `answers=` in Python).
+ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "phone": str, "status": int, "body": str, "content_type": str, "headers": dict, "store": bool,
+    "drop": bool, "trickle_ms": (int, float), "trickle_headers": bool, "pad_bytes": int, "length": bool,
+    "times": int,
+}
 
 
 @dataclass
@@ -95,6 +118,9 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     outcome: str = ""  # for stats and the log
+    trickle_ms: float = 0.0  # the body goes out one byte at a time, this long apart
+    trickle_headers: bool = False  # ... and the status line and headers too
+    length: bool = True  # send Content-Length; without it the body ends when the connection closes
 
     @classmethod
     def json(cls, obj: dict[str, Any], outcome: str) -> Answer:
@@ -114,6 +140,17 @@ class Campaign:
     skills: set[str] = field(default_factory=set)
     leads: list[dict[str, Any]] = field(default_factory=list)
     numbers: Counter[str] = field(default_factory=Counter)
+    deletions: Counter[str] = field(default_factory=Counter)  # per number: requests that removed leads
+
+    def delete(self, phone: str) -> int:
+        """Remove every lead with this number; how many there were."""
+        kept = [lead for lead in self.leads if str(lead.get("phoneNumber")) != phone]
+        removed = len(self.leads) - len(kept)
+        if removed:
+            self.leads = kept
+            del self.numbers[phone]
+            self.deletions[phone] += 1
+        return removed
 
     def store(self, lead: dict[str, Any]) -> None:
         self.leads.append(lead)
@@ -127,6 +164,7 @@ class Account:
     auth_mode: str
     campaigns: dict[str, Campaign]
     token_id: int | None = None  # the one live token; a newer one kills the older
+    dnd: set[str] = field(default_factory=set)  # numbers answered "PhoneNumber Added is a DND Number"
     generations: deque[float] = field(default_factory=deque)
 
 
@@ -158,7 +196,11 @@ def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
             for number in c.get("numbers", []):
                 camp.store({"phoneNumber": str(number), "preexisting": True})
             campaigns[camp.name] = camp
-        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns)
+        dnd = a.get("dnd_numbers", [])
+        if not isinstance(dnd, list):
+            raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
+        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
+                                 dnd={str(n).strip() for n in dnd})
     return accounts
 
 
@@ -177,8 +219,25 @@ class SandboxState:
                  token_ttl: float = 3600.0, token_cap: int = 10, rate_limit: int = 100,
                  latency_ms: float = 0.0, jitter_ms: float = 0.0, fail_rate: float = 0.0,
                  drop_rate: float = 0.0, seed: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gateway_rate: float | None = None,
+                 gateway_status: int | None = None, redirect_status: int | None = None,
+                 redirect_to: str | None = None, token_expired_status: int | None = None,
+                 retry_after: str | None = None, answers: list[dict[str, Any]] | None = None) -> None:
         self.config = config or DEMO_CONFIG
+        faults = _faults(self.config, source)
+        given = {"gateway_rate": gateway_rate, "gateway_status": gateway_status, "redirect_status": redirect_status,
+                 "redirect_to": redirect_to, "token_expired_status": token_expired_status,
+                 "retry_after": retry_after}
+        faults.update({k: v for k, v in given.items() if v is not None})
+        self.gateway_rate = float(faults.get("gateway_rate", 0.0))
+        self.gateway_status = int(faults.get("gateway_status", 504))
+        self.redirect_status = int(faults.get("redirect_status", 0)) or None
+        self.redirect_to = faults.get("redirect_to")
+        if self.redirect_status and not self.redirect_to:
+            raise ConfigError(f"{source}: redirect_status needs redirect_to (the address to send clients to)")
+        self.token_expired_status = int(faults.get("token_expired_status", 200))
+        self.retry_after = faults.get("retry_after")  # None: seconds; "date": an HTTP-date; else sent as is
+        self.answers = _answers(self.config.get("answers", []) if answers is None else answers, source)
         self.source = source
         self.token_ttl = token_ttl
         self.token_cap = token_cap
@@ -200,12 +259,16 @@ class SandboxState:
             self.rng = random.Random(self.seed)
             self.token_serial = 0
             self.windows: dict[str, deque[float]] = {}
-            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter()}
+            self.stats: dict[str, Counter[str]] = {"generateToken": Counter(), "AddCampaignData": Counter(),
+                                                  "deleteCampaignData": Counter()}
             self.tokens_issued = 0
             self._arrivals_1s: deque[float] = deque()
             self._arrivals_60s: deque[float] = deque()
             self.busiest_1s = 0
             self.busiest_60s = 0
+            self.scripts: dict[str, deque[dict[str, Any]]] = {}
+            for a in self.answers:
+                self.scripts.setdefault(a["phone"], deque()).append(dict(a, left=a.get("times", 1)))
 
     # ------------------------------------------------------------------ tokens
 
@@ -287,8 +350,12 @@ class SandboxState:
             window.popleft()
         if len(window) >= self.rate_limit:
             retry_after = max(1, math.ceil(window[0] + 60 - now))
+            if self.retry_after == "date":  # an HTTP-date is wall time, whatever clock the sandbox runs on
+                header = formatdate(time.time() + retry_after, usegmt=True)
+            else:
+                header = self.retry_after or str(retry_after)
             return Answer(status=429, body=HTML_429, content_type="text/html",
-                          headers={"Retry-After": str(retry_after)}, outcome="http-429")
+                          headers={"Retry-After": header}, outcome="http-429")
         window.append(now)
         return None
 
@@ -300,12 +367,56 @@ class SandboxState:
         if self.fail_rate and self.rng.random() < self.fail_rate:
             return Answer(status=503, body=HTML_503, content_type="text/html", outcome="http-503")
         drop = bool(self.drop_rate) and self.rng.random() < self.drop_rate
+        gateway = bool(self.gateway_rate) and self.rng.random() < self.gateway_rate
         answer = self._decide(headers, raw, api_key, now)
-        answer.drop = drop
+        if gateway:
+            # The backend did its work (stored the lead, perhaps); the gateway answers an error.
+            answer = Answer(status=self.gateway_status, body=HTML_GATEWAY % self.gateway_status,
+                            content_type="text/html", outcome=f"http-{self.gateway_status}-after-{answer.outcome}")
+        answer.drop = answer.drop or drop
         return answer
 
-    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+    def delete_campaign_data(self, headers: dict[str, str], raw: bytes) -> tuple[Answer, float]:
+        """Delete Campaign Data: the same auth, rate limit, faults and latency as Add Campaign Data."""
+        with self.lock:
+            now = self.clock()
+            api_key = headers.get("apikey", "").strip()
+            answer = self._rate_limited(f"delete:{api_key or '-'}", now)
+            if answer is None and self.fail_rate and self.rng.random() < self.fail_rate:
+                answer = Answer(status=503, body=HTML_503, content_type="text/html", outcome="http-503")
+            if answer is None:
+                drop = bool(self.drop_rate) and self.rng.random() < self.drop_rate
+                answer = self._delete(headers, raw, api_key, now)
+                answer.drop = drop
+            self.stats["deleteCampaignData"][answer.outcome] += 1
+            delay = 0.0
+            if self.latency_ms or self.jitter_ms:
+                delay = max(0.0, self.latency_ms + self.rng.uniform(-self.jitter_ms, self.jitter_ms)) / 1000
+            return answer, delay
+
+    def _delete(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
         body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
+        name = body.get("campaignName")
+        if name is None or str(name).strip() == "":
+            return Answer.json(DELETE_NO_CAMPAIGN, "no-campaign")
+        campaign = account.campaigns.get(str(name))
+        if campaign is None:
+            return Answer.json(DELETE_BAD_CAMPAIGN, "unknown-campaign")
+        phone = body.get("phoneNumber")
+        if phone is None or str(phone).strip() == "":
+            return Answer.json(DELETE_NO_PHONE, "no-phone")
+        if not campaign.delete(str(phone).strip()):
+            return Answer.json(DELETE_NO_RECORD, "no-record")
+        return Answer.json(DELETED, "deleted")
+
+    def _refuse_account(self, headers: dict[str, str], body: dict[str, Any] | None, api_key: str,
+                        now: float) -> Answer | None:
+        """The checks every token-auth API makes before looking at the request itself."""
         if body is None:
             return Answer(status=400, body=json.dumps(_false("Invalid request body")).encode(), outcome="bad-body")
         # As documented: a missing apiKey header has its own answer; an empty or wrong one
@@ -320,14 +431,25 @@ class SandboxState:
             return Answer.json(INVALID_USER, "invalid-user")
         if account.auth_mode != "TOKEN_AUTH":
             return Answer.json(INVALID_ACTION, "invalid-action")
-        token = headers.get("authorization", "").strip()
-        if token.lower().startswith("bearer"):
-            token = token[6:].strip()
+        token = _bearer(headers)
         if not token or token.lower() in ("null", "undefined"):
             return Answer.json(TOKEN_EMPTY, "token-empty")
         if not self._token_ok(token, account, now):
-            return Answer.json(TOKEN_EXPIRED, "token-expired")
+            expired = Answer.json(TOKEN_EXPIRED, "token-expired")
+            expired.status = self.token_expired_status
+            return expired
+        return None
 
+    def _decide(self, headers: dict[str, str], raw: bytes, api_key: str, now: float) -> Answer:
+        body = _json_body(raw)
+        refused = self._refuse_account(headers, body, api_key, now)
+        if refused is not None:
+            return refused
+        assert body is not None
+        account = self.accounts[str(body["userName"])]
+        script = self.scripts.get(str(body.get("phoneNumber") or ""))  # "": requests without a phone
+        if script:
+            return self._scripted(script, body, account, api_key, _bearer(headers), now)
         name = body.get("campaignName")
         if name is None or str(name).strip() == "":
             return Answer.json(NO_CAMPAIGN, "no-campaign")
@@ -357,6 +479,8 @@ class SandboxState:
                 return Answer.raw(AGENT_UNKNOWN, "agent-unknown")
         if campaign.type == "skill-wise" and str(body.get("skill") or "").strip() not in campaign.skills:
             return Answer.raw(SKILL_INVALID, "skill-invalid")
+        if phone in account.dnd:
+            return Answer.json(DND_NUMBER, "dnd")
         if str(body.get("checkDuplicate", "")).strip().upper() == "TRUE" and campaign.numbers[phone]:
             return Answer.json(NUMBER_EXISTED if campaign.type == "skill-wise" else NUMBER_EXISTS, "exists")
 
@@ -364,6 +488,30 @@ class SandboxState:
         lead["received_at"] = now
         campaign.store(lead)
         return Answer.json(self._stored_message(campaign, body), "added")
+
+    def _scripted(self, script: deque[dict[str, Any]], body: dict[str, Any], account: Account, api_key: str,
+                  token: str, now: float) -> Answer:
+        """The next configured answer for this phone; stores the lead first if it says so."""
+        entry = script[0]
+        if entry["left"] > 0:
+            entry["left"] -= 1
+            if entry["left"] == 0:
+                script.popleft()
+        campaign = account.campaigns.get(str(body.get("campaignName")))
+        if entry.get("store") and campaign is not None:
+            lead = {k: v for k, v in body.items() if k != "userName"}
+            lead["received_at"] = now
+            campaign.store(lead)
+        text = (entry.get("body", "").replace("{api_key}", api_key)
+                .replace("{api_key_json}", json.dumps(api_key)[1:-1].replace("/", "\\/"))
+                .replace("{api_key_url}", quote(api_key, safe="")).replace("{token}", token))
+        status = int(entry.get("status", 200))
+        return Answer(status=status, body=text.encode() + b" " * int(entry.get("pad_bytes", 0)),
+                      content_type=entry.get("content_type", "application/json"),
+                      headers={str(k): str(v) for k, v in entry.get("headers", {}).items()},
+                      drop=bool(entry.get("drop")), outcome=f"scripted-{status}",
+                      trickle_ms=float(entry.get("trickle_ms", 0)), length=bool(entry.get("length", True)),
+                      trickle_headers=bool(entry.get("trickle_headers", False)))
 
     @staticmethod
     def _stored_message(campaign: Campaign, body: dict[str, Any]) -> dict[str, Any]:
@@ -389,7 +537,7 @@ class SandboxState:
     def leads_view(self) -> dict[str, Any]:
         with self.lock:
             return {"accounts": {a.user: {"campaigns": {c.name: {
-                "type": c.type, "started": c.started, "leads": list(c.leads)}
+                "type": c.type, "started": c.started, "leads": list(c.leads), "deletions": dict(c.deletions)}
                 for c in a.campaigns.values()}} for a in self.accounts.values()}}
 
     def stats_view(self) -> dict[str, Any]:
@@ -397,6 +545,38 @@ class SandboxState:
             return {"requests": {k: dict(v) for k, v in self.stats.items()},
                     "tokens_issued": self.tokens_issued,
                     "busiest_1s": self.busiest_1s, "busiest_60s": self.busiest_60s}
+
+
+def _faults(config: dict[str, Any], source: str) -> dict[str, Any]:
+    faults = config.get("faults", {})
+    if not isinstance(faults, dict):
+        raise ConfigError(f"{source}: [faults] must be a table")
+    for key, value in faults.items():
+        if key not in FAULTS:
+            raise ConfigError(f"{source}: [faults]: unknown setting {key!r} (known: {', '.join(FAULTS)})")
+        if not isinstance(value, FAULTS[key]) or isinstance(value, bool):
+            raise ConfigError(f"{source}: [faults]: {key} has the wrong type ({type(value).__name__})")
+    return dict(faults)
+
+
+def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: answers must be a list of [[answers]] tables")
+    for a in entries:
+        if not isinstance(a, dict) or "phone" not in a:
+            raise ConfigError(f"{source}: every [[answers]] table needs a phone")
+        for key, value in a.items():
+            if key not in ANSWER_FIELDS:
+                raise ConfigError(f"{source}: [[answers]]: unknown field {key!r} (known: {', '.join(ANSWER_FIELDS)})")
+            expected = ANSWER_FIELDS[key]
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+                raise ConfigError(f"{source}: [[answers]]: {key} has the wrong type ({type(value).__name__})")
+    return [dict(a, phone=str(a["phone"])) for a in entries]
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    token = headers.get("authorization", "").strip()
+    return token[6:].strip() if token.lower().startswith("bearer") else token
 
 
 def _numeric(t: float) -> int | float:
@@ -446,18 +626,43 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.length:
+            self.send_header("Content-Length", str(len(answer.body)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         for k, v in answer.headers.items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(answer.body)
+        if answer.trickle_ms and answer.trickle_headers:
+            head: list[bytes] = getattr(self, "_headers_buffer", [])  # http.server's own, unsent yet
+            body = memoryview(b"".join(head) + b"\r\n" + answer.body)  # sent below, a byte at a time
+            head.clear()
+        else:
+            self.end_headers()
+            body = memoryview(answer.body)
+        step = 1 if answer.trickle_ms else 1 << 16
+        try:
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.sandbox.written[answer.outcome] += len(body[i:i + step])
+                if answer.trickle_ms:
+                    self.wfile.flush()
+                    self.sandbox.sleep(answer.trickle_ms / 1000)
+        except OSError:
+            self.close_connection = True  # the client stopped reading (a deadline, a size cap)
 
     def do_POST(self) -> None:  # noqa: N802 — http.server's naming
         raw = self._read()
         headers = {k.lower(): v for k, v in self.headers.items()}
         state = self.sandbox.state
         path = self.path.split("?")[0]
-        if path == TOKEN_PATH:
+        if state.redirect_status and not path.startswith("/sandbox/"):
+            answer, delay = Answer(status=state.redirect_status, content_type="text/html",
+                                   headers={"Location": str(state.redirect_to).rstrip("/") + path},
+                                   outcome=f"redirect-{state.redirect_status}"), 0.0
+            with state.lock:
+                state.stats["AddCampaignData" if path == ADD_PATH else "generateToken"][answer.outcome] += 1
+        elif path == TOKEN_PATH:
             answer, delay = state.generate_token(headers, raw), 0.0
         elif path == ADD_PATH:
             answer, delay = state.add_campaign_data(headers, raw)
@@ -471,6 +676,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.log_request(self.command, path, raw, answer)
         self._send(answer)
 
+    def do_DELETE(self) -> None:
+        raw = self._read()
+        path = self.path.split("?")[0]
+        state = self.sandbox.state
+        if state.redirect_status and path == DELETE_PATH:
+            answer, delay = Answer(status=state.redirect_status, content_type="text/html",
+                                   headers={"Location": str(state.redirect_to).rstrip("/") + path},
+                                   outcome=f"redirect-{state.redirect_status}"), 0.0
+            with state.lock:
+                state.stats["deleteCampaignData"][answer.outcome] += 1
+        elif path == DELETE_PATH:
+            answer, delay = self.sandbox.state.delete_campaign_data({k.lower(): v for k, v in self.headers.items()},
+                                                                    raw)
+        else:
+            answer, delay = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                                   content_type="text/html", headers={"Allow": "POST"}, outcome="405"), 0.0
+        if delay:
+            self.sandbox.sleep(delay)
+        self.sandbox.log_request(self.command, path, raw, answer)
+        self._send(answer)
+
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
         state = self.sandbox.state
@@ -478,6 +704,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = Answer(body=json.dumps(state.leads_view()).encode())
         elif path == "/sandbox/stats":
             answer = Answer(body=json.dumps(state.stats_view()).encode())
+        elif path == DELETE_PATH:
+            answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+                            content_type="text/html", headers={"Allow": "DELETE"})
         elif path in (TOKEN_PATH, ADD_PATH):
             answer = Answer(status=405, body=b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
                             content_type="text/html", headers={"Allow": "POST"})
@@ -486,27 +715,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a deadline, a size cap, a quit): nothing to report
+        super().handle_error(request, client_address)
+
+
 class Sandbox:
     """A sandbox server on a background thread: `with Sandbox() as sb: sb.base_url`."""
 
     def __init__(self, config: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
-                 **state_options: Any) -> None:
+                 tls: tuple[str, str] | None = None, **state_options: Any) -> None:
+        """`tls=(certificate file, key file)` serves https (for a redirect from https to http, say)."""
         self.state = SandboxState(config, **state_options)
         self.sleep = sleep
+        self.written: Counter[str] = Counter()  # body bytes written, by outcome (what a client made us send)
         self._log = log
         handler = type("Handler", (_Handler,), {"sandbox": self})
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = _Server((host, port), handler)
         except OSError as e:
             raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror})") from None
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            import ssl  # noqa: PLC0415 — only for the rare https sandbox
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def log_request(self, method: str, path: str, raw: bytes, answer: Answer) -> None:
         if self._log is None:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .checks import CampaignType, PhoneFormat
+from .ledger import SkipScope, parse_window
 from .outcomes import ConfigError
 
 # Settings a profile may hold, with the type its value must have.
@@ -24,6 +25,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate": str, "workers": int, "retries": int, "timeout": (int, float),
     "campaign": str, "skill": str, "agent_id": str, "priority": (str, int), "expiry_date": str,
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
+    "suppress": list, "skip_loaded_within": str, "skip_scope": str,
 }
 SECRET = "api_key"
 DEFAULT_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
@@ -73,6 +75,9 @@ class RunSettings:
     region: str | None = None
     phone_format: PhoneFormat = PhoneFormat.AS_IS
     campaign_type: CampaignType = CampaignType.ANY
+    suppress: list[str] | None = None  # do-not-call list files
+    skip_loaded_within: str | None = None  # such as 30d: see ledger.parse_window
+    skip_scope: SkipScope = SkipScope.CAMPAIGN
     # name -> where its value came from, for config show and for errors
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -190,6 +195,18 @@ def check_setting(name: str, value: Any, source: str) -> Any:
         return _choice(CampaignType, value, where)
     if name == "priority":
         return str(value)
+    if name == "skip_scope":
+        return _choice(SkipScope, value, where)
+    if name == "skip_loaded_within":
+        try:
+            parse_window(str(value))
+        except ConfigError:
+            raise ConfigError(f"{where} must be a duration such as 30d, 12h or 2w, not {value!r}") from None
+        return str(value)
+    if name == "suppress":
+        if not isinstance(value, list) or not all(isinstance(v, (str, Path)) for v in value):
+            raise ConfigError(f"{where} must be a list of file names")
+        return [str(v) for v in value] or None
     return value
 
 

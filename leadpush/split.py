@@ -16,7 +16,8 @@ from .records import _AtomicFile, sibling_path
 # Every request carries these; the other fields only where a column or a default gives them.
 _ALWAYS = ("campaignName", "phoneNumber", "checkDuplicate")
 _BODY_ORDER = ("campaignName", "phoneNumber") + tuple(f for f in FIELDS if f not in ("campaignName", "phoneNumber"))
-_EXT = {"csv": "csv", "xlsx": "xlsx", "json": "json", "jsonl": "jsonl"}
+# leadpush writes one kind of workbook: the valid rows of an .xls, .xlsb or .ods go to an .xlsx.
+_EXT = {"csv": "csv", "xlsx": "xlsx", "json": "json", "jsonl": "jsonl", "xls": "xlsx", "xlsb": "xlsx", "ods": "xlsx"}
 
 
 def split_path(input_name: str, input_format: str) -> Path:
@@ -36,7 +37,7 @@ class SplitWriter:
 
     def __init__(self, path: Path, fmt: str, columns: Callable[[], list[str]]) -> None:
         self.path = path
-        self.fmt = fmt
+        self.fmt = fmt = _EXT.get(fmt, fmt)
         self.count = 0
         self._columns_of = columns
         self._columns: list[str] = []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import queue
 import random
+import signal
 import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import Future
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,9 +22,10 @@ import requests
 from .causes import Problem
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, log_end, open_input, reading_notes, recording
+from .jobs import InputOptions, log_end, note_suppression, open_input, reading_notes, recording
 from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
-from .outcomes import AccountRefusal, RowOutcome, Status, exit_code_for
+from .ledger import RunLog, SkipScope, open_ledger
+from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
 from .records import RunSummary
@@ -35,12 +39,73 @@ class UploadSettings:
     workers: int = 4
     retries: int = 3
     timeout: float = 30.0
+    skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
+    skip_scope: SkipScope = SkipScope.CAMPAIGN
 
 
 class Interrupt(threading.Event):
-    """Set by Ctrl-C or SIGTERM; remembers which, for the exit code."""
+    """Set by Ctrl-C or SIGTERM; remembers which, for the exit code, and whether a second one came."""
 
     terminated = False
+    quit_now = False  # a second Ctrl-C or SIGTERM: stop waiting for the requests in flight
+    polled = False  # the send loop watches `quit_now`; elsewhere a second signal raises KeyboardInterrupt
+
+
+def install_interrupt(event: Interrupt, say: Callable[[str], None]) -> Callable[[], None]:
+    """First Ctrl-C or SIGTERM: stop dispatching and finish in-flight rows. A second: quit now.
+
+    Returns the function that puts the previous handlers back.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():
+            event.quit_now = True
+            say("Quitting now: rows still in flight are recorded as outcome unknown.")
+            if not event.polled:
+                raise KeyboardInterrupt
+            return
+        if signum == signal.SIGTERM:
+            event.terminated = True
+        event.set()
+        say("Stopping: finishing the rows in flight (Ctrl-C again to quit at once)...")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return restore
+
+
+class _Workers:
+    """Sending threads that never hold up the process's exit (a second Ctrl-C must quit at once)."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(count)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, lambda: fn(*args)))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # handed to whoever waits on the future
+                future.set_exception(e)
+
+    def shutdown(self, wait: bool = True) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 class _Stop:
@@ -81,7 +146,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
            session: requests.Session, clock: Callable[[], float], sleep: Callable[[float], None],
            progress: Any, interrupt: threading.Event | None = None, rng: random.Random | None = None,
            wall_clock: Callable[[], float] | None = None, journal: Journal | None = None,
-           resume: Resume | None = None) -> RunSummary:
+           resume: Resume | None = None, ledger: RunLog | None = None) -> RunSummary:
     """Send every valid row; `interrupt` (set by Ctrl-C) stops dispatching and lets in-flight rows finish."""
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
@@ -91,16 +156,21 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
 
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
     store = TokenStore(settings.cache_dir, settings.conn.base_url, settings.conn.username)
-    # Token expiry (a JWT's exp) is wall-clock time; pacing wants a clock that never jumps.
-    tokens = TokenKeeper(session, settings.conn, store, pacer, clock=wall_clock or clock,
-                         timeout=settings.timeout)
-    sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
-                    retries=settings.retries, rng=rng)
     stop = _Stop(interrupt or threading.Event())
+    rng = rng or random.Random()
+    # Token expiry (a JWT's exp) is wall-clock time; pacing wants a clock that never jumps.
+    tokens = TokenKeeper(session, settings.conn, store, pacer, clock=wall_clock or clock, monotonic=clock,
+                         timeout=settings.timeout, retries=settings.retries, sleep=sleep, stop=stop.is_set, rng=rng)
+    sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
+                    retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
+    probably_ours = 0
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
+    if ledger:
+        ledger.start()
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
+        nonlocal probably_ours
         reason = stop.why_not(outcome.campaign)
         if reason:
             return _abort(outcome, reason)
@@ -116,57 +186,131 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
+        if sent.probably_ours:
+            probably_ours += 1
         # A row the sender gave up on because of a stop says which stop.
         why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
         outcome.status, outcome.message = sent.status, why or sent.message
         outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
-        if journal and sent.attempts:
+        if ledger and not quitting:
+            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
+        if journal and sent.attempts and not quitting:
             journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
         return outcome
 
+    def quit_now() -> bool:
+        return bool(getattr(stop.interrupt, "quit_now", False))
+
+    quitting = False
     started = clock()
-    with recording(opts, lead_file, "upload") as (recorder, summary):
-        pending: deque[RowOutcome | Future[RowOutcome]] = deque()
+    # From here a second Ctrl-C only sets `quit_now`: the loops below watch it, and the files
+    # are still written whole.
+    stop.interrupt.polled = True  # type: ignore[attr-defined]  # an Interrupt, or a plain Event in tests
+    try:
+        with recording(opts, lead_file, "upload") as (recorder, summary):
+            pending: deque[RowOutcome | Future[RowOutcome]] = deque()
+            in_flight: dict[int, RowOutcome] = {}
 
-        def flush(wait: bool = False) -> None:
-            """Record finished rows in row order."""
-            while pending and (wait or not isinstance(pending[0], Future) or pending[0].done()):
-                item = pending.popleft()
-                recorder.record(item.result() if isinstance(item, Future) else item)
-                progress.advance()
+            def flush(wait: bool = False) -> None:
+                """Record finished rows in row order; on a second Ctrl-C, stop waiting for any."""
+                while pending:
+                    item = pending[0]
+                    if isinstance(item, Future) and not item.done():
+                        if not wait or quit_now():
+                            return
+                        try:
+                            item.result(timeout=0.1)
+                        except Exception:  # recorded below, from the future
+                            pass
+                        continue
+                    pending.popleft()
+                    recorder.record(item.result() if isinstance(item, Future) else item)
+                    progress.advance()
 
-        # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
-        slots = threading.BoundedSemaphore(settings.workers * 2)
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="leadpush-send") as pool:
-            for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
-                if body is not None and resume and resume.done(outcome):
-                    outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
-                    outcome.cause = "row.done_earlier"
-                    body = None
-                reason = stop.why_not(outcome.campaign) if body is not None else None
-                if body is None or reason:
-                    pending.append(_abort(outcome, reason) if reason else outcome)
+            # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
+            slots = threading.BoundedSemaphore(settings.workers * 2)
+            pool = _Workers(settings.workers, "leadpush-send")
+            try:
+                for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
+                    if quit_now():
+                        break
+                    if body is not None and opts.suppression and opts.suppression.screen(outcome):
+                        body = None
+                    if body is not None and resume and resume.done(outcome):
+                        outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
+                        outcome.cause = "row.done_earlier"
+                        body = None
+                    if body is not None and ledger and settings.skip_loaded_within:
+                        lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
+                        if lately:
+                            outcome.status, outcome.message, body = Status.SKIPPED, lately, None
+                            outcome.cause = "row.loaded_lately"
+                    reason = stop.why_not(outcome.campaign) if body is not None else None
+                    if body is None or reason:
+                        pending.append(_abort(outcome, reason) if reason else outcome)
+                    else:
+                        while not slots.acquire(timeout=0.1):
+                            flush()
+                            reason = stop.why_not(outcome.campaign)
+                            if reason:  # a stop while this row waited for a worker: it is not sent
+                                pending.append(_abort(outcome, reason))
+                                break
+                        else:
+                            future = pool.submit(send, outcome, body)
+                            future.add_done_callback(lambda _f: slots.release())
+                            in_flight[id(future)] = outcome
+                            pending.append(future)
+                    flush()
+                flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
+            finally:
+                pool.shutdown(wait=False)
+            if quit_now():
+                quitting = True
+                _record_unfinished(pending, in_flight, recorder, progress)
+                if not stop.interrupt.is_set():
+                    stop.interrupt.set()
+            summary.column_map = first_pass.column_map
+            note_suppression(opts, summary)
+            summary.elapsed = clock() - started
+            summary.requests = sender.requests + tokens.requests
+            summary.token_generations = tokens.generations
+            summary.stop_reason = stop.reason
+            summary.exists_after_our_attempt = probably_ours
+        if journal:
+            journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
+        summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
+                                          interrupted=stop.interrupt.is_set(),
+                                          terminated=getattr(stop.interrupt, "terminated", False))
+        if ledger:
+            ledger.end(recorder.counts, summary.exit_code)
+            summary.run = ledger.run_id
+        log_end(summary)
+        return summary
+    finally:
+        stop.interrupt.polled = False  # type: ignore[attr-defined]
+
+
+def _record_unfinished(pending: deque[RowOutcome | Future[RowOutcome]], in_flight: dict[int, RowOutcome],
+                       recorder: Any, progress: Any) -> None:
+    """After a second Ctrl-C: rows whose request is still out are recorded as outcome unknown."""
+    while pending:
+        item = pending.popleft()
+        if isinstance(item, Future):
+            if item.done() and item.exception() is None:
+                item = item.result()
+            else:
+                # A copy: the worker may still be writing to the row it holds.
+                outcome = dataclasses.replace(in_flight[id(item)])
+                if item.cancel():
+                    _abort(outcome, Problem("not_sent.interrupted", "not sent: interrupted"))
                 else:
-                    while not slots.acquire(timeout=0.1):
-                        flush()
-                    future = pool.submit(send, outcome, body)
-                    future.add_done_callback(lambda _f: slots.release())
-                    pending.append(future)
-                flush()
-            flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
-        summary.column_map = first_pass.column_map
-        summary.elapsed = clock() - started
-        summary.requests = sender.requests + tokens.requests
-        summary.token_generations = tokens.generations
-        summary.stop_reason = stop.reason
-    if journal:
-        journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
-    summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
-                                      interrupted=stop.interrupt.is_set(),
-                                      terminated=getattr(stop.interrupt, "terminated", False))
-    log_end(summary)
-    return summary
+                    outcome.status, outcome.cause = Status.FAILED, "send.unknown"
+                    outcome.message = ("outcome unknown: quit (second Ctrl-C or SIGTERM) while its request was in "
+                                       "flight; the lead may or may not have been stored")
+                item = outcome
+        recorder.record(item)
+        progress.advance()
 
 
 def _abort(outcome: RowOutcome, reason: Problem) -> RowOutcome:
@@ -214,3 +358,17 @@ def demo_sandbox(stack: ExitStack) -> tuple[Connection, Path, str]:
     cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leadpush-")))
     return (Connection(server.base_url, DEMO_USER, DEMO_KEY), cache_dir,
             f"Uploading to the built-in sandbox at {server.base_url} (user {DEMO_USER}).")
+
+
+def open_run_log(stack: ExitStack, run: PreparedRun, conn: Connection, profile: str | None, *, sandbox: bool,
+                 skip_loaded_within: str | None) -> RunLog | None:
+    """The ledger rule: every upload is recorded in the run ledger, except a --sandbox run (its
+    leads vanish with it), which therefore cannot use --skip-loaded-within. A damaged or locked
+    ledger stops the run here, before anything is sent."""
+    if sandbox:
+        if skip_loaded_within:
+            raise ConfigError("--skip-loaded-within needs the run ledger, which --sandbox runs do not keep")
+        return None
+    ledger = stack.enter_context(closing(open_ledger()))
+    digest = run.journal.digest if run.journal else run.lead_file.digest
+    return RunLog(ledger, "upload", conn.base_url, conn.username, profile, run.lead_file.name, digest)

@@ -5,17 +5,34 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from leadpush.cli import app
+
+# On CI the property tests draw the same examples every run (a red build always reproduces);
+# elsewhere they explore anew each time.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # Wide enough that rich never wraps a table cell the tests look for.
 ENV = {"COLUMNS": "250", "NO_COLOR": "1", "LEADPUSH_API_KEY": None, "LEADPUSH_USERNAME": None,
        "LEADPUSH_BASE_URL": None, "LEADPUSH_TOKEN": None, "LEADPUSH_PROFILE": None, "LEADPUSH_CONFIG": None,
        "LEADPUSH_CACHE_DIR": None}
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory, monkeypatch):
+    """Every test's run ledger lives in a folder of its own, never the user's data folder."""
+    path = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("LEADPUSH_DATA_DIR", str(path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(path / "xdg"))
+    return path
 
 
 @pytest.fixture

@@ -65,14 +65,14 @@ def test_invalid_action_says_what_to_fix():
 @pytest.mark.parametrize("status,body,kind", [
     (429, "<html>Too Many</html>", "transient"),
     (503, "<html><h1>Service Unavailable</h1></html>", "transient"),
-    (502, "", "transient"),
-    (504, "", "transient"),
+    (502, "", "ambiguous"),
+    (504, "", "ambiguous"),
     (500, "<html>oops</html>", "ambiguous"),
     (401, "", "account"),
     (404, "<html>Not Found</html>", "account"),
-    (200, "<html>a proxy login page</html>", "rejected"),
-    (200, "", "rejected"),
-    (200, '{"status": "weird", "message": "Queued maybe"}', "rejected"),
+    (200, "<html>a proxy login page</html>", "unrecognised"),
+    (200, "", "unrecognised"),
+    (200, '{"status": "weird", "message": "Queued maybe"}', "unrecognised"),
     (200, '{"Status": "SUCCESS", "Message": "SuccessFully Updated"}', "added"),
 ])
 def test_undocumented_answers(status, body, kind):
@@ -81,9 +81,9 @@ def test_undocumented_answers(status, body, kind):
 
 def test_undocumented_answer_is_never_success_and_keeps_its_text():
     v = classify(200, '{"status": "weird", "message": "Queued maybe"}', {})
-    assert v.kind == "rejected" and v.message == "Queued maybe"
+    assert v.kind == "unrecognised" and "Queued maybe" in v.message
     v = classify(200, "<html>portal</html>", {})
-    assert v.message == "unexpected answer (HTTP 200): <html>portal</html>"
+    assert v.message == "unrecognised answer (HTTP 200): <html>portal</html>"
 
 
 def test_retry_after_is_read():
