@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map
@@ -125,13 +125,10 @@ def _checked(memo: dict[str, Any], cleaner: Any, raw: Any, problems: list[Proble
     return value
 
 
-class PhoneReading(NamedTuple):
-    """What a phone cell holds: the phone to send (ASCII digits, optional leading +) or the
-    problem, and a note when leadpush rewrote the cell to read it (a Problem: text and code)."""
-
-    phone: str | None
-    problem: Problem | None
-    note: Problem | None = None
+# What a phone cell holds: (the phone to send — ASCII digits, optional leading + — or None, the
+# problem, a note when leadpush rewrote the cell to read it). A plain tuple: a NamedTuple's
+# construction cost 0.3 µs, a fifth of reading a phone with separators.
+PhoneReading = tuple["str | None", "Problem | None", "Problem | None"]
 
 
 def read_phone(value: Any) -> PhoneReading:
@@ -144,25 +141,25 @@ def read_phone(value: Any) -> PhoneReading:
     """
     raw = _text(value)  # trimmed: a trailing line break (a cell pasted with Alt+Enter) goes
     if not raw:
-        return PhoneReading(None, None)
+        return None, None, None
     written = raw.lstrip("'").strip()
     notes: list[tuple[str, str]] = []  # (code, what was done)
-    if written[:2].lower() == "p:":  # Meta Lead Ads exports write every phone as p:+91...
+    if written[:2] in ("p:", "P:"):  # Meta Lead Ads exports write every phone as p:+91...
         written = written[2:].strip()
         notes.append(("read.meta_prefix", "Meta's 'p:' prefix removed"))
     text = _SEPARATORS.sub("", _TRAILING_ZERO.sub("", written))
     if _PHONE.fullmatch(text):  # most cells: ASCII digits and separators
-        return PhoneReading(text, None, _note(raw, text, notes) if notes else None)
+        return text, None, _note(raw, text, notes) if notes else None
     # Not a phone as written: say what the cell holds.
     if _SPREADSHEET_ERROR.fullmatch(raw):
-        return PhoneReading(None, Problem("phone.spreadsheet_error",
+        return _refused(Problem("phone.spreadsheet_error",
                                           f"phone cell holds {raw!r}, a spreadsheet's error value (a formula "
                                           f"that failed), not a number: fix the formula or paste the numbers as "
                                           f"values, and export the file again"))
     if _META_TEST_LEAD.search(raw):
-        return PhoneReading(None, Problem("row.test_lead", f"a test lead ({raw!r}: Meta's dummy data), not sent"))
+        return _refused(Problem("row.test_lead", f"a test lead ({raw!r}: Meta's dummy data), not sent"))
     if _SCIENTIFIC.fullmatch(written):
-        return PhoneReading(None, Problem("phone.scientific",
+        return _refused(Problem("phone.scientific",
                                           f"phone number {raw!r} is in scientific notation, so the spreadsheet has "
                                           f"already lost its last digits; format the column as text and export "
                                           f"the file again"))
@@ -172,20 +169,24 @@ def read_phone(value: Any) -> PhoneReading:
             text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
             notes.append(("read.digits", f"{' and '.join(scripts)} digits read as 0-9"))
     if _PHONE.fullmatch(text):
-        return PhoneReading(text, None, _note(raw, text, notes) if notes else None)
+        return text, None, _note(raw, text, notes) if notes else None
     if _GROUPED.fullmatch(text):
-        return PhoneReading(None, Problem("phone.grouped",
+        return _refused(Problem("phone.grouped",
                                           f"phone number {raw!r} has commas between groups of digits, the way a "
                                           f"spreadsheet's number format (Indian digit grouping) shows a number: "
                                           f"format the column as text, or remove the commas"))
     body = text[1:] if text[:1] == "+" else text
     if body.isascii() and body.isdigit():
-        return PhoneReading(None, Problem("phone.length",
+        return _refused(Problem("phone.length",
                                           f"phone number {raw!r} has {len(body)} digits; CloudAgent takes 3 to 16 "
                                           f"(an optional leading + allowed)"))
-    return PhoneReading(None, Problem("phone.invalid",
+    return _refused(Problem("phone.invalid",
                                       f"phone number {raw!r} is not valid: use 3 to 16 digits with an optional "
                                       f"leading +; spaces, dashes, dots and brackets are removed for you"))
+
+
+def _refused(problem: Problem) -> PhoneReading:
+    return None, problem, None
 
 
 def _script_of(digit: str) -> str:
@@ -202,8 +203,8 @@ def _note(raw: str, phone: str, notes: list[tuple[str, str]]) -> Problem:
 
 def clean_phone(value: Any) -> tuple[str | None, Problem | None]:
     """(cleaned phone, None) or (None, problem). Empty gives (None, None)."""
-    reading = read_phone(value)
-    return reading.phone, reading.problem
+    phone, problem, _note = read_phone(value)
+    return phone, problem
 
 
 def country(region: str) -> str:
