@@ -98,6 +98,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "stop other programs generating tokens for this account, then run again"),
     Cause("not_sent.stopped", None, "not sent: the run stopped", "fix what stopped it, then run again with --resume"),
     Cause("not_sent.interrupted", None, "not sent: interrupted", "run again with --resume"),
+    Cause("not_sent.limit", None, "not sent: --limit (a canary run)",
+          "check the first rows in the dialer, then run again with --resume"),
     Cause("not_sent.campaign", None, "not sent: its campaign was refused",
           "fix the campaign, then run the failures file again"),
 )}

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from .causes import Problem, describe
-from .mapping import ColumnMap, build_column_map
+from .mapping import ColumnMap, build_column_map, missing_columns
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile, column_label
 
@@ -81,6 +81,7 @@ class CheckSettings:
     campaign_type: str = CampaignType.ANY
     keep_duplicates: bool = False
     user_map: dict[str, str | None] = field(default_factory=dict)
+    map_labels: dict[str, str] = field(default_factory=dict)  # normalized header -> as the user wrote it
 
 
 # ---------------------------------------------------------------------------- single fields
@@ -505,6 +506,13 @@ class Checker:
         cmap = self._maps.get(keys)
         if cmap is None:
             cmap = build_column_map(keys, self.settings.user_map, source=lead_file.name)
+            missing = [] if self._mapped_any else missing_columns(keys, self.settings.user_map)
+            if missing:
+                labels = self.settings.map_labels
+                raise InputError(
+                    f"{lead_file.name}: no column {labels.get(missing[0], missing[0])!r}, which the map sends to "
+                    f"{self.settings.user_map[missing[0]]} (columns: "
+                    f"{', '.join(column_label(k) for k in keys) or 'none'})")
             if not cmap.has_phone and not self._mapped_any:
                 sheet = f"; this is {lead_file.sheet_note}" if lead_file.sheet_note else ""
                 hint = "" if lead_file.keys is None else (

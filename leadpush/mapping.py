@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -80,6 +81,39 @@ def parse_map_options(options: Iterable[str]) -> dict[str, str | None]:
                                   f"not by a column")
         result[normalize(header)] = target or None
     return result
+
+
+def field_name(target: str) -> str:
+    """A map's target as sent: a CloudAgent field by its own name (`phone` -> phoneNumber), else as written."""
+    return _BY_ALIAS.get(normalize(target), target)
+
+
+def user_map_of(pairs: Mapping[str, str]) -> dict[str, str | None]:
+    """A resolved map (header as written -> field, "" to leave out) as {normalized header: field or None}."""
+    return parse_map_options(f"{header}={target}" for header, target in pairs.items())
+
+
+def check_map(pairs: Mapping[str, str], where: str) -> None:
+    """A map's fields, checked before any file is read: a field leadpush sets itself, or a near miss of a
+    CloudAgent field ("phoneNumbr"), is one clear line; other names are custom fields, passed through."""
+    for header, target in pairs.items():
+        norm = normalize(str(target))
+        if not str(header).strip():
+            raise ConfigError(f"{where}: a column header is empty")
+        if not norm or norm in _BY_ALIAS:
+            continue
+        if norm in RESERVED:
+            raise ConfigError(f"{where}: {header!r} = {target!r}: {RESERVED[norm]} is set by leadpush, not by a column")
+        near = difflib.get_close_matches(norm, list(_BY_ALIAS), n=1, cutoff=0.8)
+        if near:
+            raise ConfigError(f"{where}: {header!r} = {target!r}: no such CloudAgent field; did you mean "
+                              f"{_BY_ALIAS[near[0]]!r}? (other names are sent as custom fields)")
+
+
+def missing_columns(columns: Iterable[str], user_map: dict[str, str | None]) -> list[str]:
+    """The normalized headers the map sends to a field but the file does not have."""
+    have = {normalize(c.strip()) for c in columns}
+    return [h for h, target in user_map.items() if target is not None and h not in have]
 
 
 def maps_phone(cells: Iterable[object], user_map: dict[str, str | None]) -> bool:
