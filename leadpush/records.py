@@ -17,7 +17,7 @@ from typing import IO, Any, Protocol
 from .causes import causes_of
 from .files import open_in_place, output_target, printable
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -347,28 +347,29 @@ class Recorder:
         self.results = results
         self.failures = failures
         self.log = log
-        self._counts = [0] * len(Status)
+        self._counts = dict.fromkeys(Status, 0)
         self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
         self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
+        self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
         self.errors: list[str] = []  # outputs that could not be written, one line each
         self.broken: set[Path] = set()  # their paths
 
     @property
     def counts(self) -> Counter[Status]:
-        return Counter({s: self._counts[s.index] for s in Status if self._counts[s.index]})  # type: ignore[attr-defined]
+        return Counter({s: n for s, n in self._counts.items() if n})
 
     @property
     def total(self) -> int:
-        return sum(self._counts)
+        return sum(self._counts.values())
 
     def record(self, o: RowOutcome) -> None:
         """Count the row and hand it on. A file that cannot be written is dropped (its earlier
         version stays) after the row went to every other one; then OutputError says which."""
         status = o.status
-        self._counts[status.index] += 1  # type: ignore[attr-defined]
+        self._counts[status] += 1
         broken = None
         if self.results:
             try:
@@ -382,7 +383,9 @@ class Recorder:
                 broken = self._broke("log", e)
         if o.cause:
             self.causes.update(causes_of(o.cause))
-        failed = status.is_failure  # type: ignore[attr-defined]
+        if o.note:
+            self.notes.update(causes_of(o.note))
+        failed = status in FAILURE_STATUSES
         if failed and self.failures:
             try:
                 self.failures.write(o)
@@ -409,7 +412,7 @@ class Recorder:
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
             self._filtered = True  # a big file: keep only the problems
-            self.table_rows = [r for r in self.table_rows if r.status.is_failure]  # type: ignore[attr-defined]
+            self.table_rows = [r for r in self.table_rows if r.status in FAILURE_STATUSES]
         if self._filtered and not failed:
             return
         if len(self.table_rows) >= TABLE_MAX_ROWS:
@@ -472,6 +475,10 @@ class RunSummary:
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
     in_flight_earlier: int = 0  # --resume: rows in flight when the earlier run stopped (outcome unknown)
+
+    def note_items(self) -> list[tuple[str, int]]:
+        """(note code, rows), most rows first."""
+        return sorted(self.recorder.notes.items(), key=lambda item: (-item[1], item[0]))
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

@@ -26,7 +26,6 @@ from .files import identity
 from .jobs import (
     InputOptions,
     check_paths,
-    fewer_collections,
     log_end,
     note_suppression,
     open_input,
@@ -172,8 +171,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
     first_pass = Checker(opts.checks, today=today, build_bodies=False)
-    with fewer_collections():
-        total = sum(1 for _ in first_pass.check_file(lead_file))
+    total = sum(1 for _ in first_pass.check_file(lead_file))
     progress.set_total(total)
 
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
