@@ -298,7 +298,8 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
         write_failures=not a.no_failures, log_file=a.log_file, split=split,
-        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today,
+                                     date_order=checks.date_order))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
