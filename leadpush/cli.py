@@ -553,6 +553,9 @@ def undo(
                                           help="Start over although an earlier undo did not finish.")] = False,
     results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
+    include_probable: Annotated[bool, typer.Option(
+        "--include-probable", help="Also delete leads found already there after the run's own attempt "
+                                   "(perhaps added by it, perhaps there before).")] = False,
 ) -> None:
     """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
     env = _env(ctx)
@@ -570,7 +573,7 @@ def undo(
         rate_ = parse_rate(s.rate)
         with contextlib.ExitStack() as stack:
             ledger = stack.enter_context(contextlib.closing(open_ledger()))
-            plan = undoing.plan_undo(target, ledger, conn)
+            plan = undoing.plan_undo(target, ledger, conn, include_probable=include_probable)
             if not quiet or not yes:
                 env.say(plan.describe())
             if not plan.leads:
@@ -588,7 +591,7 @@ def undo(
             settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
                                               workers=s.workers, retries=s.retries, timeout=s.timeout)
             run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
-                                     undo_of=plan.run["id"] if plan.run else None)
+                                     undo_of=plan.undo_of)
             session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
             interrupt = sending.Interrupt()
             stack.callback(_install_interrupt(env, interrupt))
