@@ -573,6 +573,7 @@ def undo(
         rate_ = parse_rate(s.rate)
         with contextlib.ExitStack() as stack:
             ledger = stack.enter_context(contextlib.closing(open_ledger()))
+            ledger.check_writable()  # a locked ledger: said before the plan is shown and confirmed
             plan = undoing.plan_undo(target, ledger, conn, include_probable=include_probable)
             if not quiet or not yes:
                 env.say(plan.describe())
