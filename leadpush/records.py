@@ -15,7 +15,7 @@ from typing import IO, Any, Protocol
 
 from .causes import causes_of
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -238,31 +238,34 @@ class Recorder:
         self.results = results
         self.failures = failures
         self.log = log
-        self._counts = [0] * len(Status)
+        self._counts = dict.fromkeys(Status, 0)
         self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
         self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
+        self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
 
     @property
     def counts(self) -> Counter[Status]:
-        return Counter({s: self._counts[s.index] for s in Status if self._counts[s.index]})  # type: ignore[attr-defined]
+        return Counter({s: n for s, n in self._counts.items() if n})
 
     @property
     def total(self) -> int:
-        return sum(self._counts)
+        return sum(self._counts.values())
 
     def record(self, o: RowOutcome) -> None:
         status = o.status
-        self._counts[status.index] += 1  # type: ignore[attr-defined]
+        self._counts[status] += 1
         if self.results:
             self.results.write(o)
         if self.log:
             self.log.row(o)
         if o.cause:
             self.causes.update(causes_of(o.cause))
-        failed = status.is_failure  # type: ignore[attr-defined]
+        if o.note:
+            self.notes.update(causes_of(o.note))
+        failed = status in FAILURE_STATUSES
         if failed and self.failures:
             self.failures.write(o)
         if self.table_mode != "none":
@@ -273,7 +276,7 @@ class Recorder:
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
             self._filtered = True  # a big file: keep only the problems
-            self.table_rows = [r for r in self.table_rows if r.status.is_failure]  # type: ignore[attr-defined]
+            self.table_rows = [r for r in self.table_rows if r.status in FAILURE_STATUSES]
         if self._filtered and not failed:
             return
         if len(self.table_rows) >= TABLE_MAX_ROWS:
@@ -317,6 +320,10 @@ class RunSummary:
     undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
+
+    def note_items(self) -> list[tuple[str, int]]:
+        """(note code, rows), most rows first."""
+        return sorted(self.recorder.notes.items(), key=lambda item: (-item[1], item[0]))
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

@@ -78,9 +78,16 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(cause.label)}{escape(hint)} [dim]({code})[/]")
     if len(causes) > TOP_CAUSES:
         console.print(f"  ... and {len(causes) - TOP_CAUSES} more causes (--json lists them all)")
+    notes = summary.note_items()
+    if notes:
+        console.print("Read for you:")
+    for code, n in notes:
+        console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(describe(code).label)} [dim]({code})[/]")
     cmap = summary.column_map
     if cmap is not None:
         mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
+        if cmap.name_parts:
+            mapped += ", " + " + ".join(escape(col.strip()) for col in cmap.name_parts) + " → Name"
         console.print(f"Columns: {mapped}")
         if cmap.passthrough:
             console.print("Passed through as extra fields: "
@@ -136,6 +143,7 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
                           for line, kind, text in summary.not_lead_rows],
         "causes": [{"cause": code, "rows": n, "field": describe(code).field, "label": describe(code).label,
                     "hint": describe(code).hint} for code, n in summary.cause_items()],
+        "notes": [{"note": code, "rows": n, "label": describe(code).label} for code, n in summary.note_items()],
         # The rows to look at (as in the table: at most 1,000; the results file has every row).
         "problem_rows": [{"row": o.row, "status": o.status.value, "cause": o.cause, "message": str(o.message),
                           "phoneNumber": o.phone, "campaignName": o.campaign}
