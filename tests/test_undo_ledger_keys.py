@@ -206,3 +206,22 @@ def test_the_ledger_never_stores_userinfo_or_query(tmp_path):
     run = ledger.start_run("upload", base_url="https://ops:secret@example.com/x?apiKey=secret#secret", username="ops")
     assert ledger.run(run)["base_url"] == "https://example.com/x"
     ledger.close()
+
+
+def test_a_journal_of_two_runs_undone_is_seen_by_both_runs_and_the_skip_window(cli, sb, tmp_path, env):
+    g = leads_file(tmp_path, "g.csv", [X, Y])
+    assert cli("upload", g, "--limit", "1", *FAST, env=env).exit_code in (0, 1)  # run 1: X only
+    r = cli("upload", g, "--resume", *FAST, env=env)  # run 2: Y
+    assert r.exit_code == 0, r.output
+    assert stored(sb) == Counter({X: 1, Y: 1})
+    r = cli("undo", tmp_path / "g.leadpush-journal.jsonl", "--yes", *FAST, "--json", env=env)  # run 3
+    assert r.exit_code == 0 and json.loads(r.stdout).get("undo_of") is None  # two runs wrote that journal
+    assert deletions(sb) == {X: 1, Y: 1}
+    r = cli("upload", leads_file(tmp_path, "h.csv", [X, Y]), "--skip-loaded-within", "30d", *FAST, "--json",
+            env=env)
+    assert json.loads(r.stdout)["counts"]["added"] == 2  # deleted leads are not "loaded lately"
+    for run in ("1", "2"):
+        r = cli("undo", run, "--yes", *FAST, env=env)
+        assert r.exit_code == 0, r.output
+        assert "1 already deleted by an earlier undo" in r.stderr and "Nothing to delete" in r.stderr
+    assert stored(sb) == Counter({X: 1, Y: 1})
