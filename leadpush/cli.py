@@ -341,7 +341,8 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
         write_failures=not a.no_failures, log_file=a.log_file, split=split,
-        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today,
+                                     date_order=checks.date_order))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -771,6 +772,9 @@ def undo(
                                           help="Start over although an earlier undo did not finish.")] = False,
     results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
+    include_probable: Annotated[bool, typer.Option(
+        "--include-probable", help="Also delete leads found already there after the run's own attempt "
+                                   "(perhaps added by it, perhaps there before).")] = False,
 ) -> None:
     """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
     env = _env(ctx)
@@ -788,7 +792,8 @@ def undo(
         rate_ = parse_rate(s.rate)
         with contextlib.ExitStack() as stack:
             ledger = stack.enter_context(contextlib.closing(open_ledger()))
-            plan = undoing.plan_undo(target, ledger, conn)
+            ledger.check_writable()  # a locked ledger: said before the plan is shown and confirmed
+            plan = undoing.plan_undo(target, ledger, conn, include_probable=include_probable)
             if not quiet or not yes:
                 env.say(plan.describe())
             if not plan.leads:
@@ -806,7 +811,7 @@ def undo(
             settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
                                               workers=s.workers, retries=s.retries, timeout=s.timeout)
             run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
-                                     undo_of=plan.run["id"] if plan.run else None)
+                                     undo_of=plan.undo_of)
             session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
             interrupt = sending.Interrupt()
             stack.callback(_install_interrupt(env, interrupt))

@@ -104,7 +104,7 @@ FAULTS: dict[str, type | tuple[type, ...]] = {
 ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "phone": str, "status": int, "body": str, "content_type": str, "headers": dict, "store": bool,
     "drop": bool, "trickle_ms": (int, float), "trickle_headers": bool, "pad_bytes": int, "length": bool,
-    "times": int,
+    "times": int, "api": str,
 }
 
 
@@ -418,6 +418,9 @@ class SandboxState:
         phone = body.get("phoneNumber")
         if phone is None or str(phone).strip() == "":
             return Answer.json(DELETE_NO_PHONE, "no-phone")
+        script = self.scripts.get(str(phone).strip())
+        if script and script[0].get("api") == "delete":
+            return self._scripted(script, body, account, api_key, _bearer(headers), now)
         if not campaign.delete(str(phone).strip()):
             return Answer.json(DELETE_NO_RECORD, "no-record")
         return Answer.json(DELETED, "deleted")
@@ -456,7 +459,7 @@ class SandboxState:
         assert body is not None
         account = self.accounts[str(body["userName"])]
         script = self.scripts.get(str(body.get("phoneNumber") or ""))  # "": requests without a phone
-        if script:
+        if script and script[0].get("api", "add") == "add":
             return self._scripted(script, body, account, api_key, _bearer(headers), now)
         name = body.get("campaignName")
         if name is None or str(name).strip() == "":
@@ -506,7 +509,9 @@ class SandboxState:
             if entry["left"] == 0:
                 script.popleft()
         campaign = account.campaigns.get(str(body.get("campaignName")))
-        if entry.get("store") and campaign is not None:
+        if entry.get("store") and campaign is not None and entry.get("api") == "delete":
+            campaign.delete(str(body.get("phoneNumber")).strip())  # a delete's `store`: delete first
+        elif entry.get("store") and campaign is not None:
             lead = {k: v for k, v in body.items() if k != "userName"}
             lead["received_at"] = now
             campaign.store(lead)
@@ -579,6 +584,8 @@ def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
             expected = ANSWER_FIELDS[key]
             if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"{source}: [[answers]]: {key} has the wrong type ({type(value).__name__})")
+        if a.get("api", "add") not in ("add", "delete"):
+            raise ConfigError(f"{source}: [[answers]]: api must be 'add' (Add Campaign Data) or 'delete'")
     return [dict(a, phone=str(a["phone"])) for a in entries]
 
 

@@ -184,10 +184,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
                     retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
     probably_ours = 0
+    if ledger:
+        ledger.start()  # first: a locked ledger stops the run before its journal says it started
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
-    if ledger:
-        ledger.start()
 
     sent_any = threading.Event()
 
@@ -215,7 +215,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
-        if sent.probably_ours:
+        # `exists` after an attempt of this run whose answer was lost, or, in a resumed run, for a
+        # row the stopped run may have sent before it was killed: perhaps this run's own lead.
+        after_attempt = sent.probably_ours or (resume is not None and sent.status is Status.EXISTS)
+        if after_attempt:
             probably_ours += 1
         # A row the sender gave up on because of a stop says which stop.
         why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
@@ -223,8 +226,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
         outcome.maybe_stored = sent.maybe_stored and sent.status is Status.FAILED
-        if ledger and not quitting:
-            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
+        # The ledger before the journal (it then holds at least what the journal does), but the
+        # journal whatever befalls the ledger: a ledger that cannot be written stops dispatching.
+        if ledger and not quitting and not ledger.row(outcome, after_attempt=after_attempt):
+            stop.run("ledger", ledger.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts and not quitting:
             try:
                 journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
@@ -313,7 +318,8 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                                 outcome.status, outcome.message, outcome.cause = earlier
                                 body = None
                         if body is not None and ledger and settings.skip_loaded_within:
-                            lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
+                            lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope,
+                                                          opts.checks.region)
                             if lately:
                                 outcome.status, outcome.message, body = Status.SKIPPED, lately, None
                                 outcome.cause = "row.loaded_lately"
