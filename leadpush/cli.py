@@ -181,6 +181,10 @@ SuppressOpt = Annotated[list[Path] | None, typer.Option(
 SkipLoadedWithinOpt = Annotated[str | None, typer.Option(
     metavar="30d", rich_help_panel=UNATTENDED,
     help="Skip numbers the run ledger saw added this lately (such as 30d, 12h, 2w).")]
+ResendUnknownOpt = Annotated[bool, typer.Option(
+    "--resend-unknown", rich_help_panel=UNATTENDED,
+    help="Send rows whose earlier outcome is unknown (a failures file marks them; CloudAgent may hold them) "
+         "even with checkDuplicate FALSE.")]
 SkipScopeOpt = Annotated[SkipScope, typer.Option(
     rich_help_panel=UNATTENDED, help="Where --skip-loaded-within looks: the row's campaign, or the whole account.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for cron).")]
@@ -243,6 +247,7 @@ class UploadArgs:
     journal: JournalChoice | None = None
     skip_loaded_within: str | None = None
     skip_scope: SkipScope = DEFAULTS["skip_scope"]
+    resend_unknown: bool = False
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -394,7 +399,7 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout,
                                   skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
-                                  else None, skip_scope=s.skip_scope)
+                                  else None, skip_scope=s.skip_scope, resend_unknown=u.resend_unknown)
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
         interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
@@ -464,7 +469,7 @@ def upload(
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
     restart: RestartOpt = False, skip_loaded_within: SkipLoadedWithinOpt = None,
-    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"],
+    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"], resend_unknown: ResendUnknownOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
@@ -480,7 +485,7 @@ def upload(
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
                    journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
-                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope)
+                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope, resend_unknown=resend_unknown)
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes
