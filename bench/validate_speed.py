@@ -34,14 +34,15 @@ print(n)
 """
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> None:
+def generate(path: Path, rows: int, seed: int = 7, *, filled: bool = False) -> None:
     """A realistic export: ids, names, phones in several styles, priorities, dates, a few bad rows."""
     rng = random.Random(seed)
     first = ["Asha", "Ravi", "Meera", "Arjun", "Fatima", "Kiran", "Neha", "Vikram", "José", "Zoë"]
     last = ["Rao", "Kumar", "Iyer", "Mehta", "Shaikh", "Das", "Singh", "Nair", "Fernandes", "Müller"]
     cities = ["Pune", "Bengaluru", "Delhi", "Mumbai", "Kolkata", "Chennai", "Kochi"]
     with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("id,Full Name,Phone Number,Campaign,Priority,Expiry Date,City\n")
+        f.write("id,Full Name,Phone Number,Campaign,Priority,Expiry Date,City"
+                + (",Action,checkDuplicate,Skill,Agent ID\n" if filled else "\n"))
         for i in range(rows):
             n = 9000000000 + rng.randrange(999_999_999)
             style = i % 10
@@ -49,11 +50,14 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                      if style == 1 else str(n))
             if i % 997 == 0:
                 phone = "9.87654E+09"  # a bad row now and then
-            priority = "" if i % 3 else str(rng.randrange(1, 100))
-            expiry = "" if i % 4 else f"20{rng.randrange(27, 35)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+            priority = "" if i % 3 and not filled else str(rng.randrange(1, 100))
+            expiry = ("" if i % 4 and not filled else
+                      f"20{rng.randrange(27, 35)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}")
             campaign = "demo_progressive" if i % 5 else "demo_ivr"
+            extra = (f",{rng.choice(('START', 'STOP'))},{rng.choice(('TRUE', 'FALSE'))},sales,agent{i % 20}"
+                     if filled else "")
             f.write(f"{i},{rng.choice(first)} {rng.choice(last)},{phone},{campaign},{priority},{expiry},"
-                    f"{rng.choice(cities)}\n")
+                    f"{rng.choice(cities)}{extra}\n")
 
 
 def write_xlsx(csv_path: Path, path: Path) -> None:
@@ -134,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 100_000])
     parser.add_argument("--keep", type=Path, help="folder to keep the generated files in")
+    parser.add_argument("--filled", action="store_true",
+                        help="every optional field filled on every row (priority, expiry, action, "
+                             "checkDuplicate, skill, agent)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each; the fastest counts (the VM is noisy)")
     parser.add_argument("--workbook", action="store_true", help="the workbook rows instead of the CSV ones")
     parser.add_argument("--workbook-rows", type=int, nargs="+", default=[100_000, 1_000_000],
@@ -149,9 +156,9 @@ def main() -> None:
         args.rows = []
     peaks = {}
     for rows in args.rows:
-        path = folder / f"leads-{rows}.csv"
+        path = folder / f"leads-{rows}{'-filled' if args.filled else ''}.csv"
         if not path.exists():
-            generate(path, rows)
+            generate(path, rows, filled=args.filled)
         size = path.stat().st_size
         cmd = [sys.executable, "-m", "leadpush", "validate", str(path), "--table", "none", "--no-failures",
                "--json"]

@@ -32,12 +32,18 @@ class Problem(str):
 CAUSES: dict[str, Cause] = {c.code: c for c in (
     # Local checks: the row is `invalid` and the field's cell is marked.
     Cause("phone.empty", "phoneNumber", "phone number empty", "fill in the phone number"),
+    Cause("phone.empty_other", "phoneNumber", "phone number empty, another phone column has a number",
+          "map that column with --map \"Column=phoneNumber\", or fill in the phone"),
     Cause("phone.scientific", "phoneNumber", "phone in scientific notation (digits already lost)",
           "format the column as text and export the file again"),
     Cause("phone.length", "phoneNumber", "phone number with too few or too many digits",
           "CloudAgent takes 3 to 16 digits"),
     Cause("phone.invalid", "phoneNumber", "phone number with characters other than digits",
           "use digits with an optional leading +"),
+    Cause("phone.spreadsheet_error", "phoneNumber", "phone cell holding a spreadsheet error (#ERROR!, #VALUE! ...)",
+          "fix the formula, or paste the numbers as values, and export again"),
+    Cause("phone.grouped", "phoneNumber", "phone written with digit grouping (98,20,69,5317)",
+          "format the column as text, or remove the commas"),
     Cause("phone.region", "phoneNumber", "not a valid number of the --region",
           "correct the number, or check --region"),
     Cause("phone.other_region", "phoneNumber", "a number of another country than --region",
@@ -58,6 +64,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("action.invalid", "action", "action other than START or STOP", "use START, STOP or leave it empty"),
     Cause("check_duplicate.invalid", "checkDuplicate", "checkDuplicate other than TRUE or FALSE",
           "use TRUE or FALSE"),
+    Cause("value.structured", None, "a JSON array or object where CloudAgent takes text",
+          'give the value as text, or leave the column out with --map "column="'),
     # A workbook cell the row takes a field from holds a formula saved without its result (the
     # message names the cell; the whole row is marked, since the cell may feed any field).
     Cause("cell.no_value", None, "a formula saved without its result",
@@ -65,6 +73,11 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),
+    Cause("row.test_lead", None, "a test lead (Meta's dummy data)", "nothing: test leads are not sent"),
+    # Notes on rows that went through: leadpush rewrote a cell to read it (RowOutcome.note).
+    Cause("read.digits", None, "phone written in digits of another script (Devanagari, Arabic-Indic, "
+          "full-width ...), read as 0-9", "nothing: sent as ASCII digits"),
+    Cause("read.meta_prefix", None, "phone starts with Meta's 'p:' (removed)", "nothing"),
     Cause("row.suppressed", None, "on a do-not-call list (--suppress)", "nothing: it must not be dialled"),
     Cause("row.loaded_lately", None, "loaded lately by another run (--skip-loaded-within)", "nothing"),
     Cause("row.deleted_earlier", None, "deleted by an earlier undo (--resume)", "nothing"),
@@ -85,6 +98,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "stop other programs generating tokens for this account, then run again"),
     Cause("not_sent.stopped", None, "not sent: the run stopped", "fix what stopped it, then run again with --resume"),
     Cause("not_sent.interrupted", None, "not sent: interrupted", "run again with --resume"),
+    Cause("not_sent.limit", None, "not sent: --limit (a canary run)",
+          "check the first rows in the dialer, then run again with --resume"),
     Cause("not_sent.campaign", None, "not sent: its campaign was refused",
           "fix the campaign, then run the failures file again"),
 )}

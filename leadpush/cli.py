@@ -19,9 +19,10 @@ import typer
 from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
+from .inbox import InboxSettings, check_folder
 from .journal import JournalChoice
 from .ledger import SkipScope, open_ledger, parse_window, run_object, write_leads
-from .mapping import parse_map_options
+from .mapping import normalize, user_map_of
 from .outcomes import ConfigError, ExitCode, LeadpushError
 from .pacing import parse_rate
 from .readers import InputFormat
@@ -43,6 +44,8 @@ from .settings import (
     resolve_api_key,
 )
 from .suppress import load_suppression
+from .template import TemplateFormat, write_template
+from .template import template_format as template_format_for
 
 app = typer.Typer(
     name="leadpush", no_args_is_help=True, rich_markup_mode="rich",
@@ -88,6 +91,10 @@ DelimiterOpt = Annotated[str | None, typer.Option(
 SheetOpt = Annotated[str | None, typer.Option(
     metavar="NAME", rich_help_panel=READING,
     help="Workbook sheet to read (any case); by default the active, or first visible, one.")]
+HeaderRowOpt = Annotated[int | None, typer.Option(
+    metavar="N", min=1, rich_help_panel=READING,
+    help="Line (sheet row) of the header; by default the first row, or the first that names a phone column "
+         "below title rows.")]
 MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", metavar='"HEADER=FIELD"', rich_help_panel=READING,
     help='Map a column: "Column header=field" (repeatable); "Column header=" leaves it out.')]
@@ -173,8 +180,33 @@ NoJournalOpt = Annotated[bool, typer.Option(
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", rich_help_panel=UNATTENDED,
     help="Skip rows an earlier run of this file added (from the journal); send the rest.")]
+LimitOpt = Annotated[int | None, typer.Option(
+    min=1, metavar="N", rich_help_panel=UNATTENDED,
+    help="A canary run: send only the first N valid rows (the rest aborted, 'not sent: --limit'); "
+         "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+NotifyOpt = Annotated[list[str] | None, typer.Option(
+    "--notify", metavar="URL", rich_help_panel=UNATTENDED,
+    help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
+         "(repeatable; replaces the profile's notify list).")]
+HeartbeatOpt = Annotated[str | None, typer.Option(
+    metavar="URL", rich_help_panel=UNATTENDED,
+    help="Ping a monitor: GET URL/start at the start, URL on exit 0, URL/fail otherwise.")]
+FolderArg = Annotated[Path, typer.Argument(
+    metavar="DIR", show_default=False, help="The inbox folder lead files are dropped in.")]
+PatternOpt = Annotated[str | None, typer.Option(
+    metavar="GLOB", rich_help_panel=UNATTENDED,
+    help="Load only files whose name matches, such as 'leads_*.csv'; by default every lead file extension.")]
+DoneOpt = Annotated[Path | None, typer.Option(
+    "--done", metavar="DIR", rich_help_panel=UNATTENDED,
+    help="Where loaded files go, with their results and failures files; by default DIR/done.")]
+FailedOpt = Annotated[Path | None, typer.Option(
+    "--failed", metavar="DIR", rich_help_panel=UNATTENDED,
+    help="Where unreadable files go, with an .error.txt; by default DIR/failed.")]
+SettleOpt = Annotated[float, typer.Option(
+    min=0.0, metavar="SECONDS", rich_help_panel=UNATTENDED,
+    help="Leave alone a file changed within this many seconds (still being written).")]
 SuppressOpt = Annotated[list[Path] | None, typer.Option(
     "--suppress", metavar="FILE", rich_help_panel=ROWS,
     help="Do-not-call list (CSV, TXT or XLSX; repeatable): its numbers are never sent.")]
@@ -205,6 +237,7 @@ class LeadFileArgs:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None
     map_options: list[str] | None = None
     campaign: str | None = None
     skill: str | None = None
@@ -232,6 +265,14 @@ class LeadFileArgs:
 
 
 @dataclass
+class WatchArgs:
+    """Who hears how the run went."""
+
+    notify: list[str] | None = None
+    heartbeat: str | None = None
+
+
+@dataclass
 class ConnectionArgs:
     base_url: str = DEFAULTS["base_url"]
     username: str | None = None
@@ -247,6 +288,7 @@ class UploadArgs:
     journal: JournalChoice | None = None
     skip_loaded_within: str | None = None
     skip_scope: SkipScope = DEFAULTS["skip_scope"]
+    limit: int | None = None
     resend_unknown: bool = False
 
 
@@ -282,18 +324,18 @@ def _source(ctx: typer.Context, name: str) -> str:
 
 
 def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bool = False) -> jobs.InputOptions:
-    if a.dayfirst and a.monthfirst:
-        raise ConfigError("--dayfirst and --monthfirst exclude each other")
+    user_map = user_map_of(s.map_options)
     checks = CheckSettings(
         defaults=RowDefaults(campaign=s.campaign, skill=s.skill, agent_id=s.agent_id, priority=s.priority,
                              expiry_date=s.expiry_date, action=s.action, check_duplicate=s.check_duplicate),
         region=s.region, phone_format=s.phone_format,
-        date_order="day" if a.dayfirst else "month" if a.monthfirst else None,
-        allow_past_expiry=a.allow_past_expiry, campaign_type=s.campaign_type,
-        keep_duplicates=a.keep_duplicates, user_map=parse_map_options(a.map_options or []))
+        date_order="day" if s.dayfirst else "month" if s.monthfirst else None,
+        allow_past_expiry=s.allow_past_expiry, campaign_type=s.campaign_type,
+        keep_duplicates=s.keep_duplicates, user_map=user_map,
+        map_labels={normalize(h): h for h in s.map_options})
     return jobs.InputOptions(
-        file=a.file, fmt=a.input_format, encoding=a.encoding, delimiter=a.delimiter, sheet=a.sheet,
-        checks=checks,
+        file=a.file, fmt=a.input_format, encoding=s.encoding, delimiter=s.delimiter, sheet=s.sheet,
+        header_row=s.header_row, checks=checks,
         # --json lists the problem rows (as the table would), --quiet nothing.
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
@@ -337,6 +379,35 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
+def _watched(env: Environment, s: RunSettings, profile: Any, a: LeadFileArgs, command: str,
+             job: Callable[[Any], ExitCode]) -> ExitCode:
+    """Run a job between its heartbeat pings, and send its notifications after it, whatever its outcome."""
+    if not s.notify and not s.heartbeat:
+        return job(None)
+    import requests  # noqa: PLC0415
+
+    from .notify import RunReport, Watch  # noqa: PLC0415
+
+    watch = Watch(heartbeat=s.heartbeat, notify=s.notify, smtp_table=profile.smtp, env=os.environ,
+                  session_factory=requests.Session, warn=env.say, where=str(profile.path or default_config_path()))
+    watch.log_file = a.log_file
+    watch.started()
+    code, error = ExitCode.USAGE, None
+    try:
+        code = job(watch)
+        return code
+    except LeadpushError as e:
+        code, error = e.exit_code, str(e)
+        raise
+    except KeyboardInterrupt:
+        code, error = ExitCode.INTERRUPTED, "interrupted"
+        raise
+    finally:
+        fallback = RunReport({"command": command, "file": a.file, "exit_code": int(code), "error": error},
+                             f"leadpush {command} {a.file}: {error or 'stopped'}; exit {int(code)}")
+        watch.finished(int(code), fallback)
+
+
 def _api_key(env: Environment, profile: Any, *, use_prompt: bool) -> Setting | None:
     key = resolve_api_key(profile, os.environ)
     if key is None and use_prompt:
@@ -375,7 +446,8 @@ def _suppression_notes(env: Environment, opts: jobs.InputOptions, a: LeadFileArg
         env.say(f"Note: {note}")
 
 
-def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any) -> ExitCode:
+def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
+            watch: Any = None) -> ExitCode:
     cloudagent, sending = _sending()
     opts = _input_options(a, s, env.today())
     _suppression_notes(env, opts, a)
@@ -391,6 +463,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
             conn = connection(s, _api_key(env, profile, use_prompt=use_prompt), os.environ)
             cache_dir = default_cache_dir()
         opts.secrets = conn.secrets
+        if watch:
+            watch.add_secrets(conn.secrets)
         run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
         for note in run.notes:
             env.say(f"Note: {note}")
@@ -399,7 +473,10 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout,
                                   skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
-                                  else None, skip_scope=s.skip_scope, resend_unknown=u.resend_unknown)
+                                  else None, skip_scope=s.skip_scope, limit=u.limit,
+                                  resend_unknown=u.resend_unknown)
+        if u.limit and run.journal is None:
+            env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
         interrupt = sending.Interrupt()
         stack.callback(_install_interrupt(env, interrupt))
@@ -408,7 +485,61 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
                          clock=time.monotonic, wall_clock=time.time, sleep=time.sleep,
                          progress=progress, interrupt=interrupt, journal=run.journal, resume=run.resume,
                          ledger=run_log)
+    if watch:
+        from .notify import RunReport  # noqa: PLC0415
+
+        watch.report = RunReport(report.summary_object(summary), f"leadpush upload {jobs.one_line(summary)}",
+                                 [summary.failures_file] if summary.failures_file else [])
     return _finish(env, summary, a)
+
+
+def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, profile: Any,
+           where: InboxSettings, watch: Any = None) -> ExitCode:
+    from .inbox import run_inbox, upload_with  # noqa: PLC0415
+
+    cloudagent, sending = _sending()
+    check_folder(where.folder)
+    opts = _input_options(a, s, env.today())
+    _suppression_notes(env, opts, a)
+    rate = parse_rate(s.rate)
+    with contextlib.ExitStack() as stack:
+        if u.sandbox:
+            conn, cache_dir, line = sending.demo_sandbox(stack)
+            if not a.quiet:
+                env.say(line)
+        else:
+            conn = connection(s, _api_key(env, profile, use_prompt=False), os.environ)
+            cache_dir = default_cache_dir()
+        opts.secrets = conn.secrets
+        if watch:
+            watch.add_secrets(conn.secrets)
+        settings = sending.UploadSettings(
+            conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers, retries=s.retries, timeout=s.timeout,
+            skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within else None,
+            skip_scope=s.skip_scope)
+        session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
+        interrupt = sending.Interrupt()
+        stack.callback(_install_interrupt(env, interrupt))
+        progress = stack.enter_context(report.progress_bar(env.stderr, "", enabled=False))
+        upload_one = upload_with(session, settings, today=env.today(), progress=progress, interrupt=interrupt,
+                                 clock=time.monotonic, wall_clock=time.time, sleep=time.sleep, sandbox=u.sandbox,
+                                 profile=profile.name, skip_loaded_within=s.skip_loaded_within)
+        result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt)
+    if result.busy:
+        env.say(f"Nothing to do: {result.busy}")
+    if watch:
+        from .notify import RunReport  # noqa: PLC0415
+
+        summary = result.as_dict()
+        watch.report = RunReport(summary, f"leadpush {result.total_line()}", summary["failures_files"])
+    if a.json_summary:
+        print(json.dumps(result.as_dict(), ensure_ascii=False), file=env.stdout)
+    else:
+        if not a.quiet:
+            for f in result.files:
+                print(f.line(), file=env.stdout)
+        print(result.total_line(), file=env.stdout)
+    return result.exit_code
 
 
 # ---------------------------------------------------------------------------- the commands
@@ -418,7 +549,7 @@ def validate(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -435,7 +566,8 @@ def validate(
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
@@ -453,7 +585,7 @@ def upload(
     ctx: typer.Context,
     file: FileArg,
     input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
-    sheet: SheetOpt = None, map_options: MapOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
     campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
     priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
     check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
@@ -469,14 +601,16 @@ def upload(
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
     restart: RestartOpt = False, skip_loaded_within: SkipLoadedWithinOpt = None,
-    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"], resend_unknown: ResendUnknownOpt = False,
+    skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"], limit: LimitOpt = None,
+    notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None, resend_unknown: ResendUnknownOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Check every row of a lead file, then send each valid row to CloudAgent's Add Campaign Data API."""
     env = _env(ctx)
     a = LeadFileArgs(
         file=file, input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
-        map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id, priority=priority,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
         expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
         phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
         campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=table, json_summary=json_summary,
@@ -485,14 +619,82 @@ def upload(
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
                    journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
-                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope, resend_unknown=resend_unknown)
+                   skip_loaded_within=skip_loaded_within, skip_scope=skip_scope, limit=limit,
+                   resend_unknown=resend_unknown)
 
     def body() -> ExitCode:
         if dry_run:  # the validate job, with the settings validate takes
             s, _ = _resolve(ctx, env, ProfileArgs(profile, config), a)
             return _validate(env, a, s)
-        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u)
-        return _upload(env, a, u, s, loaded)
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
+        return _watched(env, s, loaded, a, "upload", lambda watch: _upload(env, a, u, s, loaded, watch))
+    _run(env, body)
+
+
+@app.command()
+def inbox(
+    ctx: typer.Context,
+    folder: FolderArg,
+    pattern: PatternOpt = None, done: DoneOpt = None, failed: FailedOpt = None, settle: SettleOpt = 60.0,
+    input_format: FormatOpt = None, encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, map_options: MapOpt = None,
+    campaign: CampaignOpt = None, skill: SkillOpt = None, agent_id: AgentIdOpt = None,
+    priority: PriorityOpt = None, expiry_date: ExpiryDateOpt = None, action: ActionOpt = None,
+    check_duplicate: CheckDuplicateOpt = DEFAULTS["check_duplicate"], region: RegionOpt = None,
+    phone_format: PhoneFormatOpt = DEFAULTS["phone_format"], dayfirst: DayFirstOpt = False,
+    monthfirst: MonthFirstOpt = False, allow_past_expiry: AllowPastExpiryOpt = False,
+    campaign_type: CampaignTypeOpt = DEFAULTS["campaign_type"], keep_duplicates: KeepDuplicatesOpt = False,
+    json_summary: JsonOpt = False, quiet: QuietOpt = False, log_file: LogFileOpt = None,
+    suppress: SuppressOpt = None,
+    base_url: BaseUrlOpt = DEFAULTS["base_url"], username: UsernameOpt = None,
+    rate: RateOpt = DEFAULTS["rate"], workers: WorkersOpt = DEFAULTS["workers"],
+    retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
+    use_sandbox: SandboxOpt = False,
+    notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Upload every lead file waiting in a folder, oldest first, once; file each under done/ or failed/."""
+    env = _env(ctx)
+    a = LeadFileArgs(
+        file="", input_format=input_format, encoding=encoding, delimiter=delimiter, sheet=sheet,
+        header_row=header_row, map_options=map_options, campaign=campaign, skill=skill, agent_id=agent_id,
+        priority=priority,
+        expiry_date=expiry_date, action=action, check_duplicate=check_duplicate, region=region,
+        phone_format=phone_format, dayfirst=dayfirst, monthfirst=monthfirst, allow_past_expiry=allow_past_expiry,
+        campaign_type=campaign_type, keep_duplicates=keep_duplicates, table=TableMode.NONE,
+        json_summary=json_summary, quiet=quiet, log_file=log_file, suppress=suppress)
+    c = ConnectionArgs(base_url=base_url, username=username)
+    u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox)
+    where = InboxSettings(folder=folder, pattern=pattern, done=done, failed=failed, settle=settle)
+
+    def body() -> ExitCode:
+        s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
+        a.file = str(folder)
+        return _watched(env, s, loaded, a, "inbox", lambda watch: _inbox(env, a, u, s, loaded, where, watch))
+    _run(env, body)
+
+
+@app.command()
+def template(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="PATH",
+        help="File to write (never over an existing one); by default leads_template.xlsx "
+             "(.csv for --format csv).")] = None,
+    template_format: Annotated[TemplateFormat | None, typer.Option(
+        "--format", help="xlsx (the phone column formatted as Text) or csv; by default from -o's extension.")] = None,
+    profile: ProfileOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Write an empty lead file with the headers a profile expects and one example row."""
+    env = _env(ctx)
+
+    def body() -> ExitCode:
+        s, _ = _resolve(ctx, env, ProfileArgs(profile, config))
+        fmt = template_format_for(output or Path("leads_template.xlsx"), template_format)
+        path = output or Path(f"leads_template.{fmt.value}")
+        headers = write_template(path, fmt, s, today=env.today())
+        print(f"Wrote {path}: {', '.join(headers)}", file=env.stdout)
+        return ExitCode.OK
     _run(env, body)
 
 
@@ -613,6 +815,8 @@ def config_show(
         key = resolve_api_key(loaded, os.environ)
         shown = {name: Setting(getattr(s, name), s.source(name)) for name in SETTING_NAMES}
         shown["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+        for name, value in loaded.smtp.items():  # the [smtp] table: a password is only ever named (password_env)
+            shown[f"smtp.{name}"] = Setting(value, f"[smtp] ({loaded.path})")
         path = config or default_config_path()
         print(f"config file: {path}{'' if Path(path).exists() else ' (none)'}", file=env.stdout)
         print(f"profile: {loaded.name or '(none)'}", file=env.stdout)

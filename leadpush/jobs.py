@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
+from .mapping import maps_phone
 from .outcomes import ConfigError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
@@ -34,6 +34,7 @@ class InputOptions:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    header_row: int | None = None  # line (sheet row) of the header; None: found (below any title rows)
     checks: CheckSettings = field(default_factory=CheckSettings)
     table: str = "auto"
     results: Path | None = None
@@ -47,16 +48,19 @@ class InputOptions:
 
 
 def open_input(opts: InputOptions, stdin: IO[bytes] | None = None) -> LeadFile:
+    user_map = opts.checks.user_map
     return open_lead_file(opts.file, fmt=opts.fmt, encoding=opts.encoding, delimiter=opts.delimiter,
-                          sheet=opts.sheet, stdin=stdin)
+                          sheet=opts.sheet, stdin=stdin, header_row=opts.header_row,
+                          header_test=lambda cells: maps_phone(cells, user_map))
 
 
 def reading_notes(lead_file: LeadFile) -> list[str]:
     """What the user should know about how the file was read, before its rows."""
+    notes = []
     if lead_file.encoding_note:
-        return [f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
-                f"(choose another with --encoding)."]
-    return []
+        notes.append(f"{lead_file.name} is not UTF-8; read it as {lead_file.encoding_note} "
+                     f"(choose another with --encoding).")
+    return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
 
 
 def _same_file(a: Path, b: str) -> bool:
@@ -76,10 +80,16 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     if opts.write_failures:
         fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
         path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
-        if _same_file(path, opts.file):
+        fed_back = not opts.failures and _same_file(path, opts.file)  # a failures file given as the input
+        if _same_file(path, opts.file) and not fed_back:
             raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
                               f"with --failures")
-        if fmt == "xlsx":
+        # upload replaces a failures file fed back in with the rows that failed again (it is written
+        # aside and moved into place once the input has been read). validate leaves it as it is: its
+        # failures are only the invalid rows, and the valid ones would be lost.
+        if fed_back and command != "upload":
+            pass
+        elif fmt == "xlsx":
             from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
 
             failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
@@ -104,27 +114,11 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         raise
     finally:
         recorder.close()
+    summary.not_lead_rows = list(lead_file.not_lead_rows)
     if results:
         summary.results_file = str(results.path)
     if failures and failures.count:
         summary.failures_file = str(failures.path)
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Collect garbage less often while rows stream through.
-
-    Each row allocates a few objects that the collector tracks, so with CPython's default
-    threshold (700) a young-generation collection runs every few hundred rows: about 8% of
-    validate's time on a million rows. The row loop makes no reference cycles, so collecting
-    every 100,000 allocations instead costs no memory. Restored afterwards.
-    """
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, before[1], before[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
@@ -139,7 +133,7 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             raise ConfigError(f"{path}: the --split file would overwrite the input")
         split = SplitWriter(path, lead_file.format,
                             lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
-    with recording(opts, lead_file, "validate") as (recorder, summary), fewer_collections():
+    with recording(opts, lead_file, "validate") as (recorder, summary):
         record, advance = recorder.record, progress.advance
         screen = opts.suppression.screen if opts.suppression else None
         try:
@@ -175,6 +169,8 @@ def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
     line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    if summary.not_lead_rows:
+        line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:
         line += f"; failures file {summary.failures_file}"
     if summary.split_file:

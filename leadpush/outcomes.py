@@ -32,10 +32,6 @@ class Status(str, Enum):
 
 # Rows with these statuses go to the failures file and make the exit code 1.
 FAILURE_STATUSES = frozenset({Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED})
-# Per-row code reads these attributes instead of hashing the member (Enum's hash runs in Python).
-for _i, _s in enumerate(Status):
-    _s.index = _i  # type: ignore[attr-defined]
-    _s.is_failure = _s in FAILURE_STATUSES  # type: ignore[attr-defined]
 # How summaries list them: what went through first, then what needs the user's attention.
 STATUS_ORDER = [Status.VALID, Status.ADDED, Status.EXISTS, Status.DELETED, Status.SKIPPED, Status.SUPPRESSED,
                 Status.INVALID, Status.REJECTED, Status.FAILED, Status.ABORTED]
@@ -72,7 +68,11 @@ class AccountRefusal(LeadpushError):
 
 @dataclass(slots=True)
 class RowOutcome:
-    """The verdict on one row, with what the reports need of it."""
+    """The verdict on one row, with what the reports need of it.
+
+    The per-row code (checks.Checker.check_row) builds these with positional arguments: with
+    eight fields that is twice as fast as keywords (0.28 against 0.54 µs), 6% of `validate`.
+    """
 
     row: int
     status: Status
@@ -89,6 +89,9 @@ class RowOutcome:
     # An invalid row's problems, one per check that failed (each a causes.Problem: its message and
     # cause, whose field says which cell to mark in a fix-it workbook).
     problems: tuple[Any, ...] = field(default=(), repr=False)
+    # How leadpush rewrote a cell to read it (codes as `cause`, e.g. read.digits), on rows that go
+    # through as on others; the message says the same in words.
+    note: str = ""
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,

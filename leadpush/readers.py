@@ -6,6 +6,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import shutil
@@ -63,6 +64,10 @@ class LeadFile:
     format: str
     encoding: str | None = None
     encoding_note: str | None = None  # said to the user when the file was not UTF-8
+    notes: list[str] = field(default_factory=list)  # how the file was read, where it was not plain
+    # Rows that are not leads and were not read as such: (line, "title" or "footer", text). Footers
+    # are known once rows() has run to the end.
+    not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
     delimiter: str | None = None
     columns: list[str] | None = None  # header cells as read (CSV, XLSX); None for JSON
     keys: list[str] | None = None  # the row dicts' keys for those columns (unnamed ones made unique)
@@ -99,8 +104,12 @@ class LeadFile:
 
 def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | None = None,
                    delimiter: str | None = None, sheet: str | None = None,
-                   stdin: IO[bytes] | None = None, header_row: int | None = None) -> LeadFile:
-    """Open a lead file for reading; `-` means standard input. Raises InputError for the user."""
+                   stdin: IO[bytes] | None = None, header_row: int | None = None,
+                   header_test: Callable[[list[str]], bool] | None = None) -> LeadFile:
+    """Open a lead file for reading; `-` means standard input. Raises InputError for the user.
+
+    header_row: the line (sheet row) of the header; by default the first row, or, below a title
+    block, the first row for which header_test (does it name a phone column?) holds."""
     path = str(path)
     cleanup = None
     if path == "-":
@@ -131,18 +140,23 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
             head = f.read(4096)
         if not head.strip():
             raise InputError(f"{name}: the file is empty")
+        if header_row is not None and header_row < 1:
+            raise InputError(f"{name}: --header-row counts from 1, not {header_row}")
         if fmt is None:
             fmt = _guess_format(path, head)
+        if fmt in ("csv", "json", "jsonl"):
+            _refuse_binary(name, head, fmt)
         if fmt not in FORMATS:
             raise InputError(f"{name}: unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
         if fmt == "csv":
-            lead_file = _open_csv(name, opener, head, encoding, delimiter, path)
+            lead_file = _open_csv(name, opener, head, encoding, delimiter, path, header_row, header_test)
         elif fmt in ("json", "jsonl"):
-            lead_file = _open_json(name, opener, fmt, encoding)
+            lead_file = _open_json(name, opener, fmt, encoding, head)
         else:
             from .workbook import open_workbook  # noqa: PLC0415 — it imports this module
 
-            lead_file = open_workbook(name, opener, fmt, sheet=sheet, header_row=header_row)
+            lead_file = open_workbook(name, opener, fmt, sheet=sheet, header_row=header_row,
+                                      header_test=header_test)
     except BaseException:
         if cleanup:
             cleanup()
@@ -177,6 +191,28 @@ class _NoClose(io.RawIOBase):
 
     def close(self) -> None:  # the spool stays open for the next pass
         super().close()
+
+
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip, or open it with an archive tool)"),
+          (b"%PDF", "a PDF document, not a table: export the data as CSV or .xlsx"),
+          (b"7z\xbc\xaf", "a 7-Zip archive: extract the lead file from it first"),
+          (b"Rar!", "a RAR archive: extract the lead file from it first"))
+
+
+def _refuse_binary(name: str, head: bytes, fmt: str) -> None:
+    """A workbook, archive or other binary file given as text says what it is."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise InputError(f"{name}: is {what}")
+    # (Read without --format, such bytes are read as the workbook they are: see _guess_format.)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        raise InputError(f"{name}: is an Excel 97-2003 workbook (.xls), not {fmt.upper()}: leave out --format "
+                         f"or pass --format xls")
+    if head.startswith(b"PK\x03\x04"):
+        if b"[Content_Types].xml" in head or b"xl/" in head or b"opendocument" in head:
+            raise InputError(f"{name}: is a workbook, not {fmt.upper()}: leave out --format (or pass "
+                             f"--format xlsx/ods)")
+        raise InputError(f"{name}: is a ZIP archive: extract the lead file from it first")
 
 
 def _guess_format(path: str, head: bytes) -> str:
@@ -216,6 +252,9 @@ def _detect_encoding(name: str, opener: Callable[[], IO[bytes]], head: bytes) ->
         raise InputError(f"{name}: does not look like a text file (it holds NUL bytes)")
     if _decodes(opener, "utf-8"):
         return "utf-8", None
+    bad, utf8_line = _utf8_scan(opener)
+    if bad is not None and utf8_line is not None:
+        raise InputError(_mixed_message(name, bad, utf8_line))
     if _decodes(opener, "cp1252"):
         return "cp1252", "Windows-1252"
     return "latin-1", "Latin-1 (ISO-8859-1)"
@@ -233,12 +272,88 @@ def _decodes(opener: Callable[[], IO[bytes]], encoding: str) -> bool:
     return True
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # surrogateescape's stand-ins for bytes that are not UTF-8
+_WIDE_UTF8 = re.compile("[^\x00-\x7f\udc80-\udcff\ufeff]")  # a character UTF-8 needed several bytes for
+
+
+def _utf8_scan(opener: Callable[[], IO[bytes]]) -> tuple[tuple[int, bytes, str] | None, int | None]:
+    """Where a file stops being UTF-8: (line, the byte, that line as Windows-1252) of the first byte
+    that is not UTF-8, and the first line that holds a multi-byte UTF-8 character (None: none)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    line, bad, wide, tail = 1, None, None, ""
+    with opener() as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            text = decoder.decode(chunk, final=not chunk)
+            if bad is None and (m := _NOT_UTF8.search(text)):
+                start = text.rfind("\n", 0, m.start()) + 1
+                end = text.find("\n", m.start())
+                raw = (tail + text[start:end if end >= 0 else len(text)]).encode("utf-8", "surrogateescape")
+                bad = (line + text.count("\n", 0, m.start()),
+                       m.group().encode("utf-8", "surrogateescape"), raw.decode("cp1252", "replace").strip())
+            if wide is None and (m := _WIDE_UTF8.search(text)):
+                wide = line + text.count("\n", 0, m.start())
+            line += text.count("\n")
+            tail = text[text.rfind("\n") + 1:]
+            if not chunk or (bad is not None and wide is not None):
+                return bad, wide
+
+
+def _mixed_message(name: str, bad: tuple[int, bytes, str], utf8_line: int) -> str:
+    line, byte, as_1252 = bad
+    return (f"{name}: line {line}: byte 0x{byte.hex().upper()} is not UTF-8, but line {utf8_line} is UTF-8: "
+            f"the file mixes two encodings (appended from two sources?), so no one encoding reads it "
+            f"right; re-save line {line} as UTF-8 (as Windows-1252 it would read {as_1252[:60]!r})")
+
+
+def _utf8_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near: int) -> str:
+    """The message for a file declared UTF-8 (by a BOM or --encoding) that is not."""
+    bad, utf8_line = _utf8_scan(opener)
+    if bad is not None and utf8_line is not None:
+        return _mixed_message(name, bad, utf8_line)
+    if bad is not None:
+        return (f"{name}: line {bad[0]}: byte 0x{bad[1].hex().upper()} is not valid UTF-8; choose the "
+                f"file's encoding with --encoding")
+    return (f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding "
+            f"with --encoding")
+
+
+def _decode_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near: int) -> str:
+    """The message for text that its encoding cannot decode: for UTF-8, the exact line and byte."""
+    if codecs.lookup(encoding).name.startswith("utf-8"):
+        return _utf8_error(name, opener, encoding, near)
+    return (f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding "
+            f"with --encoding")
+
+
+def _encoding_label(encoding: str) -> str:
+    """An encoding as the user knows it (Python's utf-8-sig is UTF-8 that may start with a BOM)."""
+    e = codecs.lookup(encoding).name
+    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "utf-16": "UTF-16",
+            "utf-16-le": "UTF-16", "utf-16-be": "UTF-16", "latin-1": "Latin-1", "iso8859-1": "Latin-1"
+            }.get(e, encoding)
+
+
 def _text(opener: Callable[[], IO[bytes]], encoding: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(opener(), encoding=encoding, newline="")
 
 
+# Fed to csv.reader after the file's last line. Outside quotes it is a record of blank cells (which
+# are no row); a quoted value still open at the end of the file swallows it, which is how an
+# unclosed quote is told from a value that merely spans lines.
+_END = "\x0b\x1c\u3000\u2029\x1d\x0c\n"
+_SEP_LINE = re.compile(r"sep=(.)\r?\n?")  # Excel's delimiter directive, alone on the first line
+_HEADER_SCAN = 30  # records looked at for a header below a title block
+_TITLE_CELLS = 2  # non-empty cells a title row may have
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_PHONE_RUN = re.compile(r"\d{7,}")
+_PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
+_LONG_NUMBER = re.compile(r"\d(?:[ \-.]?\d){9,}")  # ten digits or more, perhaps grouped: a phone number
+
+
 def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding: str | None,
-              delimiter: str | None, path: str) -> LeadFile:
+              delimiter: str | None, path: str, header_row: int | None,
+              header_test: Callable[[list[str]], bool] | None) -> LeadFile:
     note = None
     if encoding:
         try:
@@ -252,69 +367,223 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
         if len(delimiter) != 1:
             raise InputError(f"{name}: --delimiter must be one character (or 'tab'), not {delimiter!r}")
 
-    first_line = ""
+    first_line, first_no = "", 0
     with _text(opener, encoding) as text:
         try:
-            for line in text:
+            for number, line in enumerate(text, start=1):
                 if line.strip():
-                    first_line = line
+                    first_line, first_no = line, number
                     break
-        except UnicodeDecodeError as e:
-            raise InputError(f"{name}: line 1: not valid {encoding} ({e.reason}); try --encoding") from None
+        except UnicodeDecodeError:
+            raise InputError(_decode_error(name, opener, encoding, 1)) from None
     if not first_line:
         raise InputError(f"{name}: the file is empty")
+    notes = []
+    skip_to = 0  # records starting on or before this line are not the header
+    sep = _SEP_LINE.fullmatch(first_line.lstrip("\ufeff"))
+    if sep:
+        skip_to = first_no
+        if delimiter is None:
+            delimiter = sep[1]
+            notes.append(f"the first line {first_line.strip()!r} sets the delimiter ({_show_delimiter(delimiter)})")
     if delimiter is None:
         delimiter = _sniff_delimiter(first_line, path)
 
-    header_line, header = 0, None
+    def records(text: IO[str]) -> Iterator[tuple[list[str], int]]:
+        return _records(name, csv.reader(itertools.chain(text, (_END,)), delimiter=delimiter), encoding,
+                        opener, delimiter)
+
     with _text(opener, encoding) as text:
-        for cells, line in _records(name, csv.reader(text, delimiter=delimiter), encoding):
-            header_line, header = line, cells
-            break
-    if header is None:
-        raise InputError(f"{name}: the file is empty")
+        header_line, header, titles = _find_header(name, records(text), header_row, header_test, skip_to)
     keys = _column_keys(name, header_line, header)
+    not_lead_rows = title_rows(titles)
+    notes += title_note(titles, header_line, "on line")
+
+    def fit(cells: list[str], line: int) -> list[str]:
+        """A row as wide as the header: short ones padded, empty extra cells dropped."""
+        n = len(keys)
+        if len(cells) > n:
+            extra = [c for c in cells[n:] if c.strip()]
+            if extra:
+                raise InputError(
+                    f"{name}: line {line}, column {n + 1}: the row has {len(cells)} cells but "
+                    f"the header has {n} (extra value {extra[0][:40]!r}); quote values that "
+                    f"contain {_show_delimiter(delimiter)} or fix the header")
+            return cells[:n]
+        return cells + [""] * (n - len(cells))
 
     def rows() -> Iterator[SourceRow]:
         n = len(keys)
+        wide = n if n > 1 else -1  # the fast way below needs a second cell
+        del not_lead_rows[len(titles):]  # footers are found again on each pass
+        footers: list[tuple[list[str], int]] = []  # rows that may be a report's footer, held back
         with _text(opener, encoding) as text:
-            records = _records(name, csv.reader(text, delimiter=delimiter), encoding)
-            next(records, None)  # the header
-            for cells, line in records:
-                if len(cells) == n:
+            it = records(text)
+            for _cells, line in it:
+                if line == header_line:
+                    break
+            for cells, line in it:  # the first row is a lead row whatever it holds
+                yield line, cells if len(cells) == n else fit(cells, line)
+                break
+            for cells, line in it:
+                # The common row first: as wide as the header, its second cell filled (no footer).
+                if len(cells) == wide and cells[1] and not footers:
                     yield line, cells
                     continue
-                if len(cells) > n:
-                    extra = [c for c in cells[n:] if c.strip()]
-                    if extra:
-                        raise InputError(
-                            f"{name}: line {line}, column {n + 1}: the row has {len(cells)} cells but "
-                            f"the header has {n} (extra value {extra[0][:40]!r}); quote values that "
-                            f"contain {_show_delimiter(delimiter)} or fix the header")
-                    cells = cells[:n]
-                else:
-                    cells = cells + [""] * (n - len(cells))
+                if len(cells) != n:
+                    cells = fit(cells, line)
+                # A report footer ("Grand Totals (30 records)", "Generated By: ...") has text in the
+                # first cell only, and only rows of that kind follow it.
+                if (n == 1 or not cells[1]) and _footer_like(cells):
+                    footers.append((cells, line))
+                    continue
+                if footers:
+                    yield from ((f_line, f_cells) for f_cells, f_line in footers)
+                    footers.clear()
                 yield line, cells
+        not_lead_rows.extend((line, "footer", cells[0].strip()) for cells, line in footers)
 
     return LeadFile(name=name, format="csv", encoding=encoding, encoding_note=note,
-                    delimiter=delimiter, columns=list(header), keys=keys, _rows=rows)
+                    delimiter=delimiter, columns=list(header), keys=keys, _rows=rows,
+                    notes=notes, not_lead_rows=not_lead_rows)
 
 
-def _records(name: str, reader: Any, encoding: str) -> Iterator[tuple[list[str], int]]:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _row_text(cells: list[Any]) -> str:
+    return " | ".join(str(c).strip() for c in cells if str(c).strip())[:80]
+
+
+def _footer_like(cells: list[Any]) -> bool:
+    """Text in the first cell only, with a letter in it and nothing like a phone number (a year
+    range such as 2000-2026 is not one)."""
+    first = cells[0]
+    if not isinstance(first, str) or not any(ch.isalpha() for ch in first) or _LONG_NUMBER.search(first):
+        return False
+    return not any(c != "" and not (isinstance(c, str) and c.isspace()) for c in cells[1:])
+
+
+def without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]]
+                    ) -> Iterator[tuple[int, list[Any]]]:
+    """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
+    rule, for sheets (the CSV reader has it inline, on its hot path)."""
+    footers: list[tuple[int, list[Any]]] = []
+    first = True
+    for number, values in rows:
+        if not first and _footer_like(values):
+            footers.append((number, values))
+            continue
+        first = False
+        yield from footers
+        footers.clear()
+        yield number, values
+    not_lead_rows.extend((number, "footer", str(values[0]).strip()) for number, values in footers)
+
+
+def find_header(name: str, records: Iterator[tuple[list[str], int]], header_test: Callable[[list[str]], bool] | None
+                ) -> tuple[int, list[str], list[tuple[list[str], int]]]:
+    """(line, cells) of the header found below any title block, and the title rows (for sheets)."""
+    return _find_header(name, records, None, header_test, 0)
+
+
+def title_rows(titles: list[tuple[list[str], int]]) -> list[tuple[int, str, str]]:
+    return [(line, "title", _row_text(cells)) for cells, line in titles]
+
+
+def title_note(titles: list[tuple[list[str], int]], header_at: int, where: str) -> list[str]:
+    if not titles:
+        return []
+    return [f"the header is {where} {header_at}; {_count(len(titles), 'row')} above it (a title block) "
+            f"{'is' if len(titles) == 1 else 'are'} not read as leads"]
+
+
+def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row: int | None,
+                 header_test: Callable[[list[str]], bool] | None, skip_to: int
+                 ) -> tuple[int, list[str], list[tuple[list[str], int]]]:
+    """(line, cells) of the header and the title rows above it.
+
+    --header-row names the line. Otherwise the first record is the header if it maps a phone
+    column (or nothing can tell); if not, the first of the next records that does is, and the
+    records above it are a title block (a formatted report's name, date, filters)."""
+    if header_row is not None:
+        titles: list[tuple[list[str], int]] = []
+        for cells, line in records:
+            if line == header_row:
+                return line, cells, []
+            if line > header_row:
+                raise InputError(f"{name}: --header-row {header_row}: no row starts on line {header_row} "
+                                 f"(it is blank, or inside the row of line {titles[-1][1] if titles else line})")
+            titles.append((cells, line))
+        raise InputError(f"{name}: --header-row {header_row}: the file has no row on line {header_row} or below")
+    seen: list[tuple[list[str], int]] = []
+    for cells, line in records:
+        if line <= skip_to:
+            continue
+        if header_test is None or header_test(cells):
+            return line, cells, seen
+        seen.append((cells, line))
+        # A title row holds a value or two; a row with more is a table's (the header, with a phone
+        # column under a name not known): then a "Phone" value further down is no header.
+        if len(seen) >= _HEADER_SCAN or sum(1 for c in cells if c.strip()) > _TITLE_CELLS:
+            break
+    if not seen:
+        raise InputError(f"{name}: the file is empty")
+    cells, line = seen[0]
+    return line, cells, []
+
+
+def _records(name: str, reader: Any, encoding: str, opener: Callable[[], IO[bytes]],
+             delimiter: str) -> Iterator[tuple[list[str], int]]:
     """Non-blank CSV records with the line each starts on (the hot loop of every CSV command)."""
     end = 0
+    last: list[str] = []  # the last record: a "whole record" has as many cells
     try:
         for cells in reader:
             start, end = end + 1, reader.line_num
+            if end != start:  # the record spans lines: a quoted value holds line breaks
+                _check_open_quote(name, cells, start, end, delimiter, len(last or cells))
             for c in cells:
                 if c and not c.isspace():
+                    last = cells
                     yield cells, start
                     break
     except csv.Error as e:
         raise InputError(f"{name}: line {reader.line_num}: {e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{name}: near line {end + 1}: not valid {encoding} ({e.reason}); "
-                         f"choose the file's encoding with --encoding") from None
+    except UnicodeDecodeError:
+        raise InputError(_decode_error(name, opener, encoding, end + 1)) from None
+
+
+def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimiter: str, width: int) -> None:
+    """Stop at a quoted value that never closes, or that swallowed lines which are whole rows.
+
+    csv.reader lets a quote run on over line breaks, to the end of the file if need be: the
+    following leads would vanish into one cell and be sent as its text."""
+    line = start
+    for column, cell in enumerate(cells, start=1):
+        breaks = _LINE_BREAK.split(cell)
+        if len(breaks) == 1:
+            continue
+        if cell.endswith(_END):
+            raise InputError(
+                f"{name}: line {line}, column {column}: a quote opens here and is never closed: it runs "
+                f"to the end of the file, taking {_count(end - line - 1, 'more line')} with it; close "
+                f"the quote (or remove it)")
+        # A line of the value that holds a whole row's delimiters and a phone number is a row
+        # the quote swallowed (the line it opened on included: the rest of that row is in it).
+        rows = [i for i, text in enumerate(breaks)
+                if width > 1 and text.count(delimiter) >= width - 1 and _has_phone_like(text, delimiter)]
+        if rows:
+            raise InputError(
+                f"{name}: line {line}, column {column}: a quote opens here and runs on over "
+                f"{_count(len(breaks) - 1, 'line break')}, taking in what looks like a whole row (line "
+                f"{line + rows[0]}: {breaks[rows[0]][:50]!r}); close the quote where the value ends")
+        line += len(breaks) - 1
+
+
+def _has_phone_like(text: str, delimiter: str) -> bool:
+    return any(_PHONE_RUN.search(_PHONE_SEPARATORS.sub("", part)) for part in text.split(delimiter))
 
 
 def _column_keys(name: str, line: int, header: list[str]) -> list[str]:
@@ -333,6 +602,13 @@ def _column_keys(name: str, line: int, header: list[str]) -> list[str]:
     return keys
 
 
+def column_label(key: str) -> str:
+    """A column key as the user reads it: its header, or "column 2 (no header)"."""
+    if key.startswith(UNNAMED_PREFIX):
+        return f"column {key[len(UNNAMED_PREFIX):]} (no header)"
+    return key.strip()
+
+
 def _sniff_delimiter(line: str, path: str) -> str:
     bare = _QUOTED.sub("", line)
     counts = {d: bare.count(d) for d in _DELIMITERS}
@@ -348,22 +624,130 @@ def _show_delimiter(d: str) -> str:
 
 # ---------------------------------------------------------------------------- JSON
 
-def _open_json(name: str, opener: Callable[[], IO[bytes]], fmt: str, encoding: str | None) -> LeadFile:
+class _NotJSON(ValueError):
+    """NaN, Infinity and -Infinity: Python's json reads them, but they are not JSON."""
+
+
+def _refuse_constant(text: str) -> Any:
+    raise _NotJSON(text)
+
+
+def _exact_int(text: str) -> int | Decimal:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (4,300): no phone, but a row to refuse
+        return Decimal(text)
+
+
+def _json_problem(e: BaseException) -> str:
+    """What is wrong with a JSON text that json could not read, in the user's words."""
+    if isinstance(e, _NotJSON):
+        return f"{e} is not JSON (write null, or the value in quotes)"
+    if isinstance(e, RecursionError):
+        return "nested too deeply (arrays or objects inside each other hundreds of levels down)"
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON ({e.msg})"
+    return f"not valid JSON ({type(e).__name__})"
+
+
+_MAX_DEPTH = 100  # levels of arrays/objects inside a lead: far more than any export has, far less than
+# the depth at which writing the row back out (failures file, messages) would exhaust Python's stack
+
+
+def _too_deep(value: dict[str, Any]) -> bool:
+    """Whether a lead object nests arrays or objects more than _MAX_DEPTH levels down."""
+    stack = [(v, 2) for v in value.values() if v.__class__ is list or v.__class__ is dict]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return True
+        children = item.values() if item.__class__ is dict else item
+        stack.extend((c, depth + 1) for c in children if c.__class__ is list or c.__class__ is dict)
+    return False
+
+
+_TOO_DEEP = f"nested too deeply (arrays or objects more than {_MAX_DEPTH} levels down)"
+
+
+# json's own errors, and what its number and constant hooks raise (NaN, a 10**999999999 exponent).
+_JSON_ERRORS = (ValueError, ArithmeticError, RecursionError)
+
+
+def _open_json(name: str, opener: Callable[[], IO[bytes]], fmt: str, encoding: str | None,
+               head: bytes = b"") -> LeadFile:
     encoding = encoding or "utf-8-sig"
     # Decimal keeps a number's exact digits (a phone number 9876543210.0 is not a float).
-    decoder = json.JSONDecoder(parse_float=Decimal)
+    decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=_refuse_constant)
+    notes: list[str] = []
+    wrapped: list[Any] | None = None
+    if fmt == "json" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+        key, wrapped = _unwrap(name, _whole_json(name, opener, encoding, decoder))
+        notes.append(f"the leads are the array in member {key!r} of the file's top-level object "
+                     f"({_count(len(wrapped), 'item')})")
 
     def rows() -> Iterator[SourceRow]:
+        if wrapped is not None:
+            yield from _json_items(name, wrapped, lambda i: f"item {i} of {key!r}")
+            return
         with io.TextIOWrapper(opener(), encoding=encoding) as text:
             try:
                 if fmt == "jsonl":
                     yield from _jsonl_rows(name, text, decoder)
                 else:
                     yield from _json_array_rows(name, text, decoder)
-            except UnicodeDecodeError as e:
-                raise InputError(f"{name}: not valid {encoding} ({e.reason}); JSON files must be UTF-8") from None
+            except UnicodeDecodeError:
+                raise InputError(_json_encoding_error(name, opener, encoding)) from None
 
-    return LeadFile(name=name, format=fmt, encoding=encoding, _rows=rows)
+    return LeadFile(name=name, format=fmt, encoding=encoding, _rows=rows, notes=notes)
+
+
+def _json_encoding_error(name: str, opener: Callable[[], IO[bytes]], encoding: str) -> str:
+    if codecs.lookup(encoding).name.startswith("utf-8"):
+        return _utf8_error(name, opener, encoding, 1) + " (JSON files are UTF-8)"
+    return f"{name}: not valid {_encoding_label(encoding)}; JSON files must be UTF-8"
+
+
+def _whole_json(name: str, opener: Callable[[], IO[bytes]], encoding: str, decoder: json.JSONDecoder) -> Any:
+    with io.TextIOWrapper(opener(), encoding=encoding) as text:
+        try:
+            doc = text.read()
+        except UnicodeDecodeError:
+            raise InputError(_json_encoding_error(name, opener, encoding)) from None
+    start = len(doc) - len(doc.lstrip())
+    try:
+        value, end = decoder.raw_decode(doc, start)
+    except _JSON_ERRORS as e:
+        at = getattr(e, "pos", None)
+        where = f"line {doc.count(chr(10), 0, at) + 1}: " if isinstance(at, int) else ""
+        raise InputError(f"{name}: {where}{_json_problem(e)}") from None
+    if doc[end:].strip():
+        raise InputError(f"{name}: line {doc.count(chr(10), 0, end) + 1}: unexpected text after the "
+                         f"top-level object")
+    return value
+
+
+def _unwrap(name: str, value: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The one array of a wrapper object such as IndiaMART's {"CODE": 200, "RESPONSE": [...]}."""
+    arrays = [k for k, v in value.items() if isinstance(v, list)]
+    if len(arrays) == 1:
+        return arrays[0], value[arrays[0]]
+    if arrays:
+        raise InputError(f"{name}: the top-level JSON object holds {len(arrays)} arrays "
+                         f"({', '.join(repr(k) for k in arrays[:5])}), so which holds the leads is not "
+                         f"clear; save that one alone (for example: jq '.{arrays[0]}' {name})")
+    said = [f"{k} {v!r}" for k, v in value.items() if isinstance(v, (str, int, Decimal)) and len(str(v)) < 80][:4]
+    raise InputError(f"{name}: a JSON lead file must be an array of objects ([{{...}}, ...]) or an object "
+                     f"holding one; this object holds none" + (f" ({'; '.join(said)})" if said else "")
+                     + "; for one object per line name it .jsonl")
+
+
+def _json_items(name: str, items: list[Any], where: Callable[[int], str]) -> Iterator[SourceRow]:
+    for index, value in enumerate(items, start=1):
+        if not isinstance(value, dict):
+            raise InputError(f"{name}: {where(index)}: each item must be a JSON object, not {_json_kind(value)}")
+        if _too_deep(value):
+            raise InputError(f"{name}: {where(index)}: {_TOO_DEEP}")
+        yield index, value
 
 
 def _jsonl_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Iterator[SourceRow]:
@@ -374,6 +758,10 @@ def _jsonl_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Iterator
             value = decoder.decode(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{name}: line {line_no}, column {e.colno}: not valid JSON ({e.msg})") from None
+        except _JSON_ERRORS as e:
+            raise InputError(f"{name}: line {line_no}: {_json_problem(e)}") from None
+        if isinstance(value, dict) and _too_deep(value):
+            raise InputError(f"{name}: line {line_no}: {_TOO_DEEP}")
         if not isinstance(value, dict):
             raise InputError(f"{name}: line {line_no}: each line must be a JSON object, "
                              f"not {_json_kind(value)}")
@@ -416,6 +804,9 @@ def _json_array_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Ite
     pos += 1
     index = 0
     if skip_ws() == "]":
+        pos += 1
+        if skip_ws():
+            raise InputError(f"{name}: {where(pos)}: unexpected text after the closing ']'")
         return
     while True:
         ch = skip_ws()
@@ -433,10 +824,14 @@ def _json_array_rows(name: str, text: IO[str], decoder: json.JSONDecoder) -> Ite
                 if len(buf) - pos < _MAX_ITEM and not eof and fill():
                     continue
                 raise InputError(f"{name}: {where(e.pos)}: not valid JSON ({e.msg})") from None
+            except _JSON_ERRORS as e:
+                raise InputError(f"{name}: item {index + 1} ({where(pos)}): {_json_problem(e)}") from None
         index += 1
         if not isinstance(value, dict):
             raise InputError(f"{name}: item {index} ({where(pos)}): each item must be a JSON object, "
                              f"not {_json_kind(value)}")
+        if _too_deep(value):
+            raise InputError(f"{name}: item {index} ({where(pos)}): {_TOO_DEEP}")
         pos = end
         yield index, value
         ch = skip_ws()

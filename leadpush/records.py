@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import IO, Any, Protocol
 
 from .causes import causes_of
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -122,6 +122,9 @@ class FailuresWriter:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
             self._keep = [i for i, c in enumerate(columns) if not c.strip().lower().startswith(IGNORED_PREFIX)]
+            # A failures file fed back in keeps the row numbers of the file the rows first came from.
+            self._first_row = next((i for i, c in enumerate(columns) if c.strip().lower() == FAILURE_COLUMNS[0]),
+                                   None)
             self._csv = csv.writer(self._out.file)
             self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
 
@@ -133,12 +136,18 @@ class FailuresWriter:
                 names = self._names + [f"column {n + 1}" for n in range(len(self._names), len(source))]
                 source = dict(zip(names, source, strict=False))
             pairs = {k: v for k, v in source.items() if not str(k).strip().lower().startswith(IGNORED_PREFIX)}
-            pairs.update(leadpush_row=o.row, leadpush_status=o.status.value, leadpush_error=o.message)
+            first = source.get(FAILURE_COLUMNS[0])
+            pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
+                         leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
         else:
             values = source if isinstance(source, list) else list(source.values())
+            row: Any = o.row
+            if self._first_row is not None and self._first_row < len(values):
+                first = str(values[self._first_row]).strip()
+                row = first if first.isdigit() else row
             self._csv.writerow([cell_text(values[i]) if i < len(values) else "" for i in self._keep]
-                               + [o.row, o.status.value, formula_safe(o.message)])
+                               + [row, o.status.value, formula_safe(o.message)])
 
     def close(self, run_counts: Counter[Status] | None = None) -> None:
         """Move the file into place (`run_counts` is for the workbook's Summary; a CSV or JSONL has none)."""
@@ -217,6 +226,9 @@ def failures_format(path: Path | None, chosen: str | None, input_format: str) ->
 
 
 def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:
+    p = Path(input_name)
+    if p.stem.endswith(".failures"):  # a failures file fed back in: its failures go back to it
+        input_name = str(p.with_name(p.stem[: -len(".failures")] + p.suffix))
     return sibling_path(input_name, "failures", fmt or failures_format(None, None, input_format))
 
 
@@ -236,31 +248,34 @@ class Recorder:
         self.results = results
         self.failures = failures
         self.log = log
-        self._counts = [0] * len(Status)
+        self._counts = dict.fromkeys(Status, 0)
         self.table_mode = table
         self.table_rows: list[RowOutcome] = []
         self.table_dropped = 0
         self._filtered = table == "problems"
         self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
+        self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
 
     @property
     def counts(self) -> Counter[Status]:
-        return Counter({s: self._counts[s.index] for s in Status if self._counts[s.index]})  # type: ignore[attr-defined]
+        return Counter({s: n for s, n in self._counts.items() if n})
 
     @property
     def total(self) -> int:
-        return sum(self._counts)
+        return sum(self._counts.values())
 
     def record(self, o: RowOutcome) -> None:
         status = o.status
-        self._counts[status.index] += 1  # type: ignore[attr-defined]
+        self._counts[status] += 1
         if self.results:
             self.results.write(o)
         if self.log:
             self.log.row(o)
         if o.cause:
             self.causes.update(causes_of(o.cause))
-        failed = status.is_failure  # type: ignore[attr-defined]
+        if o.note:
+            self.notes.update(causes_of(o.note))
+        failed = status in FAILURE_STATUSES
         if failed and self.failures:
             self.failures.write(o)
         if self.table_mode != "none":
@@ -271,7 +286,7 @@ class Recorder:
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
             self._filtered = True  # a big file: keep only the problems
-            self.table_rows = [r for r in self.table_rows if r.status.is_failure]  # type: ignore[attr-defined]
+            self.table_rows = [r for r in self.table_rows if r.status in FAILURE_STATUSES]
         if self._filtered and not failed:
             return
         if len(self.table_rows) >= TABLE_MAX_ROWS:
@@ -308,11 +323,17 @@ class RunSummary:
     elapsed: float | None = None
     requests: int | None = None  # HTTP requests made (upload)
     token_generations: int | None = None
+    # (line, "title" or "footer", text): rows of the file that are not leads, neither sent nor counted
+    not_lead_rows: list[tuple[int, str, str]] = field(default_factory=list)
     suppressed_by: dict[str, int] | None = None  # do-not-call list -> rows it removed
     run: int | None = None  # this run's id in the run ledger
     undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
+
+    def note_items(self) -> list[tuple[str, int]]:
+        """(note code, rows), most rows first."""
+        return sorted(self.recorder.notes.items(), key=lambda item: (-item[1], item[0]))
 
     def cause_items(self) -> list[tuple[str, int]]:
         """(cause code, rows), most rows first."""

@@ -78,15 +78,27 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(cause.label)}{escape(hint)} [dim]({code})[/]")
     if len(causes) > TOP_CAUSES:
         console.print(f"  ... and {len(causes) - TOP_CAUSES} more causes (--json lists them all)")
+    notes = summary.note_items()
+    if notes:
+        console.print("Read for you:")
+    for code, n in notes:
+        console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(describe(code).label)} [dim]({code})[/]")
     cmap = summary.column_map
     if cmap is not None:
         mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
+        if cmap.name_parts:
+            mapped += ", " + " + ".join(escape(col.strip()) for col in cmap.name_parts) + " → Name"
         console.print(f"Columns: {mapped}")
         if cmap.passthrough:
             console.print("Passed through as extra fields: "
                           + ", ".join(escape(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+    if summary.not_lead_rows:
+        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        more = len(summary.not_lead_rows) - len(shown)
+        console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
+                      + (f"; and {more} more" if more > 0 else ""))
     for name, n in (summary.suppressed_by or {}).items():
         console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
@@ -134,8 +146,11 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
             "passthrough": [sent for _, sent in cmap.passthrough],
             "ignored": cmap.ignored,
         },
+        "not_lead_rows": [{"row": line, "kind": kind, "text": text}
+                          for line, kind, text in summary.not_lead_rows],
         "causes": [{"cause": code, "rows": n, "field": describe(code).field, "label": describe(code).label,
                     "hint": describe(code).hint} for code, n in summary.cause_items()],
+        "notes": [{"note": code, "rows": n, "label": describe(code).label} for code, n in summary.note_items()],
         # The rows to look at (as in the table: at most 1,000; the results file has every row).
         "problem_rows": [{"row": o.row, "status": o.status.value, "cause": o.cause, "message": str(o.message),
                           "phoneNumber": o.phone, "campaignName": o.campaign}

@@ -52,7 +52,10 @@ DEMO_CONFIG: dict[str, Any] = {"accounts": [{
     ],
 }]}
 
-_PHONE = re.compile(r"^\+?\d{3,16}$")
+# CloudAgent's rule as its message states it: numeric, 3 to 16 digits, an optional leading +.
+# ASCII digits only and nothing after them (fullmatch: `$` would let a trailing line break
+# through), so that the sandbox is never more lenient than CloudAgent.
+_PHONE = re.compile(r"\+?[0-9]{3,16}")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 
 # The vendor's bodies, as documented. The brace-less ones are byte for byte as the vendor's page shows them.
@@ -461,7 +464,7 @@ class SandboxState:
         if campaign.type == "inbound":
             return Answer.json(NOT_OUTBOUND, "not-outbound")
         phone = body.get("phoneNumber")
-        if phone is None or isinstance(phone, bool) or not _PHONE.match(str(phone)):
+        if phone is None or isinstance(phone, bool) or not _PHONE.fullmatch(str(phone)):
             return Answer.json(BAD_PHONE, "bad-phone")
         phone = str(phone)
         # As documented: only a priority key with an empty value is refused; any other value is

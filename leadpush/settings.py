@@ -3,6 +3,7 @@ the checks every setting passes whatever its source."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import math
 import os
@@ -26,7 +27,14 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "campaign": str, "skill": str, "agent_id": str, "priority": (str, int), "expiry_date": str,
     "action": str, "check_duplicate": bool, "region": str, "phone_format": str, "campaign_type": str,
     "suppress": list, "skip_loaded_within": str, "skip_scope": str,
+    # how to read a file, and how to check it
+    "map": dict, "header_row": int, "sheet": str, "encoding": str, "delimiter": str,
+    "dayfirst": bool, "monthfirst": bool, "allow_past_expiry": bool, "keep_duplicates": bool,
+    # around the run
+    "notify": list, "heartbeat": str,
 }
+# A profile key whose setting (and command-line option) has another name.
+PROFILE_NAMES = {"map": "map_options"}
 SECRET = "api_key"
 DEFAULT_BASE_URL = "https://in1-ccaas-api.ozonetel.com"
 # Environment variables that set an option, by setting name (others have none: secrets and
@@ -78,6 +86,18 @@ class RunSettings:
     suppress: list[str] | None = None  # do-not-call list files
     skip_loaded_within: str | None = None  # such as 30d: see ledger.parse_window
     skip_scope: SkipScope = SkipScope.CAMPAIGN
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    header_row: int | None = None
+    # column header as written -> field ("" leaves the column out); a profile's map, then --map on top
+    map_options: dict[str, str] = field(default_factory=dict)
+    dayfirst: bool = False
+    monthfirst: bool = False
+    allow_past_expiry: bool = False
+    keep_duplicates: bool = False
+    notify: list[str] = field(default_factory=list)
+    heartbeat: str | None = None
     # name -> where its value came from, for config show and for errors
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -88,6 +108,8 @@ class RunSettings:
 SETTING_NAMES = tuple(f.name for f in fields(RunSettings) if f.name != "sources")
 _DEFAULT_SETTINGS = RunSettings()
 DEFAULTS: dict[str, Any] = {name: getattr(_DEFAULT_SETTINGS, name) for name in SETTING_NAMES}
+# Settings whose values a profile may hold only as these element types.
+_ELEMENTS: dict[str, type] = {"map": str, "notify": str}
 
 
 def default_config_path() -> Path:
@@ -123,6 +145,7 @@ class Profile:
     path: Path | None
     values: dict[str, Any]
     warnings: list[str]
+    smtp: dict[str, Any] = field(default_factory=dict)  # the config file's [smtp] table
 
     @property
     def label(self) -> str:
@@ -146,7 +169,7 @@ def load_profile(name: str | None, path: Path | None, *, explicit_path: bool) ->
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             warnings.append(f"{path} holds an API key and other users can read it; fix with: chmod 600 {path}")
     if name is None:
-        return Profile(None, path, {}, warnings)
+        return Profile(None, path, {}, warnings, smtp=_smtp_table(data, path))
     if name not in profiles or not isinstance(profiles[name], dict):
         known = ", ".join(sorted(profiles)) or "none"
         raise ConfigError(f"{path}: no profile {name!r} (profiles: {known})")
@@ -158,7 +181,11 @@ def load_profile(name: str | None, path: Path | None, *, explicit_path: bool) ->
                               f"(known: {', '.join(PROFILE_KEYS)})")
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: profile {name!r}: {key} has the wrong type ({type(value).__name__})")
-    return Profile(name, path, dict(values), warnings)
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if any(not isinstance(v, _ELEMENTS.get(key, object)) for v in items):
+            raise ConfigError(f"{path}: profile {name!r}: every value of {key} must be text")
+    return Profile(name, path, {PROFILE_NAMES.get(k, k): v for k, v in values.items()}, warnings,
+                   smtp=_smtp_table(data, path))
 
 
 def resolve(given: Mapping[str, tuple[Any, str]], profile: Profile) -> RunSettings:
@@ -171,11 +198,45 @@ def resolve(given: Mapping[str, tuple[Any, str]], profile: Profile) -> RunSettin
     out = RunSettings()
     for name in SETTING_NAMES:
         value, source = given.get(name, (DEFAULTS[name], Source.DEFAULT.value))
-        if source == Source.DEFAULT.value and name in profile.values:
-            value, source = profile.values[name], profile.label
+        if name == "map_options":
+            value, source = _merged_map(value, source, profile)
+        elif source == Source.DEFAULT.value:
+            value = profile.values[name] if name in profile.values else copy.copy(DEFAULTS[name])
+            source = profile.label if name in profile.values else source
         setattr(out, name, check_setting(name, value, source))
         out.sources[name] = source
+    _one_date_order(out)
     return out
+
+
+def _merged_map(flags: Any, source: str, profile: Profile) -> tuple[dict[str, str], str]:
+    """The profile's map with each --map on top (a flag wins for its column; the others stay)."""
+    merged = dict(profile.values.get("map_options", {}))
+    given: dict[str, str] = {}
+    for option in flags or []:
+        header, sep, target = str(option).partition("=")
+        if not sep or not header.strip():
+            raise ConfigError(f"--map {option!r}: write it as \"Column header=field\" "
+                              f"(or \"Column header=\" to leave a column out)")
+        given[header] = target
+    merged.update(given)
+    sources = [s for s, used in ((profile.label, profile.values.get("map_options")), (source, given)) if used]
+    return merged, " and ".join(sources) or Source.DEFAULT.value
+
+
+def _one_date_order(s: RunSettings) -> None:
+    """--dayfirst and --monthfirst exclude each other; a flag overrides the other one from a profile."""
+    if not (s.dayfirst and s.monthfirst):
+        return
+    day, month = s.source("dayfirst"), s.source("monthfirst")
+    if day.startswith(Source.PROFILE.value) == month.startswith(Source.PROFILE.value):
+        if day == month == Source.FLAG.value:
+            raise ConfigError("--dayfirst and --monthfirst exclude each other")
+        raise ConfigError(f"dayfirst (from {day}) and monthfirst (from {month}) exclude each other")
+    if day.startswith(Source.PROFILE.value):
+        s.dayfirst, s.sources["dayfirst"] = False, Source.DEFAULT.value
+    else:
+        s.monthfirst, s.sources["monthfirst"] = False, Source.DEFAULT.value
 
 
 def check_setting(name: str, value: Any, source: str) -> Any:
@@ -207,7 +268,38 @@ def check_setting(name: str, value: Any, source: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, (str, Path)) for v in value):
             raise ConfigError(f"{where} must be a list of file names")
         return [str(v) for v in value] or None
+    if name == "header_row" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{where} counts lines from 1, not {value!r}")
+    if name == "delimiter" and value != "tab" and len(str(value)) != 1:
+        raise ConfigError(f"{where} must be one character or 'tab', not {value!r}")
+    if name == "map_options":
+        from .mapping import check_map  # noqa: PLC0415 (mapping imports the readers)
+
+        check_map(value, where)
+    if name in ("notify", "heartbeat"):
+        from .notify import check_url  # noqa: PLC0415
+
+        for url in value if isinstance(value, list) else [value]:
+            check_url(url, where, mail=name == "notify")
     return value
+
+
+def _smtp_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    smtp = data.get("smtp", {})
+    if not isinstance(smtp, dict):
+        raise ConfigError(f"{path}: [smtp] must be a table (host, port, starttls, username, password_env, from)")
+    known: dict[str, type | tuple[type, ...]] = {
+        "host": str, "port": int, "starttls": bool, "username": str, "password_env": str, "from": str,
+        "timeout": (int, float), "attach_limit_kb": int}
+    if "password" in smtp:
+        raise ConfigError(f"{path}: [smtp]: write password_env (the name of a variable holding the password), "
+                          f"not the password")
+    for key, value in smtp.items():
+        if key not in known:
+            raise ConfigError(f"{path}: [smtp]: unknown setting {key!r} (known: {', '.join(known)})")
+        if not isinstance(value, known[key]) or (known[key] is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: [smtp]: {key} has the wrong type ({type(value).__name__})")
+    return dict(smtp)
 
 
 def _choice(kind: type[Enum], value: Any, where: str) -> Any:
@@ -235,6 +327,10 @@ def resolve_api_key(profile: Profile, env: Mapping[str, str]) -> Setting | None:
 def masked(name: str, value: Any) -> str:
     if name == SECRET or name.endswith("token"):
         return "(set, hidden)" if value else "(not set)"
+    if isinstance(value, dict):
+        return ", ".join(f'"{header}={target}"' for header, target in value.items()) or "(none)"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
     return "(not set)" if value is None else str(value)
 
 

@@ -28,7 +28,8 @@ def split_path(input_name: str, input_format: str) -> Path:
 
 def body_columns(cmap: ColumnMap, defaults: dict[str, Any]) -> list[str]:
     """The columns of a request body for this column map, in the order the body has them."""
-    fields = [f for f in _BODY_ORDER if f in _ALWAYS or f in cmap.fields or defaults.get(f)]
+    fields = [f for f in _BODY_ORDER if f in _ALWAYS or f in cmap.fields or defaults.get(f)
+              or (f == "Name" and cmap.name_parts)]
     return fields + [sent for _, sent in cmap.passthrough]
 
 

@@ -206,7 +206,7 @@ def read_list(path: str, *, region: str | None, today: dt.date) -> SuppressionLi
                         continue
                 raw = row[phone_col]
                 # The common case, a clean number without a region, takes the shortest way.
-                if region is None and raw.__class__ is str and _PHONE.match(raw):
+                if region is None and raw.__class__ is str and _PHONE.fullmatch(raw):
                     append(int(raw[1:]) + _PLUS_MARK[len(raw) - 1] if raw[0] == "+"
                            else int(raw) + _DIGITS_MARK[len(raw)])
                     lst.entries += 1

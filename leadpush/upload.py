@@ -22,7 +22,7 @@ import requests
 from .causes import UNKNOWN_CAUSES, Problem, causes_of
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, fewer_collections, log_end, note_suppression, open_input, reading_notes, recording
+from .jobs import InputOptions, log_end, note_suppression, open_input, reading_notes, recording
 from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
 from .ledger import RunLog, SkipScope, open_ledger
 from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for
@@ -42,6 +42,7 @@ class UploadSettings:
     skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
     skip_scope: SkipScope = SkipScope.CAMPAIGN
     resend_unknown: bool = False  # send rows a failures file marks "outcome unknown" even with checkDuplicate FALSE
+    limit: int | None = None  # --limit: send only the first N valid rows (a canary run)
 
 
 # What a failures file (CSV, JSON Lines or workbook) says of a row whose lead CloudAgent may hold.
@@ -174,8 +175,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     # Pass 1: the whole file is checked before anything is sent, so a file that breaks at row
     # 9,000 stops before the first lead goes out, and the progress bar knows its total.
     first_pass = Checker(opts.checks, today=today, build_bodies=False)
-    with fewer_collections():
-        total = sum(1 for _ in first_pass.check_file(lead_file))
+    total = sum(1 for _ in first_pass.check_file(lead_file))
     progress.set_total(total)
 
     pacer = Pacer(settings.rate, clock=clock, sleep=sleep)
@@ -229,6 +229,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         return bool(getattr(stop.interrupt, "quit_now", False))
 
     quitting = False
+    dispatched, limited = 0, False
     started = clock()
     # From here a second Ctrl-C only sets `quit_now`: the loops below watch it, and the files
     # are still written whole.
@@ -284,6 +285,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                             outcome.status, outcome.message, body = Status.SKIPPED, lately, None
                             outcome.cause = "row.loaded_lately"
                     reason = stop.why_not(outcome.campaign) if body is not None else None
+                    if body is not None and not reason and settings.limit is not None \
+                            and dispatched >= settings.limit:
+                        reason, limited = Problem("not_sent.limit", "not sent: --limit"), True
                     if body is None or reason:
                         pending.append(_abort(outcome, reason) if reason else outcome)
                     else:
@@ -294,6 +298,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                                 pending.append(_abort(outcome, reason))
                                 break
                         else:
+                            dispatched += 1
                             future = pool.submit(send, outcome, body)
                             future.add_done_callback(lambda _f: slots.release())
                             in_flight[id(future)] = outcome
@@ -312,10 +317,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             summary.elapsed = clock() - started
             summary.requests = sender.requests + tokens.requests
             summary.token_generations = tokens.generations
-            summary.stop_reason = stop.reason
+            summary.stop_reason = stop.reason or (
+                f"--limit {settings.limit}: sent the first {dispatched} valid rows; --resume sends the rest"
+                if limited else None)
             summary.exists_after_our_attempt = probably_ours
         if journal:
-            journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
+            journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited)
         summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
                                           interrupted=stop.interrupt.is_set(),
                                           terminated=getattr(stop.interrupt, "terminated", False))

@@ -18,7 +18,7 @@ from typing import IO, Any
 from xml.etree import ElementTree
 
 from .outcomes import InputError
-from .readers import LeadFile, SourceRow, _column_keys
+from .readers import LeadFile, SourceRow, _column_keys, find_header, title_note, title_rows, without_footers
 
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of password-protected .xlsx)
 
@@ -57,7 +57,8 @@ def sniff_workbook(head: bytes) -> str | None:
 
 
 def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet: str | None = None,
-                  header_row: int | None = None) -> LeadFile:
+                  header_row: int | None = None,
+                  header_test: Callable[[list[str]], bool] | None = None) -> LeadFile:
     """Parse one sheet of a workbook once; every later pass over the rows reads that parsed sheet."""
     try:
         from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum  # noqa: PLC0415
@@ -137,13 +138,22 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             yield number, cells
 
     header_number, header = 0, None
-    for number, cells in grid():
-        if header_row is not None and number < header_row:
-            continue
-        if header_row is not None and number > header_row:
-            raise InputError(f"{name}: row {header_row} of {which} is empty; it cannot be the header")
-        header_number, header = number, [v if v.__class__ is str else _header_text(v) for v in cells]
-        break
+    titles: list[tuple[list[str], int]] = []
+    if header_row is None and header_test is not None:
+        # Below a title block (a formatted report's name, date, filters): the first row naming a phone.
+        texts = (([v if v.__class__ is str else _header_text(v) for v in cells], number) for number, cells in grid())
+        try:
+            header_number, header, titles = find_header(name, texts, header_test)
+        except InputError:
+            header = None
+    else:
+        for number, cells in grid():
+            if header_row is not None and number < header_row:
+                continue
+            if header_row is not None and number > header_row:
+                raise InputError(f"{name}: row {header_row} of {which} is empty; it cannot be the header")
+            header_number, header = number, [v if v.__class__ is str else _header_text(v) for v in cells]
+            break
     if header is None:
         raise InputError(f"{name}: {which} has no header row {others}")
     while header and header[-1] == "":
@@ -154,7 +164,13 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     fills = sorted((r0 + 1, r1 + 1, c0 - left, c1 - left) for (r0, c0), (r1, c1) in merges
                    if r0 + 1 > header_number and c0 - left < n)
 
+    not_lead_rows = title_rows(titles)
+
     def rows() -> Iterator[SourceRow]:
+        del not_lead_rows[len(titles):]  # footers are found again on each pass
+        yield from without_footers(sheet_rows(), not_lead_rows)
+
+    def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
         pending = list(fills)  # by first row
         active: list[tuple[int, int, int, Any]] = []  # (last row, first col, last col, value)
         for number, cells in grid():
@@ -183,7 +199,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     problems = {number: {col - left: v.message for col, v in cols.items() if isinstance(v, CellProblem)}
                 for number, cols in special.items()}
     return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
-                    sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None)
+                    sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None,
+                    notes=title_note(titles, header_number, "row"), not_lead_rows=not_lead_rows)
 
 
 _DONE = b"\x00leadpush: calamine returned\x00"

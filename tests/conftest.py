@@ -5,12 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from leadpush.cli import app
+
+# On CI the property tests draw the same examples every run (a red build always reproduces);
+# elsewhere they explore anew each time.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # Wide enough that rich never wraps a table cell the tests look for.
 ENV = {"COLUMNS": "250", "NO_COLOR": "1", "LEADPUSH_API_KEY": None, "LEADPUSH_USERNAME": None,

@@ -26,7 +26,8 @@ def outcomes(path, **kw):
 
 
 def test_every_problem_of_the_checks_carries_a_known_cause(tmp_path):
-    rows = [["phone", "campaign", "priority", "expiry", "action", "checkDuplicate", "agent", "skill"],
+    rows = [["phone", "campaign", "priority", "expiry", "action", "checkDuplicate", "agent", "skill",
+             "WhatsApp Number"],
             ["9.87654E+09", "c", "150", "01/02/2030", "launch", "maybe", "", ""],
             ["12", "", "x", "2020-01-01", "", "", "", ""],
             ["98765abc10", "c", "-1", "45000", "", "", "", ""],
@@ -34,7 +35,10 @@ def test_every_problem_of_the_checks_carries_a_known_cause(tmp_path):
             ["9845012345", "c", "", "Dec 2030", "", "", "", ""],
             ["9845012346", "c", "", "not a date", "", "", "", ""],
             ["+14155550123", "c", "", "", "", "", "", ""],
-            ["123", "c", "", "", "", "", "", ""]]
+            ["123", "c", "", "", "", "", "", ""],
+            ["#ERROR!", "c", "", "", "", "", "", ""],
+            ["98,20,69,5317", "c", "", "", "", "", "", ""],
+            ["", "c", "", "", "", "", "", "", "98450 12345"]]
     path = write_csv(tmp_path / "bad.csv", rows)
     seen = set()
     for kw in ({}, {"region": "IN", "campaign_type": "agent-wise"}, {"campaign_type": "skill-wise"}):

@@ -183,8 +183,8 @@ def test_region_and_phone_format(tmp_path):
     out = check(tmp_path, "phone,campaign\n98765 43210,c\n12345,c\n+14155550123,c\n",
                 region="in", phone_format="e164")
     assert [(o.status.value, o.phone) for o, _ in out][:1] == [("valid", "+919876543210")]
-    assert "is not a valid IN number" in out[1][0].message
-    assert out[2][0].message == "phone number '+14155550123' is a number of US, not of IN"
+    assert "is not a valid number of India (IN)" in out[1][0].message
+    assert out[2][0].message == "phone number '+14155550123' is a number of United States (US), not of India (IN)"
 
 
 def test_settings_errors():

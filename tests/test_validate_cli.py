@@ -41,12 +41,13 @@ def test_problem_rows_exit_1_and_land_in_a_failures_file_that_round_trips(cli, t
     assert got[1]["address"] == "Mumbai, MH" and got[1]["Phone Number"] == "98765 43212"
     assert got[1]["leadpush_status"] == "invalid" and "in the past" in got[1]["leadpush_error"]
 
-    # feed the failures file straight back: the same rows fail for the same reasons
+    # feed the failures file straight back: the same rows fail for the same reasons, and keep the
+    # row numbers of the file they first came from
     r2 = cli("validate", failures, "--failures", tmp_path / "again.csv")
     assert r2.exit_code == 1
     again = read_csv(tmp_path / "again.csv")
-    assert [(a["leadpush_row"], a["leadpush_error"]) for a in again] == [("2", got[0]["leadpush_error"]),
-                                                                       ("3", got[1]["leadpush_error"])]
+    assert [(a["leadpush_row"], a["leadpush_error"]) for a in again] == [("4", got[0]["leadpush_error"]),
+                                                                       ("5", got[1]["leadpush_error"])]
     assert list(again[0].keys()) == list(got[0].keys())  # no second set of leadpush_* columns
     assert "Not sent: leadpush_row, leadpush_status, leadpush_error" in r2.stdout
 
