@@ -53,7 +53,7 @@ def test_a_row_with_an_unknown_outcome_is_not_resent_from_the_failures_file(cli,
         assert "earlier run could not tell" in row["message"]
         # The explicit choice sends it.
         chosen = cli("upload", tmp_path / failures, "--base-url", sb.base_url, "--rate", "6000/min",
-                     "--no-check-duplicate", "--no-journal", "--resend-unknown", env=_env(tmp_path))
+                     "--no-check-duplicate", "--resend-unknown", env=_env(tmp_path))  # (implies --resume)
         assert chosen.exit_code == 0, chosen.output
         assert leads_in(sb, "Main").count("9100000001") == 2
 
@@ -91,7 +91,7 @@ def test_jsonl_failures_from_csv_rows_are_objects_by_column_name(cli, tmp_path):
     p = write_csv(tmp_path / "leads.csv", [["phone", "campaign", "note"], ["12", "Main", "a"]])
     r = cli("validate", p, "--failures-format", "jsonl", env=_env(tmp_path))
     assert r.exit_code == 1, r.output
-    rows = [json.loads(line) for line in (tmp_path / "leads.failures.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "leads.csv.failures.jsonl").read_text().splitlines()]
     assert rows[0]["phone"] == "12" and rows[0]["note"] == "a" and rows[0]["campaign"] == "Main"
     assert rows[0]["leadpush_status"] == "invalid"
 

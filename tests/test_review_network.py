@@ -222,7 +222,7 @@ def test_an_html_escaped_key_is_scrubbed_everywhere(cli, tmp_path):
                 "--results", tmp_path / "out.jsonl", "--log-file", tmp_path / "run.log", "--no-journal", env=env)
     assert r.exit_code == 1, r.output
     texts = {"out": r.output}
-    for name in ("out.jsonl", "leads.failures.csv", "run.log"):
+    for name in ("out.jsonl", "leads.csv.failures.csv", "run.log"):
         texts[name] = (tmp_path / name).read_text()
     assert "bad key ***" in texts["out.jsonl"]
     spellings = ("acme-key/+&amp;=&lt;x&gt;", "acme-key&#47;&#43;&#38;&#61;&#60;x&#62;", "acme-key/+&=<x>")
