@@ -190,8 +190,9 @@ RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
 ResendUnknownOpt = Annotated[bool, typer.Option(
     "--resend-unknown", rich_help_panel=UNATTENDED,
-    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE "
-         "(check CloudAgent first: a resend may add them twice).")]
+    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE, "
+         "as well as such rows of a failures file fed back as input (check CloudAgent first: a resend may add "
+         "them twice).")]
 NotifyOpt = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL", rich_help_panel=UNATTENDED,
     help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
@@ -493,7 +494,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout,
                                   skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
-                                  else None, skip_scope=s.skip_scope, limit=u.limit)
+                                  else None, skip_scope=s.skip_scope, limit=u.limit,
+                                  resend_unknown=bool(u.journal and u.journal.resend_unknown))
         if u.limit and run.journal is None:
             env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))

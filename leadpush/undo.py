@@ -35,7 +35,7 @@ from .cloudagent import (
 )
 from .journal import Journal, JournalChoice, JournalState, open_journal, read_journal
 from .ledger import EXISTS_AFTER_ATTEMPT, Ledger, RunLog, default_data_dir, local_time, safe_url
-from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for, scrub
+from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, clip, exit_code_for, scrub
 from .pacing import Pacer
 from .records import Recorder, ResultsWriter, RunSummary, TableMode
 from .upload import UploadSettings, _abort, _Stop, _Workers
@@ -215,7 +215,7 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
         return Verdict("account", _ACCOUNT[key], status)
     if key in _CAMPAIGN:
         return Verdict("campaign", message, status)
-    return Verdict("rejected", message or f"unexpected answer: {' '.join(text.split())[:200]}", status)
+    return Verdict("rejected", message or f"unexpected answer: {clip(text)}", status)
 
 
 def delete_lead(session: requests.Session, conn: Connection, payload: bytes, token: str, timeout: float) -> Verdict:
@@ -230,7 +230,8 @@ def delete_lead(session: requests.Session, conn: Connection, payload: bytes, tok
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
         return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
-    verdict = classify_delete(reply.status, "" if reply.oversized else scrub(reply.text, secrets), reply.headers)
+    unread = reply.oversized or bool(reply.undecodable)
+    verdict = classify_delete(reply.status, "" if unread else scrub(reply.text, secrets), reply.headers)
     verdict.message = scrub(verdict.message, secrets)
     return verdict
 
