@@ -347,6 +347,7 @@ _HEADER_SCAN = 30  # records looked at for a header below a title block
 _TITLE_CELLS = 2  # non-empty cells a title row may have
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PHONE_RUN = re.compile(r"\d{7,}")
+_PHONE_CELL = re.compile(r"\+?\d{7,}")  # a cell holding a phone number and nothing else
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
 _LONG_NUMBER = re.compile(r"\d(?:[ \-.]?\d){9,}")  # ten digits or more, perhaps grouped: a phone number
 
@@ -571,9 +572,10 @@ def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimit
                 f"to the end of the file, taking {_count(end - line - 1, 'more line')} with it; close "
                 f"the quote (or remove it)")
         # A line of the value that holds a whole row's delimiters and a phone number is a row
-        # the quote swallowed (the line it opened on included: the rest of that row is in it).
-        rows = [i for i, text in enumerate(breaks)
-                if width > 1 and text.count(delimiter) >= width - 1 and _has_phone_like(text, delimiter)]
+        # the quote swallowed (the line it opened on included: the rest of that row is in it); so
+        # is a short row (trailing empty cells left off, as the reader accepts everywhere else):
+        # a delimiter and a cell that is a phone number and nothing else.
+        rows = [i for i, text in enumerate(breaks) if width > 1 and _swallowed_row(text, delimiter, width)]
         if rows:
             raise InputError(
                 f"{name}: line {line}, column {column}: a quote opens here and runs on over "
@@ -584,6 +586,16 @@ def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimit
 
 def _has_phone_like(text: str, delimiter: str) -> bool:
     return any(_PHONE_RUN.search(_PHONE_SEPARATORS.sub("", part)) for part in text.split(delimiter))
+
+
+def _swallowed_row(text: str, delimiter: str, width: int) -> bool:
+    """Whether a line inside a quoted value looks like a lead row: as many delimiters as a whole
+    row and a phone-like number, or (a short row) a delimiter and a cell that is only a phone."""
+    delimiters = text.count(delimiter)
+    if delimiters >= width - 1:
+        return _has_phone_like(text, delimiter)
+    return delimiters >= 1 and any(_PHONE_CELL.fullmatch(_PHONE_SEPARATORS.sub("", part.strip()))
+                                   for part in text.split(delimiter))
 
 
 def _column_keys(name: str, line: int, header: list[str]) -> list[str]:
