@@ -397,8 +397,8 @@ def _open_csv(name: str, opener: Callable[[], IO[bytes]], head: bytes, encoding:
     with _text(opener, encoding) as text:
         header_line, header, titles = _find_header(name, records(text), header_row, header_test, skip_to)
     keys = _column_keys(name, header_line, header)
-    not_lead_rows = title_rows(titles)
-    notes += title_note(titles, header_line, "on line")
+    not_lead_rows = title_rows(titles, ABOVE_HEADER if header_row is not None else "title")
+    notes += title_note(titles, header_line, "on line", chosen=header_row is not None)
 
     def fit(cells: list[str], line: int) -> list[str]:
         """A row as wide as the header: short ones padded, empty extra cells dropped."""
@@ -510,13 +510,34 @@ def find_header(name: str, records: Iterator[tuple[list[str], int]], header_test
     return _find_header(name, records, None, header_test, 0)
 
 
-def title_rows(titles: list[tuple[list[str], int]]) -> list[tuple[int, str, str]]:
-    return [(line, "title", _row_text(cells)) for cells, line in titles]
+def title_rows(titles: list[tuple[list[str], int]], kind: str = "title") -> list[tuple[int, str, str]]:
+    return [(line, kind, _row_text(cells)) for cells, line in titles]
 
 
-def title_note(titles: list[tuple[list[str], int]], header_at: int, where: str) -> list[str]:
+ABOVE_HEADER = "above the header row"  # the kind of not-lead row above --header-row
+
+
+def above_header_row(name: str, rows: list[tuple[list[Any], int]], header_row: int, unit: str) -> None:
+    """Stop when a row above --header-row looks like a lead (a cell holding a phone number and
+    nothing else): it would not be sent, and nothing else would say so."""
+    for cells, line in rows:
+        for column, cell in enumerate(cells, start=1):
+            text = _PHONE_SEPARATORS.sub("", str(cell).strip())
+            if text.lower().startswith("p:"):
+                text = text[2:]
+            if _PHONE_CELL.fullmatch(text):
+                raise InputError(
+                    f"{name}: {unit} {line}, column {column}: the row is above --header-row {header_row} but "
+                    f"looks like a lead ({_row_text(cells)[:60]!r}), which would not be sent; give the "
+                    f"header's real {unit} with --header-row, or remove the rows above it that are not a title")
+
+
+def title_note(titles: list[tuple[list[str], int]], header_at: int, where: str, chosen: bool = False) -> list[str]:
     if not titles:
         return []
+    if chosen:
+        return [f"--header-row {header_at}: {_count(len(titles), 'row')} above it "
+                f"{'is' if len(titles) == 1 else 'are'} not read as leads (listed as not lead rows)"]
     return [f"the header is {where} {header_at}; {_count(len(titles), 'row')} above it (a title block) "
             f"{'is' if len(titles) == 1 else 'are'} not read as leads"]
 
@@ -533,7 +554,8 @@ def _find_header(name: str, records: Iterator[tuple[list[str], int]], header_row
         titles: list[tuple[list[str], int]] = []
         for cells, line in records:
             if line == header_row:
-                return line, cells, []
+                above_header_row(name, titles, header_row, "line")
+                return line, cells, titles
             if line > header_row:
                 raise InputError(f"{name}: --header-row {header_row}: no row starts on line {header_row} "
                                  f"(it is blank, or inside the row of line {titles[-1][1] if titles else line})")

@@ -18,7 +18,17 @@ from typing import IO, Any
 from xml.etree import ElementTree
 
 from .outcomes import InputError
-from .readers import LeadFile, SourceRow, _column_keys, find_header, title_note, title_rows, without_footers
+from .readers import (
+    ABOVE_HEADER,
+    LeadFile,
+    SourceRow,
+    _column_keys,
+    above_header_row,
+    find_header,
+    title_note,
+    title_rows,
+    without_footers,
+)
 
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of password-protected .xlsx)
 
@@ -149,6 +159,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     else:
         for number, cells in grid():
             if header_row is not None and number < header_row:
+                titles.append(([v if v.__class__ is str else _header_text(v) for v in cells], number))
                 continue
             if header_row is not None and number > header_row:
                 raise InputError(f"{name}: row {header_row} of {which} is empty; it cannot be the header")
@@ -156,6 +167,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             break
     if header is None:
         raise InputError(f"{name}: {which} has no header row {others}")
+    if header_row is not None:
+        above_header_row(name, titles, header_row, "row")
     while header and header[-1] == "":
         header.pop()
     keys = _column_keys(name, header_number, header)
@@ -164,7 +177,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     fills = sorted((r0 + 1, r1 + 1, c0 - left, c1 - left) for (r0, c0), (r1, c1) in merges
                    if r0 + 1 > header_number and c0 - left < n)
 
-    not_lead_rows = title_rows(titles)
+    not_lead_rows = title_rows(titles, ABOVE_HEADER if header_row is not None else "title")
 
     def rows() -> Iterator[SourceRow]:
         del not_lead_rows[len(titles):]  # footers are found again on each pass
@@ -200,7 +213,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 for number, cols in special.items()}
     return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
                     sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None,
-                    notes=title_note(titles, header_number, "row"), not_lead_rows=not_lead_rows)
+                    notes=title_note(titles, header_number, "row", chosen=header_row is not None), not_lead_rows=not_lead_rows)
 
 
 _DONE = b"\x00leadpush: calamine returned\x00"

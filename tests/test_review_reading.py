@@ -100,3 +100,40 @@ def test_report_footers_still_recognised_and_names_below_them_belong_to_the_foot
     summary = json.loads(r.stdout)
     assert [n["row"] for n in summary["not_lead_rows"]] == [4, 5, 6, 7, 8, 9]
     assert {n["kind"] for n in summary["not_lead_rows"]} == {"footer"}
+
+
+# 4. Rows above --header-row are listed; one that looks like a lead stops the file.
+
+def test_a_lead_above_header_row_stops_the_file(cli, tmp_path, sandbox):
+    p = tmp_path / "hr2.csv"
+    p.write_text("Name,Phone,Campaign\nRavi,9876543210,Main\nName,Phone,Campaign\nAnu,9876543211,Main\n",
+                 encoding="utf-8")
+    r = upload(cli, sandbox, tmp_path, p, "--header-row", "3")
+    assert r.exit_code == 2, r.output
+    assert "hr2.csv: line 2, column 2: the row is above --header-row 3 but looks like a lead" in r.stderr
+    assert "Traceback" not in r.output and sent(sandbox) == []
+
+
+def test_rows_above_header_row_are_listed_as_not_lead_rows(cli, tmp_path, sandbox):
+    p = tmp_path / "hr.csv"
+    p.write_text("Weekly report,\nRegion: West,\nName,Phone\nRavi,9876543210\n", encoding="utf-8")
+    r = upload(cli, sandbox, tmp_path, p, "--header-row", "3")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert [(n["row"], n["kind"], n["text"]) for n in summary["not_lead_rows"]] == [
+        (1, "above the header row", "Weekly report"), (2, "above the header row", "Region: West")]
+    assert "--header-row 3: 2 rows above it are not read as leads" in r.stderr
+    assert list(by_phone(sandbox)) == ["9876543210"]
+
+
+def test_workbook_rows_above_header_row_are_listed_and_a_lead_there_stops(cli, tmp_path):
+    p = xlsx(tmp_path / "hr.xlsx", [["Leads"], ["Name", "Phone"], ["Ravi", 9876543210], ["Name", "Phone"],
+                                    ["Anu", 9876543211]])
+    r = cli("validate", p, "--campaign", "Main", "--json", "--no-failures", "--header-row", "4")
+    assert r.exit_code == 2, r.output
+    assert "hr.xlsx: row 3, column 2: the row is above --header-row 4 but looks like a lead" in r.stderr
+    r = cli("validate", p, "--campaign", "Main", "--json", "--no-failures", "--header-row", "2")
+    assert r.exit_code == 1, r.output  # row 4 repeats the header: a row to fix
+    summary = json.loads(r.stdout)
+    assert [(n["row"], n["kind"], n["text"]) for n in summary["not_lead_rows"]] == [
+        (1, "above the header row", "Leads")]
