@@ -486,15 +486,18 @@ def _footer_like(cells: list[Any]) -> bool:
                    for c in cells[1:])
 
 
-def without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]]
+def without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]],
+                    as_written: Callable[[list[Any]], list[Any]] | None = None
                     ) -> Iterator[tuple[int, list[Any]]]:
     """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
     rule, for sheets (the CSV reader has it inline, on its hot path). A footer block opens with a
-    row shaped like a footer (_footer_shaped); text-only rows below it belong to it."""
+    row shaped like a footer (_footer_shaped); text-only rows below it belong to it. `as_written`
+    gives the row last read as the sheet holds it (merged ranges not spread), for the footer test."""
     footers: list[tuple[int, list[Any]]] = []
     first = True
     for number, values in rows:
-        if not first and _footer_like(values) and (footers or _footer_shaped(values[0])):
+        written = as_written(values) if as_written is not None else values  # before merges were spread
+        if not first and _footer_like(written) and (footers or _footer_shaped(written[0])):
             footers.append((number, values))
             continue
         first = False

@@ -179,9 +179,21 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
 
     not_lead_rows = title_rows(titles, ABOVE_HEADER if header_row is not None else "title")
 
+    spread: list[int] = []  # the columns of the row last read that a merged range filled
+
+    def as_written(values: list[Any]) -> list[Any]:
+        """The row last read as the sheet holds it: a merged range's value once, in its first cell
+        (a footer merged across the table is a footer, not a row with every column filled)."""
+        if not spread:
+            return values
+        written = list(values)
+        for c in spread:
+            written[c] = ""
+        return written
+
     def rows() -> Iterator[SourceRow]:
         del not_lead_rows[len(titles):]  # footers are found again on each pass
-        yield from without_footers(sheet_rows(), not_lead_rows)
+        yield from without_footers(sheet_rows(), not_lead_rows, as_written)
 
     def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
         pending = list(fills)  # by first row
@@ -190,6 +202,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             if number <= header_number:
                 continue
             if pending or active:
+                spread.clear()
                 active = [a for a in active if a[0] >= number]
                 while pending and pending[0][0] <= number:
                     r0, r1, c0, c1 = pending.pop(0)
@@ -199,6 +212,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                     for c in range(c0, c1 + 1):
                         if cells[c] == "":
                             cells[c] = value
+                            spread.append(c)
             if len(cells) > n:
                 extra = [v for v in cells[n:] if v != ""]
                 if extra:

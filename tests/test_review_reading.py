@@ -137,3 +137,43 @@ def test_workbook_rows_above_header_row_are_listed_and_a_lead_there_stops(cli, t
     summary = json.loads(r.stdout)
     assert [(n["row"], n["kind"], n["text"]) for n in summary["not_lead_rows"]] == [
         (1, "above the header row", "Leads")]
+
+
+# 5. A footer merged across the table is a footer, in every workbook format.
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def merged_footer_rows() -> tuple[list[list], tuple[str, ...]]:
+    return ([["Leads Report"], ["Name", "Mobile", "City", "Campaign"], ["Ravi", "9876543210", "Pune", "Main"],
+             ["Anu", "9876543211", "Delhi", "Main"], ["Grand Totals (2 records)"],
+             ["Confidential Information - Do Not Distribute"]], ("A1:D1", "A5:D5", "A6:D6"))
+
+
+def test_footer_merged_across_the_table_is_a_footer(cli, tmp_path, sandbox):
+    rows, merges = merged_footer_rows()
+    p = xlsx(tmp_path / "mergedfoot.xlsx", rows, merges)
+    r = upload(cli, sandbox, tmp_path, p)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert [(n["row"], n["kind"]) for n in summary["not_lead_rows"]] == [(1, "title"), (5, "footer"), (6, "footer")]
+    assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211"]
+
+
+@pytest.mark.parametrize("suffix", ["xls", "ods"])
+def test_footer_merged_across_the_table_is_a_footer_in_xls_and_ods(cli, tmp_path, suffix):
+    pytest.importorskip("python_calamine")
+    p = FIXTURES / f"merged_footer.{suffix}"  # tests/fixtures/make_workbooks.py, converted by LibreOffice
+    r = cli("validate", p, "--json", "--no-failures")
+    assert r.exit_code == 0, r.output
+    assert [n["row"] for n in json.loads(r.stdout)["not_lead_rows"]] == [1, 5, 6]
+
+
+def test_a_merge_down_a_data_block_still_fills_every_row(cli, tmp_path, sandbox):
+    p = xlsx(tmp_path / "block.xlsx", [["Name", "Phone", "Campaign"], ["Ravi", "9876543210", "Main"],
+                                       ["Anu", "9876543211", None], ["Sita Devi", None, None]], ("C2:C4",))
+    r = upload(cli, sandbox, tmp_path, p)
+    assert r.exit_code == 1, r.output  # Sita Devi: a lead missing its phone, not a footer
+    summary = json.loads(r.stdout)
+    assert summary["not_lead_rows"] == [] and summary["problem_rows"][0]["row"] == 4
+    assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211"]
