@@ -556,7 +556,7 @@ class Checker:
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
             cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
-            if lead_file.cell_problems:
+            if lead_file.cell_problems is not None:  # a workbook: it may learn of more as rows are read
                 yield from self._check_cell_problems(lead_file, cmap)
                 return
             plan = self._plan(cmap)
@@ -575,13 +575,18 @@ class Checker:
                              cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
         """check_row, and a row that takes a field from a cell without a value (a workbook formula
         saved without its result) is invalid, saying so: it must not go out with the cell empty."""
-        problems = lead_file.cell_problems or {}
+        problems = lead_file.cell_problems if lead_file.cell_problems is not None else {}  # filled as rows are read
         used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        phone = cmap.fields.get("phoneNumber")
         plan = self._plan(cmap)
         for row, values in lead_file.rows():
             outcome, body = self.check_row(row, values, plan)
             bad = problems.get(row)
-            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
+            # An error cell or an inexact number in the phone column: the phone check refuses it
+            # with its own cause (phone.spreadsheet_error, phone.scientific).
+            said = [m if isinstance(m, Problem) else Problem("cell.no_value", m) for col, m in sorted(bad.items())
+                    if col in used and not (col == phone and getattr(m, "cause", "") != "cell.no_value")
+                    ] if bad else []
             if said:
                 # What the check said about the same cell ("phone number is empty") is said better.
                 rest = [] if outcome.status is not _INVALID else [

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import IO, Any
 from xml.etree import ElementTree
 
+from .causes import Problem
 from .outcomes import InputError
 from .readers import (
     ABOVE_HEADER,
@@ -128,6 +129,15 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         raise InputError(f"{name}: {which} is empty {others}")
     top, left = ws.start
     width = ws.width
+    # Cells leadpush cannot take a value from as written, by sheet row and column (0 = the first
+    # column read): a formula without its result and an error cell (from the scan above), and a
+    # number beyond a float's exact integers (found as rows are read). A row that sends one is
+    # refused with the message (checks.Checker._check_cell_problems).
+    problems: dict[int, dict[int, str]] = {}
+    for number, cols in special.items():
+        for col, v in cols.items():
+            if isinstance(v, (CellProblem, ErrorCell)):
+                problems.setdefault(number, {})[col - left] = v.message
 
     def grid() -> Iterator[tuple[int, list[Any]]]:
         """(sheet row, cells) for rows with a value, from the first row of the sheet's values."""
@@ -140,6 +150,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             for i, v in enumerate(cells):
                 if v.__class__ is not str:
                     cells[i] = _cell(v)
+                    if v.__class__ is float and not -_EXACT < v < _EXACT:
+                        problems.setdefault(number, {})[i] = _inexact(v, f"{_col_letters(left + i + 1)}{number}")
             extra = special.get(number)
             if extra:
                 for col, value in extra.items():
@@ -223,10 +235,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 cells += [""] * (n - len(cells))
             yield number, cells
 
-    problems = {number: {col - left: v.message for col, v in cols.items() if isinstance(v, CellProblem)}
-                for number, cols in special.items()}
     return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
-                    sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None,
+                    sheet_note=sheet_note, cell_problems=problems,
                     notes=title_note(titles, header_number, "row", chosen=header_row is not None), not_lead_rows=not_lead_rows)
 
 
@@ -278,6 +288,30 @@ class CellProblem(str):
         self = super().__new__(cls, "")
         self.message = message
         return self
+
+
+class ErrorCell(str):
+    """A cell holding a spreadsheet's error value (#DIV/0!, #N/A ...): reads as that text, so the
+    phone check names it; a row that sends it from another column is refused with `message`."""
+
+    message: str
+
+    def __new__(cls, text: str, ref: str) -> ErrorCell:
+        self = super().__new__(cls, text)
+        self.message = Problem("cell.spreadsheet_error",
+                               f"cell {ref} holds {text}, a spreadsheet's error value (a formula that failed), "
+                               f"not a value: fix the formula or paste the values, and save the file again")
+        return self
+
+
+_EXACT = 2.0 ** 53  # a float holds every whole number below this, and not all above
+
+
+def _inexact(v: float, ref: str) -> Problem:
+    return Problem("cell.inexact_number",
+                   f"cell {ref} holds the number {v!r}, beyond the digits a spreadsheet keeps exactly (its last "
+                   f"digits are already lost), so it cannot be sent as written: format the column as text, "
+                   f"type the number again and save the file")
 
 
 def _zip_kind(data: bytes, fmt: str) -> str:
@@ -720,8 +754,8 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
         if b't="e"' in attrs:
             v = _VALUE.search(body)
             if v:
-                special.setdefault(int(digits), {})[_col_number(letters) - 1] = \
-                    html.unescape(v.group(1).decode("utf-8", "replace"))
+                special.setdefault(int(digits), {})[_col_number(letters) - 1] = ErrorCell(
+                    html.unescape(v.group(1).decode("utf-8", "replace")), letters.decode() + digits.decode())
             continue
         f = _FORMULA.search(body)
         if f is None or _VALUE.search(body) or b't="str"' in attrs:
@@ -729,10 +763,10 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
         formula = html.unescape((f.group(1) or b"").decode("utf-8", "replace"))
         shown = f" (={formula[:40]})" if formula else ""
         ref = letters.decode() + digits.decode()
-        special.setdefault(int(digits), {})[_col_number(letters) - 1] = CellProblem(
-            f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
+        special.setdefault(int(digits), {})[_col_number(letters) - 1] = CellProblem(Problem(
+            "cell.no_value", f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
             f"the file did not calculate it); open the file in a spreadsheet and save it again, or "
-            f"paste the values")
+            f"paste the values"))
 
 
 _ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"

@@ -177,3 +177,37 @@ def test_a_merge_down_a_data_block_still_fills_every_row(cli, tmp_path, sandbox)
     summary = json.loads(r.stdout)
     assert summary["not_lead_rows"] == [] and summary["problem_rows"][0]["row"] == 4
     assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211"]
+
+
+# 6. A value leadpush cannot send as written (a number beyond a float's exact whole numbers, a
+# spreadsheet error cell) makes the row invalid, naming the cell; nothing altered is sent.
+
+def exact_values_xlsx(tmp_path: Path) -> Path:
+    return xlsx(tmp_path / "exact_values.xlsx", [
+        ["Name", "Phone", "Ref"], ["Ravi", 9876543210, 123456789012345678], ["Anu", 9876543211, 42],
+        ["Bob", 9876543212, "#DIV/0!"], ["Cara", "#N/A", 7]])  # openpyxl writes #DIV/0!, #N/A as error cells
+
+
+def test_inexact_numbers_and_error_cells_are_never_sent(cli, tmp_path, sandbox):
+    r = upload(cli, sandbox, tmp_path, exact_values_xlsx(tmp_path))
+    assert r.exit_code == 1, r.output
+    rows = {p["row"]: (p["cause"], p["message"]) for p in json.loads(r.stdout)["problem_rows"]}
+    assert rows[2][0] == "cell.inexact_number" and rows[2][1].startswith("cell C2 holds the number 1.2345678901234")
+    assert rows[4][0] == "cell.spreadsheet_error" and rows[4][1].startswith("cell C4 holds #DIV/0!")
+    assert rows[5][0] == "phone.spreadsheet_error"
+    assert list(by_phone(sandbox)) == ["9876543211"] and by_phone(sandbox)["9876543211"]["Ref"] == "42"
+
+
+@pytest.mark.parametrize("suffix", ["xls", "ods"])
+def test_inexact_numbers_in_xls_and_ods_are_refused(cli, suffix):
+    pytest.importorskip("python_calamine")
+    r = cli("validate", FIXTURES / f"exact_values.{suffix}", "--campaign", "Main", "--json", "--no-failures")
+    assert r.exit_code == 1, r.output
+    rows = {p["row"]: p["cause"] for p in json.loads(r.stdout)["problem_rows"]}
+    assert rows[2] == "cell.inexact_number"
+
+
+def test_an_ignored_column_with_an_inexact_number_does_not_stop_the_row(cli, tmp_path, sandbox):
+    r = upload(cli, sandbox, tmp_path, exact_values_xlsx(tmp_path), "--map", "Ref=")
+    assert r.exit_code == 1, r.output  # Cara's #N/A phone is still a row to fix
+    assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211", "9876543212"]
