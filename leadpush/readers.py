@@ -288,7 +288,9 @@ def _utf8_scan(opener: Callable[[], IO[bytes]]) -> tuple[tuple[int, bytes, str] 
             if bad is None and (m := _NOT_UTF8.search(text)):
                 start = text.rfind("\n", 0, m.start()) + 1
                 end = text.find("\n", m.start())
-                raw = (tail + text[start:end if end >= 0 else len(text)]).encode("utf-8", "surrogateescape")
+                # The line began in the chunk before only if no line break precedes the byte here.
+                raw = ((tail if start == 0 else "") + text[start:end if end >= 0 else len(text)]
+                       ).encode("utf-8", "surrogateescape")
                 bad = (line + text.count("\n", 0, m.start()),
                        m.group().encode("utf-8", "surrogateescape"), raw.decode("cp1252", "replace").strip())
             if wide is None and (m := _WIDE_UTF8.search(text)):

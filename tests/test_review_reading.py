@@ -211,3 +211,16 @@ def test_an_ignored_column_with_an_inexact_number_does_not_stop_the_row(cli, tmp
     r = upload(cli, sandbox, tmp_path, exact_values_xlsx(tmp_path), "--map", "Ref=")
     assert r.exit_code == 1, r.output  # Cara's #N/A phone is still a row to fix
     assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211", "9876543212"]
+
+
+# 7. The mixed-encoding message quotes the bad line itself, wherever in the file it is.
+
+def test_mixed_encoding_message_quotes_the_bad_line_after_the_first_megabyte(cli, tmp_path, sandbox):
+    p = tmp_path / "bigmixed.csv"
+    body = "".join(f"Asha {i} ज़,98{i:08d}\n" for i in range(60_000))
+    p.write_bytes(("Name,Phone\n" + body).encode("utf-8") + "Jos\u00e9 Lopez,9876543210\n".encode("cp1252"))
+    r = upload(cli, sandbox, tmp_path, p)
+    assert r.exit_code == 2, r.output
+    assert "bigmixed.csv: line 60002: byte 0xE9 is not UTF-8, but line 2 is UTF-8" in r.stderr
+    assert "as Windows-1252 it would read 'José Lopez,9876543210')" in r.stderr
+    assert sent(sandbox) == []
