@@ -320,11 +320,43 @@ def _utf8_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near:
             f"with --encoding")
 
 
+def _mark_bad(e: UnicodeError) -> tuple[str, int]:
+    if not isinstance(e, UnicodeDecodeError):
+        raise e
+    return _BAD_MARK, e.end
+
+
+_BAD_MARK = "\ufdd0"  # a noncharacter: no text file holds it
+codecs.register_error("leadpush-mark-bad", _mark_bad)
+
+
+def _bad_line(opener: Callable[[], IO[bytes]], encoding: str) -> int | None:
+    """The line of the first bytes the encoding cannot decode (None: it decodes): the text reader
+    decodes ahead of the rows, so the row it was at is only near the place."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="leadpush-mark-bad")
+    line = 1
+    with opener() as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            text = decoder.decode(chunk, final=not chunk)
+            at = text.find(_BAD_MARK)
+            if at >= 0:
+                return line + text.count("\n", 0, at)
+            line += text.count("\n")
+            if not chunk:
+                return None
+
+
 def _decode_error(name: str, opener: Callable[[], IO[bytes]], encoding: str, near: int) -> str:
     """The message for text that its encoding cannot decode: for UTF-8, the exact line and byte."""
     if codecs.lookup(encoding).name.startswith("utf-8"):
         return _utf8_error(name, opener, encoding, near)
-    return (f"{name}: near line {near}: not valid {_encoding_label(encoding)}; choose the file's encoding "
+    try:
+        line = _bad_line(opener, encoding)
+    except (UnicodeError, LookupError, OSError):
+        line = None
+    where = f"line {line}" if line is not None else f"near line {near}"
+    return (f"{name}: {where}: not valid {_encoding_label(encoding)}; choose the file's encoding "
             f"with --encoding")
 
 
@@ -615,10 +647,12 @@ def _check_open_quote(name: str, cells: list[str], start: int, end: int, delimit
         if len(breaks) == 1:
             continue
         if cell.endswith(_END):
+            taken = end - line - 1
             raise InputError(
-                f"{name}: line {line}, column {column}: a quote opens here and is never closed: it runs "
-                f"to the end of the file, taking {_count(end - line - 1, 'more line')} with it; close "
-                f"the quote (or remove it)")
+                f"{name}: line {line}, column {column}: a quote opens here and is never closed"
+                + (f": it runs to the end of the file, taking {_count(taken, 'more line')} with it" if taken
+                   else " (this is the file's last line)")
+                + "; close the quote (or remove it)")
         # A line of the value that holds a whole row's delimiters and a phone number is a row
         # the quote swallowed (the line it opened on included: the rest of that row is in it); so
         # is a short row (trailing empty cells left off, as the reader accepts everywhere else):

@@ -95,7 +95,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
     if summary.not_lead_rows:
-        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        unit = "line" if summary.file_format in ("csv", "json", "jsonl") else "row"  # a sheet has rows
+        shown = [f"{unit} {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
         more = len(summary.not_lead_rows) - len(shown)
         console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
                       + (f"; and {more} more" if more > 0 else ""))

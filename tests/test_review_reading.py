@@ -224,3 +224,36 @@ def test_mixed_encoding_message_quotes_the_bad_line_after_the_first_megabyte(cli
     assert "bigmixed.csv: line 60002: byte 0xE9 is not UTF-8, but line 2 is UTF-8" in r.stderr
     assert "as Windows-1252 it would read 'José Lopez,9876543210')" in r.stderr
     assert sent(sandbox) == []
+
+
+# 8. Smaller: messages that name the right place.
+
+def test_utf16_file_with_a_lone_surrogate_names_its_line(cli, tmp_path):
+    p = tmp_path / "u16.tsv"
+    good = "Name\tPhone\r\n\u0930\u0935\u093f\t9876543210\r\n".encode("utf-16-le")
+    p.write_bytes(b"\xff\xfe" + good + b"\x00\xd8" + "A\r\n".encode("utf-16-le"))
+    r = cli("validate", p, "--campaign", "Main", "--no-failures")
+    assert r.exit_code == 2, r.output
+    assert "u16.tsv: line 3: not valid UTF-16" in r.stderr and "Traceback" not in r.output
+
+
+def test_unclosed_quote_on_the_last_line_says_so(cli, tmp_path, sandbox):
+    p = tmp_path / "lastq.csv"
+    p.write_text('Name,Phone\nRavi,9876543210\n"Anu,9876543211\n', encoding="utf-8")
+    r = upload(cli, sandbox, tmp_path, p)
+    assert r.exit_code == 2, r.output
+    assert "lastq.csv: line 3, column 1: a quote opens here and is never closed (this is the file's last line)" \
+        in r.stderr
+    assert "0 more lines" not in r.stderr and sent(sandbox) == []
+
+
+def test_workbook_not_lead_rows_are_rows_not_lines(cli, tmp_path):
+    rows, merges = merged_footer_rows()
+    p = xlsx(tmp_path / "mergedfoot.xlsx", rows, merges)
+    r = cli("validate", p, "--no-failures", "--table", "none", env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "Not lead rows (neither sent nor counted): row 1 title 'Leads Report'; row 5 footer" in r.stdout
+    csv_file = tmp_path / "a.csv"
+    csv_file.write_text("Name,Phone,Campaign\nRavi,9876543210,Main\nTotal: 1\n", encoding="utf-8")
+    r = cli("validate", csv_file, "--no-failures", "--table", "none")
+    assert "Not lead rows (neither sent nor counted): line 3 footer 'Total: 1'" in r.stdout
