@@ -621,6 +621,7 @@ class Sent:
     stop: str | None = None  # None, "account" or "campaign"
     cause: str = ""  # a code of leadpush.causes, for rows that did not go through
     probably_ours: bool = False  # `exists` after an attempt of this run whose answer was lost
+    maybe_stored: bool = False  # an attempt may have stored the lead (no verdict came back)
 
 
 class Sender:
@@ -702,11 +703,12 @@ class Sender:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
                                            f"(a resend could add it twice)", attempts, last_status,
-                            cause="send.unknown")
+                            cause="send.unknown", maybe_stored=True)
             if retries >= self.retries:
                 unknown = " (an earlier attempt may have stored the lead)" if maybe_stored else ""
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts{unknown}",
-                            attempts, last_status, cause="send.unknown" if maybe_stored else "send.gave_up")
+                            attempts, last_status, cause="send.unknown" if maybe_stored else "send.gave_up",
+                            maybe_stored=maybe_stored)
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -726,7 +728,8 @@ class Sender:
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
         if maybe_stored:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "stored the lead", attempts, last_status, cause="send.unknown")
+                                       "stored the lead", attempts, last_status, cause="send.unknown",
+                        maybe_stored=True)
         after = f" (after {attempts} failed attempts)" if attempts else ""
         return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status,
                     cause="not_sent.stopped")

@@ -241,6 +241,7 @@ class FixitWriter:
         self._wb: Any = None
         self._spool: IO[bytes] | None = None
         self._json_keys: dict[str, None] = {}
+        self.keep_existing = False  # set for a failures workbook fed back in: never removed
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:  # fail now, before any row is read, if the place cannot be written
             self._tmp.touch()
@@ -340,7 +341,8 @@ class FixitWriter:
                 self._write_spooled()
             if self.count == 0 or self._wb is None:
                 self._tmp.unlink(missing_ok=True)
-                self.path.unlink(missing_ok=True)  # none left over from an earlier run either
+                if not self.keep_existing:  # a failures workbook fed back in stays as it is
+                    self.path.unlink(missing_ok=True)  # none left over from an earlier run either
                 return
             from openpyxl.utils import get_column_letter  # noqa: PLC0415
             from openpyxl.worksheet.filters import AutoFilter  # noqa: PLC0415

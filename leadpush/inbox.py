@@ -209,7 +209,7 @@ def _failures_name(path: Path) -> str:
     """The failures file upload would write beside this input (a workbook for XLSX, JSONL for JSON)."""
     suffix = path.suffix.lower()
     ext = "jsonl" if suffix in (".json", ".jsonl", ".ndjson") else "xlsx" if suffix == ".xlsx" else "csv"
-    return f"{path.stem}.failures.{ext}"
+    return f"{path.name}.failures.{ext}"  # the full name: a.csv and a.tsv never share one
 
 
 # ---------------------------------------------------------------------------- the run
@@ -272,7 +272,7 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
 
     journal = state / "journals" / f"{digest[:32]}.jsonl"
     work = state / "work"
-    results, failures = work / f"{path.stem}.results.csv", work / _failures_name(path)
+    results, failures = work / f"{path.name}.results.csv", work / _failures_name(path)
     file_opts = replace(opts, file=str(path), results=results, failures=failures, write_failures=True)
     choice = JournalChoice(path=journal, resume=journal.exists())  # a crash mid-file: carry on where it stopped
     try:
@@ -302,9 +302,9 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
     moved = _move(path, done_dir, path.name)
     report.outcome, report.moved_to = "done", str(moved)
     if results.exists():
-        report.results_file = str(_move(results, done_dir, moved.stem + ".results.csv"))
+        report.results_file = str(_move(results, done_dir, moved.name + ".results.csv"))
     if summary.failures_file and failures.exists():
-        report.failures_file = str(_move(failures, done_dir, moved.stem + failures.name[len(path.stem):]))
+        report.failures_file = str(_move(failures, done_dir, moved.name + failures.name[len(path.name):]))
     _forget(journal)  # finished: its rows are in the results file
     return report
 

@@ -43,6 +43,12 @@ class ExitCode(IntEnum):
     ACCOUNT_REFUSED = 3  # the run was stopped by an account-level refusal
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + SIGTERM), as from a service manager or `kill`
+    INTERNAL = 70  # a bug in leadpush (EX_SOFTWARE): an unexpected exception
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP where no run is in flight to finish (validate): unwinds like Ctrl-C, so
+    every file is closed and every temporary removed, and exits 143."""
 
 
 class LeadpushError(Exception):
@@ -57,6 +63,10 @@ class InputError(LeadpushError):
 
 class ConfigError(LeadpushError):
     """A setting is missing or wrong."""
+
+
+class OutputError(LeadpushError):
+    """A file leadpush writes (results, failures, journal, log) cannot be written: disk full, I/O error."""
 
 
 class AccountRefusal(LeadpushError):
@@ -91,6 +101,7 @@ class RowOutcome:
     # How leadpush rewrote a cell to read it (codes as `cause`, e.g. read.digits), on rows that go
     # through as on others; the message says the same in words.
     note: str = ""
+    maybe_stored: bool = False  # an attempt may have stored the lead although no verdict came back
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
@@ -131,3 +142,18 @@ def _spellings(secret: str) -> tuple[str, ...]:
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+def internal_error(e: BaseException, *, debug: bool) -> str:
+    """The line (or, with LEADPUSH_DEBUG=1, the traceback) for an exception leadpush did not expect."""
+    import os  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    secrets = tuple(v for v in (os.environ.get("LEADPUSH_API_KEY"), os.environ.get("LEADPUSH_TOKEN")) if v)
+    if debug:
+        return scrub("".join(traceback.format_exception(e)).rstrip(), secrets)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+    text = scrub(str(e), secrets)[:200]
+    return (f"Internal error: {type(e).__name__}{at}{': ' + text if text else ''} (a bug in leadpush; "
+            f"files written so far are complete; run again with LEADPUSH_DEBUG=1 for the traceback)")

@@ -177,31 +177,39 @@ def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
     entries = config.get("accounts")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: needs at least one [[accounts]] table")
-    for a in entries:
+    for i, a in enumerate(entries, start=1):
         try:
-            user, key = str(a["user"]), str(a["api_key"])
-        except (KeyError, TypeError):
-            raise ConfigError(f"{source}: every account needs user and api_key") from None
-        mode = str(a.get("auth_mode", "TOKEN_AUTH")).upper()
-        if mode not in AUTH_MODES:
-            raise ConfigError(f"{source}: account {user!r}: auth_mode must be one of {', '.join(AUTH_MODES)}")
-        campaigns: dict[str, Campaign] = {}
-        for c in a.get("campaigns", []):
-            kind = str(c.get("type", "progressive")).lower()
-            if kind not in CAMPAIGN_TYPES or "name" not in c:
-                raise ConfigError(f"{source}: account {user!r}: every campaign needs a name and a type, "
-                                  f"one of {', '.join(CAMPAIGN_TYPES)}")
-            camp = Campaign(name=str(c["name"]), type=kind, started=bool(c.get("started", False)),
-                            agents=set(map(str, c.get("agents", []))), skills=set(map(str, c.get("skills", []))))
-            for number in c.get("numbers", []):
-                camp.store({"phoneNumber": str(number), "preexisting": True})
-            campaigns[camp.name] = camp
-        dnd = a.get("dnd_numbers", [])
-        if not isinstance(dnd, list):
-            raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
-        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
-                                 dnd={str(n).strip() for n in dnd})
+            _add_account(accounts, a, source)
+        except (TypeError, AttributeError, ValueError) as e:
+            # a list where a table belongs, a number where a list does: one line, not a traceback
+            raise ConfigError(f"{source}: account {i}: a value has the wrong type ({e})") from None
     return accounts
+
+
+def _add_account(accounts: dict[str, Account], a: Any, source: str) -> None:
+    try:
+        user, key = str(a["user"]), str(a["api_key"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{source}: every account needs user and api_key") from None
+    mode = str(a.get("auth_mode", "TOKEN_AUTH")).upper()
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"{source}: account {user!r}: auth_mode must be one of {', '.join(AUTH_MODES)}")
+    campaigns: dict[str, Campaign] = {}
+    for c in a.get("campaigns", []):
+        kind = str(c.get("type", "progressive")).lower()
+        if kind not in CAMPAIGN_TYPES or "name" not in c:
+            raise ConfigError(f"{source}: account {user!r}: every campaign needs a name and a type, "
+                              f"one of {', '.join(CAMPAIGN_TYPES)}")
+        camp = Campaign(name=str(c["name"]), type=kind, started=bool(c.get("started", False)),
+                        agents=set(map(str, c.get("agents", []))), skills=set(map(str, c.get("skills", []))))
+        for number in c.get("numbers", []):
+            camp.store({"phoneNumber": str(number), "preexisting": True})
+        campaigns[camp.name] = camp
+    dnd = a.get("dnd_numbers", [])
+    if not isinstance(dnd, list):
+        raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
+    accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
+                             dnd={str(n).strip() for n in dnd})
 
 
 def _b64(data: bytes) -> str:

@@ -20,9 +20,9 @@ _BODY_ORDER = ("campaignName", "phoneNumber") + tuple(f for f in FIELDS if f not
 _EXT = {"csv": "csv", "xlsx": "xlsx", "json": "json", "jsonl": "jsonl", "xls": "xlsx", "xlsb": "xlsx", "ods": "xlsx"}
 
 
-def split_path(input_name: str, input_format: str) -> Path:
-    """<input stem>.valid.<ext> beside the input, in the input's format (a CSV is written comma-separated)."""
-    return sibling_path(input_name, "valid", _EXT[input_format])
+def split_path(input_name: str, input_format: str, *, stream: bool = False) -> Path:
+    """<input name>.valid.<ext> beside the input, in the input's format (a CSV is written comma-separated)."""
+    return sibling_path(input_name, "valid", _EXT[input_format], stream=stream)
 
 
 def body_columns(cmap: ColumnMap, defaults: dict[str, Any]) -> list[str]:

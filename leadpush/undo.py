@@ -132,8 +132,9 @@ def open_undo_journal(stack: ExitStack, plan: UndoPlan,
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{path.parent}: cannot be created ({e.strerror})") from None
-    journal, resume, note = open_journal(stack, path, plan.digest, choice, plan.source)
-    return journal, None if resume is None else resume.state, note
+    # The undo's journal belongs to its plan: no input file of its own, the plan's digest as its "user".
+    journal, resume, notes = open_journal(stack, path, plan.digest, (None, "undo", plan.digest), choice, plan.source)
+    return journal, None if resume is None else resume.state, "; ".join(notes) or None
 
 
 # ---------------------------------------------------------------------------- one delete

@@ -80,7 +80,8 @@ def test_trailing_name_without_phone_is_an_invalid_row(cli, tmp_path, sandbox):
     summary = json.loads(r.stdout)
     assert summary["not_lead_rows"] == []
     assert [(p["row"], p["message"]) for p in summary["problem_rows"]] == [(3, "phone number is empty")]
-    assert (tmp_path / "sita.failures.csv").read_text(encoding="utf-8-sig").splitlines()[1].startswith("Sita Devi,")
+    failures = Path(summary["failures_file"]).read_text(encoding="utf-8-sig")
+    assert failures.splitlines()[1].startswith("Sita Devi,")
 
 
 def test_trailing_name_without_phone_in_a_workbook_is_an_invalid_row(cli, tmp_path):

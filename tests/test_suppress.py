@@ -58,7 +58,7 @@ def test_validate_reports_suppressed_rows_per_list_and_exits_0(cli, tmp_path):
     assert rows["4"]["status"] == "valid"  # its entry expired in 2020
     assert rows["5"]["message"] == f"on do-not-call list {csv_list}"
     assert "1 past their expiry date" in r.stderr
-    assert not (tmp_path / "leads.failures.csv").exists()  # suppressed is not a failure
+    assert not (tmp_path / "leads.csv.failures.csv").exists()  # suppressed is not a failure
 
 
 def test_the_table_and_summary_name_the_list(cli, tmp_path):
@@ -173,4 +173,4 @@ def test_a_suppressed_row_is_not_among_the_split_valid_rows(cli, tmp_path):
     (tmp_path / "dnc.txt").write_text("9876543210\n")
     r = cli("validate", p, "--suppress", tmp_path / "dnc.txt", "--split")
     assert r.exit_code == 0, r.output
-    assert [row["phoneNumber"] for row in read_csv(tmp_path / "leads.valid.csv")] == ["9876543211"]
+    assert [row["phoneNumber"] for row in read_csv(tmp_path / "leads.csv.valid.csv")] == ["9876543211"]
