@@ -237,7 +237,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
 
     return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
                     sheet_note=sheet_note, cell_problems=problems,
-                    notes=title_note(titles, header_number, "row", chosen=header_row is not None), not_lead_rows=not_lead_rows)
+                    notes=title_note(titles, header_number, "row", chosen=header_row is not None),
+                    not_lead_rows=not_lead_rows)
 
 
 _DONE = b"\x00leadpush: calamine returned\x00"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_exports import KEY, sandbox, sent  # noqa: F401  (sandbox is a fixture)
+from leadpush.sandbox import Sandbox
+from tests.test_exports import CONFIG, KEY, sent
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox(CONFIG, rate_limit=0) as sb:
+        yield sb
 
 
 def upload(cli, sb, tmp_path, path, *args):
