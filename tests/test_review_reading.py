@@ -265,3 +265,31 @@ def test_workbook_not_lead_rows_are_rows_not_lines(cli, tmp_path):
     csv_file.write_text("Name,Phone,Campaign\nRavi,9876543210,Main\nTotal: 1\n", encoding="utf-8")
     r = cli("validate", csv_file, "--no-failures", "--table", "none")
     assert "Not lead rows (neither sent nor counted): line 3 footer 'Total: 1'" in r.stdout
+
+
+def test_a_failures_file_fed_back_shows_the_original_rows(cli, tmp_path, sandbox):
+    p = tmp_path / "fb.csv"
+    p.write_text("Name,Phone,Campaign\nA,9876543210,Main\nB,12,Main\nC,9876543212,Main\nD,34,Main\n",
+                 encoding="utf-8")
+    r = upload(cli, sandbox, tmp_path, p)
+    assert r.exit_code == 1, r.output
+    failures = Path(json.loads(r.stdout)["failures_file"])
+    failures.write_text(failures.read_text(encoding="utf-8-sig").replace("B,12,", "B,9876543211,"),
+                        encoding="utf-8")  # the user fixes one row and feeds the file back
+    r = upload(cli, sandbox, tmp_path, failures, "--table", "all")
+    assert r.exit_code == 1, r.output
+    summary = json.loads(r.stdout)
+    assert [(p["row"], p["file_row"]) for p in summary["problem_rows"]] == [(5, 3)]
+    r = cli("validate", failures, "--no-failures", "--table", "all")
+    table_rows = [line.split("│")[1].strip() for line in r.stdout.splitlines() if line.startswith("│")]
+    assert table_rows == ["5"]
+    assert sorted(by_phone(sandbox)) == ["9876543210", "9876543211", "9876543212"]
+
+
+def test_a_jsonl_failures_file_fed_back_shows_the_original_rows(cli, tmp_path):
+    p = tmp_path / "fb.jsonl"
+    p.write_text('{"phone": "9876543210"}\n{"phone": "12"}\n{"phone": "34"}\n', encoding="utf-8")
+    r = cli("validate", p, "--campaign", "Main", "--json")
+    failures = Path(json.loads(r.stdout)["failures_file"])
+    r = cli("validate", failures, "--campaign", "Main", "--json", "--no-failures")
+    assert [(p["row"], p["file_row"]) for p in json.loads(r.stdout)["problem_rows"]] == [(2, 1), (3, 2)]
