@@ -141,7 +141,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
 
     def grid() -> Iterator[tuple[int, list[Any]]]:
         """(sheet row, cells) for rows with a value, from the first row of the sheet's values."""
-        number = top
+        number, exact = top, _EXACT
         for cells in islice(ws.iter_rows(), top, None):  # iter_rows starts at row 1 with empties
             number += 1
             if cells.count("") == width:
@@ -150,7 +150,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             for i, v in enumerate(cells):
                 if v.__class__ is not str:
                     cells[i] = _cell(v)
-                    if v.__class__ is float and not -_EXACT < v < _EXACT:
+                    if v.__class__ is float and not -exact < v < exact:
                         problems.setdefault(number, {})[i] = _inexact(v, f"{_col_letters(left + i + 1)}{number}")
             extra = special.get(number)
             if extra:
