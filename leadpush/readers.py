@@ -539,16 +539,20 @@ def _footer_like(cells: list[Any]) -> bool:
 
 
 def without_footers(rows: Iterator[tuple[int, list[Any]]], not_lead_rows: list[tuple[int, str, str]],
-                    as_written: Callable[[list[Any]], list[Any]] | None = None
-                    ) -> Iterator[tuple[int, list[Any]]]:
+                    spread: list[int] | None = None) -> Iterator[tuple[int, list[Any]]]:
     """The rows, less a report's trailing footer rows (added to not_lead_rows): the CSV reader's
     rule, for sheets (the CSV reader has it inline, on its hot path). A footer block opens with a
-    row shaped like a footer (_footer_shaped); text-only rows below it belong to it. `as_written`
-    gives the row last read as the sheet holds it (merged ranges not spread), for the footer test."""
+    row shaped like a footer (_footer_shaped); text-only rows below it belong to it. `spread`
+    holds the columns of the row last read that a merged range filled (the footer test sees the
+    row as the sheet holds it: a footer merged across the table is one value)."""
     footers: list[tuple[int, list[Any]]] = []
     first = True
     for number, values in rows:
-        written = as_written(values) if as_written is not None else values  # before merges were spread
+        written = values
+        if spread:  # the row as written: a merged range's value once, in its first cell
+            written = list(values)
+            for c in spread:
+                written[c] = ""
         if not first and _footer_like(written) and (footers or _footer_shaped(written[0])):
             footers.append((number, values))
             continue

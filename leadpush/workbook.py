@@ -193,19 +193,9 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
 
     spread: list[int] = []  # the columns of the row last read that a merged range filled
 
-    def as_written(values: list[Any]) -> list[Any]:
-        """The row last read as the sheet holds it: a merged range's value once, in its first cell
-        (a footer merged across the table is a footer, not a row with every column filled)."""
-        if not spread:
-            return values
-        written = list(values)
-        for c in spread:
-            written[c] = ""
-        return written
-
     def rows() -> Iterator[SourceRow]:
         del not_lead_rows[len(titles):]  # footers are found again on each pass
-        yield from without_footers(sheet_rows(), not_lead_rows, as_written)
+        yield from without_footers(sheet_rows(), not_lead_rows, spread)
 
     def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
         pending = list(fills)  # by first row
