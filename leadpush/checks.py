@@ -593,7 +593,7 @@ class Checker:
             return body
         # What the check said about the same cell ("phone number is empty") is said better.
         rest = [] if outcome.status is not _INVALID else [
-            p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
+            p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]
         outcome.status, outcome.problems = _INVALID, tuple(said + rest)
         outcome.message = "; ".join(outcome.problems)
         outcome.cause = ";".join(p.cause for p in outcome.problems)
