@@ -190,8 +190,9 @@ RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
 ResendUnknownOpt = Annotated[bool, typer.Option(
     "--resend-unknown", rich_help_panel=UNATTENDED,
-    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE "
-         "(check CloudAgent first: a resend may add them twice).")]
+    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE, "
+         "as well as such rows of a failures file fed back as input (check CloudAgent first: a resend may add "
+         "them twice).")]
 NotifyOpt = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL", rich_help_panel=UNATTENDED,
     help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
@@ -341,7 +342,8 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
         write_failures=not a.no_failures, log_file=a.log_file, split=split,
-        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today,
+                                     date_order=checks.date_order))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -492,7 +494,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout,
                                   skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
-                                  else None, skip_scope=s.skip_scope, limit=u.limit)
+                                  else None, skip_scope=s.skip_scope, limit=u.limit,
+                                  resend_unknown=bool(u.journal and u.journal.resend_unknown))
         if u.limit and run.journal is None:
             env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
@@ -771,6 +774,9 @@ def undo(
                                           help="Start over although an earlier undo did not finish.")] = False,
     results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
+    include_probable: Annotated[bool, typer.Option(
+        "--include-probable", help="Also delete leads found already there after the run's own attempt "
+                                   "(perhaps added by it, perhaps there before).")] = False,
 ) -> None:
     """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
     env = _env(ctx)
@@ -788,7 +794,8 @@ def undo(
         rate_ = parse_rate(s.rate)
         with contextlib.ExitStack() as stack:
             ledger = stack.enter_context(contextlib.closing(open_ledger()))
-            plan = undoing.plan_undo(target, ledger, conn)
+            ledger.check_writable()  # a locked ledger: said before the plan is shown and confirmed
+            plan = undoing.plan_undo(target, ledger, conn, include_probable=include_probable)
             if not quiet or not yes:
                 env.say(plan.describe())
             if not plan.leads:
@@ -806,7 +813,7 @@ def undo(
             settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
                                               workers=s.workers, retries=s.retries, timeout=s.timeout)
             run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
-                                     undo_of=plan.run["id"] if plan.run else None)
+                                     undo_of=plan.undo_of)
             session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
             interrupt = sending.Interrupt()
             stack.callback(_install_interrupt(env, interrupt))

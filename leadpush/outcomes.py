@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """What became of one row. Every row ends with exactly one."""
 
     VALID = "valid"  # dry run: would be sent
@@ -24,9 +25,6 @@ class Status(str, Enum):
     ABORTED = "aborted"  # never sent because the run, or its campaign, stopped
     SUPPRESSED = "suppressed"  # on a do-not-call list: never sent, and not a failure
     DELETED = "deleted"  # undo: CloudAgent deleted the lead a run had added
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Rows with these statuses go to the failures file and make the exit code 1.
@@ -124,26 +122,44 @@ def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """Text with every secret (API key, token) replaced, for anything that leaves the process.
 
-    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded); each
-    spelling is replaced, longest first, so no part of one survives.
+    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded, HTML-escaped
+    with named or numeric character references); each spelling is replaced, longest first, so no
+    part of one survives. Where a secret still shows once HTML's character references are read
+    (a mix of spellings), the text is given as read, with the secret replaced.
     """
-    for secret in secrets:
-        if secret:
-            for spelling in _spellings(secret):
-                if spelling in text:
-                    text = text.replace(spelling, "***")
+    live = [s for s in secrets if s]
+    for secret in live:
+        for spelling in _spellings(secret):
+            if spelling in text:
+                text = text.replace(spelling, "***")
+    if "&" in text:
+        unescaped = html.unescape(text)
+        if any(secret in unescaped for secret in live):
+            return scrub(unescaped, secrets)
     return text
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """Text on one line, cut to `limit` characters: for text already scrubbed (scrub first, then cut,
+    or a secret straddling the cut would leave its start behind)."""
+    return " ".join(text.split())[:limit]
 
 
 @lru_cache(maxsize=16)
 def _spellings(secret: str) -> tuple[str, ...]:
-    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded."""
+    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded, HTML-escaped."""
     json_escaped = json.dumps(secret)[1:-1]
     forms = {secret, json_escaped, json.dumps(secret, ensure_ascii=False)[1:-1],
              json_escaped.replace("/", "\\/"), secret.replace("/", "\\/")}
     for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
+    special = [c for c in set(secret) if not c.isalnum()]
+    forms.update({html.escape(secret, quote=True), html.escape(secret, quote=False),
+                  "".join(f"&#{ord(c)};" if c in special else c for c in secret),
+                  "".join(f"&#x{ord(c):x};" if c in special else c for c in secret),
+                  "".join(f"&#x{ord(c):X};" if c in special else c for c in secret),
+                  html.escape(secret, quote=True).replace("&#x27;", "&#39;").replace("&quot;", "&#34;")})
     return tuple(sorted(forms, key=len, reverse=True))
 
 

@@ -171,6 +171,13 @@ class FailuresWriter:
         self.is_input = is_input  # a failures file fed back in: replaced by the new failures, never removed
         # utf-8-sig so that Excel opens non-ASCII names correctly; leadpush's reader strips the BOM.
         self._out = _AtomicFile(path, "the failures file", encoding="utf-8" if jsonl else "utf-8-sig")
+        self._names: list[str] = []
+        if jsonl:
+            # Rows read as lists (CSV, XLSX) become objects by column name; a repeated name gets " (2)" ...
+            seen: dict[str, int] = {}
+            for c in columns or []:
+                seen[c] = seen.get(c, 0) + 1
+                self._names.append(c if seen[c] == 1 else f"{c} ({seen[c]})")
         if not jsonl:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
@@ -195,8 +202,11 @@ class FailuresWriter:
     def _write(self, o: RowOutcome) -> None:
         source = o.source or {}
         if self.jsonl:
-            pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
-            first = source.get(FAILURE_COLUMNS[0]) if isinstance(source, dict) else None
+            if isinstance(source, list):
+                names = self._names + [f"column {n + 1}" for n in range(len(self._names), len(source))]
+                source = dict(zip(names, source, strict=False))
+            pairs = {k: v for k, v in source.items() if not str(k).strip().lower().startswith(IGNORED_PREFIX)}
+            first = source.get(FAILURE_COLUMNS[0])
             pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
                          leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .causes import describe
+from .causes import UNKNOWN_CAUSES, describe
 from .files import printable
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status
 from .records import RunSummary
@@ -136,8 +136,15 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     if summary.results_file:
         console.print(f"Results: {shown(summary.results_file)}")
     if summary.failures_file:
-        console.print(f"Failures file: {shown(summary.failures_file)} "
-                      f"(fix the rows and run it again as it is)")
+        unknown = sum(n for code, n in summary.cause_items() if code in UNKNOWN_CAUSES)
+        if unknown:
+            console.print(f"Failures file: {shown(summary.failures_file)} (fix the rows and run it again; "
+                          f"{unknown} row{'s' if unknown != 1 else ''} with an unknown outcome may already be in "
+                          f"CloudAgent: check there before sending {'them' if unknown != 1 else 'it'} again — "
+                          f"leadpush skips {'them' if unknown != 1 else 'it'} unless you pass --resend-unknown)")
+        else:
+            console.print(f"Failures file: {shown(summary.failures_file)} "
+                          f"(fix the rows and run it again as it is)")
     if summary.split_file:
         console.print(f"Valid rows, as they would be sent: {shown(summary.split_file)}")
 

@@ -391,6 +391,12 @@ def check_base_url(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
+    if "@" in parts.netloc or parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+        # A key or password pasted there would be sent and stored with every run: refused, and
+        # not repeated in the message.
+        raise ConfigError(f"the base URL for {parts.hostname or 'CloudAgent'} holds more than scheme, host and "
+                          f"path: write it without a user name, password, query (?...) or fragment (#...); the "
+                          f"API key goes in LEADPUSH_API_KEY or a profile's api_key_env")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"base URL {url!r}: plain http is refused (the API key would cross the network "
                           f"unencrypted); use https, or http only to this machine (the sandbox)")

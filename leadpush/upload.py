@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import requests
 
-from .causes import Problem
+from .causes import UNKNOWN_CAUSES, Problem, causes_of
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
 from .files import identity
@@ -60,7 +60,30 @@ class UploadSettings:
     timeout: float = 30.0
     skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
     skip_scope: SkipScope = SkipScope.CAMPAIGN
+    resend_unknown: bool = False  # send rows a failures file marks "outcome unknown" even with checkDuplicate FALSE
     limit: int | None = None  # --limit: send only the first N valid rows (a canary run)
+
+
+# What a failures file (CSV, JSON Lines or workbook) says of a row whose lead CloudAgent may hold.
+_UNKNOWN_WORDS = ("outcome unknown", "may or may not", "may have stored")
+
+
+def earlier_outcome_unknown(source: list[Any] | dict[str, Any] | None, keys: list[str] | None) -> str:
+    """The leadpush_error of a row that an earlier run's failures file marks as failed with an
+    unknown outcome (its lead may be in CloudAgent), or '' for any other row."""
+    if source is None:
+        return ""
+    if isinstance(source, dict):
+        cells = {str(k).strip().lower(): v for k, v in source.items()}
+    else:
+        cells = {str(k).strip().lower(): source[i] for i, k in enumerate(keys or []) if i < len(source)}
+    if str(cells.get("leadpush_status") or "").strip().lower() != "failed":
+        return ""
+    error = " ".join(str(cells.get("leadpush_error") or "").split())
+    cause = str(cells.get("leadpush_cause") or "")
+    if any(c in UNKNOWN_CAUSES for c in causes_of(cause)) or any(w in error.lower() for w in _UNKNOWN_WORDS):
+        return f"leadpush_error: {error[:160]}" if error else "leadpush_status: failed"
+    return ""
 
 
 class Interrupt(threading.Event):
@@ -184,10 +207,11 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
                     retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
     probably_ours = 0
+    ours_lock = threading.Lock()
+    if ledger:
+        ledger.start()  # first: a locked ledger stops the run before its journal says it started
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
-    if ledger:
-        ledger.start()
 
     sent_any = threading.Event()
 
@@ -215,16 +239,22 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
-        if sent.probably_ours:
-            probably_ours += 1
+        # `exists` after an attempt of this run whose answer was lost, or, in a resumed run, for a
+        # row the stopped run may have sent before it was killed: perhaps this run's own lead.
+        after_attempt = sent.probably_ours or (resume is not None and sent.status is Status.EXISTS)
+        if after_attempt:
+            with ours_lock:  # workers count at once: `+=` on a shared int loses increments
+                probably_ours += 1
         # A row the sender gave up on because of a stop says which stop.
         why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
         outcome.status, outcome.message = sent.status, why or sent.message
         outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
         outcome.maybe_stored = sent.maybe_stored and sent.status is Status.FAILED
-        if ledger and not quitting:
-            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
+        # The ledger before the journal (it then holds at least what the journal does), but the
+        # journal whatever befalls the ledger: a ledger that cannot be written stops dispatching.
+        if ledger and not quitting and not ledger.row(outcome, after_attempt=after_attempt):
+            stop.run("ledger", ledger.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts and not quitting:
             try:
                 journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
@@ -307,13 +337,25 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                             break
                         if body is not None and opts.suppression and opts.suppression.screen(outcome):
                             body = None
+                        if body is not None and not settings.resend_unknown \
+                                and body.get("checkDuplicate", "TRUE") != "TRUE":
+                            said = earlier_outcome_unknown(outcome.source, lead_file.keys)
+                            if said:  # a failures file fed back: its row may already be in CloudAgent
+                                outcome.status, outcome.cause = Status.FAILED, "send.unknown"
+                                outcome.message = (
+                                    f"not sent: an earlier run could not tell whether CloudAgent stored this row "
+                                    f"({said}); check the campaign in CloudAgent, then clear this row's "
+                                    f"leadpush_status to send it, or pass --resend-unknown (checkDuplicate is "
+                                    f"FALSE: a resend could add it twice)")
+                                body = None
                         if body is not None and resume:
                             earlier = resume.verdict(outcome, body)
                             if earlier:
                                 outcome.status, outcome.message, outcome.cause = earlier
                                 body = None
                         if body is not None and ledger and settings.skip_loaded_within:
-                            lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
+                            lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope,
+                                                          opts.checks.region)
                             if lately:
                                 outcome.status, outcome.message, body = Status.SKIPPED, lately, None
                                 outcome.cause = "row.loaded_lately"

@@ -123,7 +123,7 @@ def test_suppress_in_a_profile(cli, tmp_path, sb):
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
     ("name,city\nAsha,Pune\n", "no phone number column in the do-not-call list"),
-    ("phone\nnot a number\n", "holds no phone numbers"),
+    ("phone\nnot a number\n", "line 2: phone number 'not a number' is not valid"),
     ("phone,until\n9876543210,01/02/2030\n", "line 2, column 'until': date '01/02/2030' is ambiguous"),
 ])
 def test_a_bad_list_stops_before_anything_is_sent(cli, tmp_path, sb, content, message):
@@ -146,7 +146,7 @@ def test_the_key_table_holds_exactly_its_keys():
     assert all(k in table for k in keys)
     others = {plain_key(str(rng.randrange(10**9, 10**10))) for _ in range(5000)} - set(keys)
     assert not any(k in table for k in others)
-    assert plain_key("0123") != plain_key("123") != plain_key("+123")
+    assert len({plain_key("0123"), plain_key("123"), plain_key("+123")}) == 3  # each pair differs
 
 
 def test_screen_touches_only_valid_rows(tmp_path):

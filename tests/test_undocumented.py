@@ -223,7 +223,9 @@ def test_a_campaign_name_holding_a_negation_does_not_spoil_its_success():
     v = classify(200, '{"status": "Success", "message": "Campaign Do Not Call Is Already Started"}', {},
                  "Do Not Call")
     assert v.kind == "added"
-    assert classify(200, '{"status": "Success", "message": "SuccessFully Updated, not stored"}', {}).kind == "rejected"
+    # A success text with more to it says two things: unrecognised, never added (review 10-16, item 3).
+    assert classify(200, '{"status": "Success", "message": "SuccessFully Updated, not stored"}', {}).kind == \
+        "unrecognised"
 
 
 # ---------------------------------------------------------------------------- 4. bodies before status codes
@@ -396,7 +398,7 @@ POISONED = [
     {"token": 12345, "generations": []},
     {"token": ["eyJh", "eyJi"], "generations": []},
     {"token": None, "generations": [None, None]},
-    {"generations": [1e308, 1e400 if False else 10 ** 30]},
+    {"generations": [1e308, 10 ** 30]},
     {"generations": "lots"},
     {"generations": [True, "x", {"a": 1}]},
     ["not", "a", "dict"],
