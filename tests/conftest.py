@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from leadpush.cli import app
+from leadpush.sandbox import Sandbox
 
 # On CI the property tests draw the same examples every run (a red build always reproduces);
 # elsewhere they explore anew each time.
@@ -52,6 +53,13 @@ def cli(home):
     return invoke
 
 
+def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A config file with the permissions given (0600: readable by its owner only)."""
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
 def write_csv(path: Path, rows: list[list[str]], **kw) -> Path:
     buf = io.StringIO()
     csv.writer(buf, **kw).writerows(rows)
@@ -82,3 +90,18 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += max(0.0, seconds)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def sb(request):
+    """A sandbox serving the test module's CONFIG (the demo account where it has none), unthrottled.
+
+    A module that needs another sandbox (a fake clock, faults) defines its own `sb`.
+    """
+    with Sandbox(getattr(request.module, "CONFIG", None), rate_limit=0) as server:
+        yield server

@@ -1,4 +1,4 @@
-"""The client's parts: every documented answer's verdict, URLs, JWT times, the pacer, the token keeper."""
+"""The client's parts: every documented answer's verdict, URLs, JWT times, the token keeper."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from leadpush.cloudagent import (
     parse_answer,
 )
 from leadpush.outcomes import AccountRefusal, ConfigError
-from leadpush.pacing import HEADROOM, Pacer, parse_rate
+from leadpush.pacing import Pacer
 from leadpush.sandbox import Sandbox
 from tests.conftest import FakeClock
 
@@ -120,40 +120,6 @@ def test_secret_with_control_characters_is_refused_without_echo():
 def test_jwt_times_from_the_vendors_shape():
     assert jwt_times("x.eyJpYXQiOjEwMCwiZXhwIjozNzAwfQ.sig") == (100.0, 3700.0)
     assert jwt_times("not-a-jwt") == (None, None)
-
-
-def test_rates():
-    assert parse_rate("100/min").per_second == pytest.approx(100 / 60)
-    assert parse_rate("2/s").per_minute == 120
-    assert parse_rate("6000 / hour").per_minute == 100
-    assert parse_rate("100").per_minute == 100
-    assert parse_rate("0", allow_zero=True) is None
-    for bad in ("fast", "0", "-1/min", "10/fortnight"):
-        with pytest.raises(ConfigError):
-            parse_rate(bad)
-
-
-def test_pacer_spaces_evenly_and_never_bursts_after_a_stall():
-    clock = FakeClock(0.0)
-    pacer = Pacer(parse_rate("100/min"), clock=clock, sleep=clock.sleep)
-    interval = 0.6 * (1 + HEADROOM)
-    times = []
-    for _ in range(5):
-        pacer.wait()
-        times.append(clock())
-    assert times == pytest.approx([0, interval, 2 * interval, 3 * interval, 4 * interval])
-    clock.advance(100)  # a stall: the next slots are spaced from now, not crammed in to catch up
-    slots = [pacer.reserve() for _ in range(3)]
-    assert slots == pytest.approx([clock(), clock() + interval, clock() + 2 * interval])
-    pacer.pause_until(clock() + 50)
-    assert pacer.reserve() == pytest.approx(clock() + 50)
-
-
-def test_pacer_stop_while_waiting():
-    clock = FakeClock(0.0)
-    pacer = Pacer(parse_rate("1/min"), clock=clock, sleep=clock.sleep)
-    assert pacer.wait() is True
-    assert pacer.wait(stop=lambda: True) is False
 
 
 @contextlib.contextmanager
@@ -258,23 +224,6 @@ def test_parse_answer_brace_less_and_keys_any_case():
     assert parse_answer("[1]") is None and parse_answer("<html>") is None
 
 
-def test_late_workers_never_crowd_a_second_nor_slow_the_run():
-    clock = FakeClock(0.0)
-    pacer = Pacer(parse_rate("3000/min"), clock=clock, sleep=clock.sleep)
-    sent = []
-    ahead = [pacer.reserve() for _ in range(20)]  # 20 workers, each holding its next slot
-    for i in range(500):
-        slot = ahead.pop(0)
-        if i % 5 == 0 and clock() < slot + 0.03:
-            clock.advance(slot + 0.03 - clock())  # every fifth worker wakes 30 ms late
-        assert pacer.wait_for(slot)
-        sent.append(clock())
-        ahead.append(pacer.reserve())
-    busiest = max(sum(1 for t in sent if s - 1.0 < t <= s) for s in sent)
-    assert busiest <= 50  # 3000/min: never more than 50 in any second
-    assert sent[-1] == pytest.approx(499 * pacer.interval, abs=0.1)  # lateness did not add up
-
-
 def test_session_reads_the_environment_once(monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/custom.pem")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
@@ -286,11 +235,3 @@ def test_session_reads_the_environment_once(monkeypatch):
     with make_session(2, "http://127.0.0.1:8765") as s:
         assert "https" not in s.proxies and "http" not in s.proxies
 
-
-@pytest.mark.parametrize("rate", ["100/min", "600/min", "3000/min", "2/s"])
-def test_the_guard_never_slows_an_on_time_schedule(rate):
-    clock = FakeClock(0.0)
-    pacer = Pacer(parse_rate(rate), clock=clock, sleep=clock.sleep)
-    for _ in range(1000):
-        assert pacer.wait()
-    assert clock() == pytest.approx(999 * pacer.interval)  # exactly the slots: the guard never bound

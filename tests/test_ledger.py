@@ -15,7 +15,6 @@ import pytest
 
 from leadpush.ledger import LEDGER_NAME, SCHEMA_VERSION, Ledger, LedgerError, RunLog, parse_window
 from leadpush.outcomes import RowOutcome, Status
-from leadpush.sandbox import Sandbox
 from tests.conftest import FakeClock, read_csv, read_jsonl, write_csv
 
 KEY = "ledger-key-9d2"
@@ -24,10 +23,6 @@ CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH"
     {"name": "Morning", "type": "progressive", "started": True}]}]}
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def stored(sb, campaign="Nightly"):

@@ -32,10 +32,6 @@ CONFIG = {"accounts": [
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="making device nodes (os.mknod) needs root")
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def stored(sb, user="ops"):

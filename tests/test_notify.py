@@ -11,17 +11,11 @@ import pytest
 import requests
 
 from leadpush.notify import Heartbeat
-from leadpush.sandbox import Sandbox
 
 from .conftest import write_csv
 from .listener import Listener
-from .test_unattended import CONFIG, KEY, rows, stored
-
-
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
+from .test_unattended import CONFIG as CONFIG  # the accounts the shared `sb` fixture serves
+from .test_unattended import KEY, rows, stored
 
 
 @pytest.fixture

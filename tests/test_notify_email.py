@@ -8,10 +8,9 @@ import socket
 
 import pytest
 
-from leadpush.sandbox import Sandbox
-
 from .conftest import write_csv
-from .test_unattended import CONFIG, KEY, rows, stored
+from .test_unattended import CONFIG as CONFIG  # the accounts the shared `sb` fixture serves
+from .test_unattended import KEY, rows, stored
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult  # noqa: E402
@@ -58,10 +57,6 @@ def smtp():
         controller.stop()
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 @pytest.fixture

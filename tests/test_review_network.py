@@ -16,16 +16,13 @@ import urllib3.connection
 
 from leadpush.cloudagent import ADD_PATH, BODY_CAP, DeadlinePassed, classify, exchange, make_session
 from leadpush.sandbox import Sandbox
-from tests.conftest import FakeClock, read_csv, write_csv
+from tests.conftest import read_csv, write_csv
 from tests.test_undocumented import HeaderRecorder, by_phone, run
 from tests.test_upload import CONFIG, KEY, leads_in, phones, statuses
 
 SUCCESS = '{"status": "SUCCESS", "message": "SuccessFully Updated"}'
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 # ---------------------------------------------------------------------------- 3. only the documented success texts

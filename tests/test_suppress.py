@@ -11,7 +11,6 @@ from collections import Counter
 import pytest
 
 from leadpush.outcomes import RowOutcome, Status
-from leadpush.sandbox import Sandbox
 from leadpush.suppress import KeyTable, load_suppression, plain_key
 from tests.conftest import read_csv, write_csv
 
@@ -21,10 +20,6 @@ CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH"
                         "campaigns": [{"name": "Main", "type": "progressive", "started": True}]}]}
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def sent(sb):

@@ -11,7 +11,6 @@ import pytest
 
 from leadpush.checks import clean_phone
 from leadpush.outcomes import ConfigError
-from leadpush.sandbox import Sandbox
 from leadpush.suppress import load_suppression, plain_key
 from tests.conftest import write_csv
 
@@ -21,10 +20,6 @@ CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH"
 PHONES = ["9876543210", "9876543211", "9876543212", "9876543213", "9876543214"]
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def env_for(sb, tmp_path):

@@ -1,4 +1,4 @@
-"""Unattended runs: kill -9 and --resume, changed input, the lock, SIGTERM, profiles, --quiet, the log file."""
+"""Unattended runs: kill -9 and --resume, changed input, the lock, SIGTERM, an upload driven by a profile, --quiet, the log file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from leadpush.sandbox import Sandbox
-from tests.conftest import read_csv, read_jsonl, write_csv
+from tests.conftest import read_csv, read_jsonl, write_config, write_csv
 
 KEY = "nightly-key-5e1b"
 CONFIG = {"accounts": [
@@ -24,10 +22,6 @@ CONFIG = {"accounts": [
 ]}
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def stored(sb):
@@ -139,36 +133,6 @@ def test_sigterm_finishes_in_flight_rows_and_exits_143(sb, tmp_path, env):
     assert sum(1 for j in journal if j["type"] == "row") == len(added)
 
 
-def write_config(path: Path, text: str, mode: int = 0o600) -> Path:
-    path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
-def test_config_precedence_and_masking(cli, tmp_path, sb):
-    cfg = write_config(tmp_path / "config.toml", f"""
-[profiles.nightly]
-base_url = "{sb.base_url}"
-username = "from-profile"
-api_key_env = "NIGHTLY_KEY"
-rate = "50/min"
-workers = 2
-campaign = "Nightly"
-""")
-    env = {"NIGHTLY_KEY": KEY, "LEADPUSH_USERNAME": "from-env"}
-    r = cli("config", "show", "--profile", "nightly", "--config", cfg, env=env)
-    assert r.exit_code == 0, r.output
-    lines = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
-    assert "from-env" in lines["username"] and "environment (LEADPUSH_USERNAME)" in lines["username"]
-    assert "50/min" in lines["rate"] and "profile nightly" in lines["rate"]
-    assert lines["workers"].split()[1] == "2" and "profile nightly" in lines["workers"]
-    assert "default" in lines["retries"]
-    assert "(set, hidden)" in lines["api_key"] and "NIGHTLY_KEY" in lines["api_key"]
-    assert KEY not in r.stdout
-    r = cli("config", "show", "--profile", "nightly", "--config", cfg, "--username", "from-flag", env=env)
-    assert "from-flag" in r.stdout and "flag" in r.stdout
-
-
 def test_upload_with_a_profile(cli, tmp_path, sb):
     cfg = write_config(tmp_path / "config.toml", f"""
 [profiles.nightly]
@@ -185,26 +149,6 @@ campaign = "Nightly"
     assert r.stdout.strip().endswith("2 rows: 2 added; exit 0")
     assert len(r.stdout.strip().splitlines()) == 1 and r.stderr == ""
     assert stored(sb) == Counter({"9300000001": 1, "9300000002": 1})
-
-
-def test_profile_errors(cli, tmp_path):
-    cfg = write_config(tmp_path / "config.toml", "[profiles.a]\nworkers = 'many'\n")
-    r = cli("config", "show", "--profile", "a", "--config", cfg)
-    assert r.exit_code == 2 and "workers has the wrong type" in r.stderr
-    r = cli("config", "show", "--profile", "nope", "--config", cfg)
-    assert r.exit_code == 2 and "no profile 'nope' (profiles: a)" in r.stderr
-    r = cli("config", "show", "--config", tmp_path / "missing.toml")
-    assert r.exit_code == 2 and "no such config file" in r.stderr
-
-
-def test_key_in_a_config_file_readable_by_others_is_warned_about(cli, tmp_path):
-    text = '[profiles.p]\napi_key = "secret-in-file-123"\nusername = "ops"\n'
-    cfg = write_config(tmp_path / "config.toml", text, mode=0o644)
-    r = cli("config", "show", "--profile", "p", "--config", cfg)
-    assert f"Warning: {cfg} holds an API key and other users can read it; fix with: chmod 600 {cfg}" in r.stderr
-    assert "secret-in-file-123" not in r.stdout + r.stderr
-    cfg.chmod(0o600)
-    assert "Warning" not in cli("config", "show", "--profile", "p", "--config", cfg).stderr
 
 
 def test_quiet_non_terminal_output_and_the_log_file(cli, tmp_path, sb):
@@ -226,20 +170,3 @@ def test_quiet_non_terminal_output_and_the_log_file(cli, tmp_path, sb):
     token = json.loads(next((tmp_path / "cache" / "tokens").glob("*.json")).read_text())["token"]
     assert KEY not in log.read_text() and token not in log.read_text()
 
-
-def test_auth_check_uses_the_cached_token(cli, tmp_path, sb):
-    env = {"LEADPUSH_BASE_URL": sb.base_url, "LEADPUSH_USERNAME": "ops", "LEADPUSH_API_KEY": KEY,
-           "LEADPUSH_CACHE_DIR": str(tmp_path / "cache")}
-    r = cli("auth", "check", env=env)
-    assert r.exit_code == 0, r.output
-    assert "OK: user ops" in r.stdout and "TOKEN_AUTH" in r.stdout and "a new token was generated" in r.stdout
-    r = cli("auth", "check", env=env)
-    assert "the cached token was used, no generation spent" in r.stdout
-    assert sb.state.stats_view()["tokens_issued"] == 1
-    assert sb.state.leads_view()["accounts"]["ops"]["campaigns"]["Nightly"]["leads"] == []
-    token = json.loads(next((tmp_path / "cache" / "tokens").glob("*.json")).read_text())["token"]
-    assert token not in r.stdout + r.stderr
-    r = cli("auth", "check", env={**env, "LEADPUSH_USERNAME": "basic", "LEADPUSH_API_KEY": "basic-key"})
-    assert r.exit_code == 3 and "not TOKEN_AUTH" in r.stderr
-    r = cli("auth", "check", env={**env, "LEADPUSH_API_KEY": "wrong"})
-    assert r.exit_code == 3 and "Invalid User Details" in r.stderr  # the cached token, the wrong key

@@ -33,10 +33,6 @@ CONFIG = {"accounts": [
     {"user": "other", "api_key": "other-key", "auth_mode": "TOKEN_AUTH", "campaigns": []}]}
 
 
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
 
 
 def campaign(sb, name="Nightly"):

@@ -40,9 +40,6 @@ from tests.test_upload import CONFIG, KEY, TODAY, leads_in, phones, statuses
 SUCCESS = '{"status": "SUCCESS", "message": "SuccessFully Updated"}'
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 def run(tmp_path, sb, rows, *, clock, workers=1, retries=3, check_dup=True, user="demo", key=KEY, cache=None,

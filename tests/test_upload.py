@@ -22,7 +22,7 @@ from leadpush.pacing import parse_rate
 from leadpush.report import progress_bar
 from leadpush.sandbox import Sandbox
 from leadpush.upload import UploadSettings, upload
-from tests.conftest import FakeClock, read_csv, read_jsonl, write_csv
+from tests.conftest import read_csv, read_jsonl, write_csv
 
 TODAY = dt.date(2026, 11, 27)
 CONFIG = {"accounts": [
@@ -62,9 +62,6 @@ def phones(n, start=9100000000, campaign="Main"):
     return [["phone", "campaign"]] + [[str(start + i), campaign] for i in range(n)]
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 def statuses(summary):
