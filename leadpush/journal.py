@@ -151,7 +151,7 @@ class RunLock:
 
 def input_lock(cache_dir: Path, input_path: str, name: str) -> RunLock:
     """The lock for one input file (by its real path), whatever journal a run names."""
-    digest = hashlib.sha256(str(Path(input_path).resolve()).encode()).hexdigest()[:24]
+    digest = hashlib.sha256(os.fsencode(Path(input_path).resolve())).hexdigest()[:24]  # any name the disk holds
     return RunLock(cache_dir / "locks" / f"{digest}.lock", name)
 
 

@@ -61,7 +61,8 @@ def test_files_are_loaded_oldest_first_and_filed_with_their_reports(sb, inbox, e
     assert lines[1] == (f"a.csv: 2 added, 1 invalid; failures file {inbox / 'done' / 'a.failures.csv'}; exit 1; "
                         f"moved to {inbox / 'done' / 'a.csv'}")
     assert lines[2] == f"b.csv: 2 added; exit 0; moved to {inbox / 'done' / 'b.csv'}"
-    assert lines[3] == f"inbox {inbox}: 3 files (2 done, 1 failed); rows: 4 added, 1 invalid; exit 2"
+    assert lines[3] == (f"inbox {inbox}: 3 files (2 done, 1 failed); rows: 4 added, 1 invalid; "
+                        f"not lead files, left alone: notes.md; exit 2")
     assert code == 2  # the worst of its files
     assert layout(inbox) == ["done/a.csv", "done/a.failures.csv", "done/a.results.csv", "done/b.csv",
                              "done/b.results.csv", "failed/broken.json", "failed/broken.json.error.txt",
@@ -103,10 +104,10 @@ def test_a_file_still_being_written_is_left_alone(sb, inbox, env):
 
 def test_the_same_content_is_never_loaded_twice_even_renamed(sb, inbox, env):
     drop(inbox, "monday.csv", rows(3))
-    assert leadpush("inbox", inbox, env=env)[0] == 0
+    assert leadpush("inbox", inbox, "--no-check-duplicate", env=env)[0] == 0
     drop(inbox, "tuesday.csv", rows(3))  # the same list, sent again under tonight's name
     drop(inbox, "monday.csv", rows(3))  # and under last night's name
-    code, out, err = leadpush("inbox", inbox, env=env)
+    code, out, err = leadpush("inbox", inbox, "--no-check-duplicate", env=env)
     assert code == 0, err
     assert "tuesday.csv: not loaded: the same content as monday.csv" in out
     assert layout(inbox) == ["done/monday.2.csv", "done/monday.2.csv.duplicate.txt", "done/monday.csv",
@@ -116,12 +117,12 @@ def test_the_same_content_is_never_loaded_twice_even_renamed(sb, inbox, env):
 
 def test_kill_9_mid_file_then_the_next_cron_run_resumes_it(sb, inbox, env):
     drop(inbox, "big.csv", rows(40))
-    proc = leadpush("inbox", inbox, "--rate", "20/s", "--workers", "2", env=env, wait=False)
+    proc = leadpush("inbox", inbox, "--rate", "20/s", "--workers", "2", "--no-check-duplicate", env=env, wait=False)
     wait_for(lambda: sum(stored(sb).values()) >= 8)
     proc.kill()
     proc.wait()
     assert (inbox / "big.csv").exists() and not (inbox / "done").exists()
-    code, out, err = leadpush("inbox", inbox, "--rate", "6000/min", env=env)
+    code, out, err = leadpush("inbox", inbox, "--rate", "6000/min", "--no-check-duplicate", env=env)
     assert code == 0, err
     after = stored(sb)
     assert len(after) == 40 and set(after.values()) == {1}  # nothing lost, nothing doubled
