@@ -100,16 +100,18 @@ class FileReport:
         parts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
         text = f"{self.name}: " + (parts or "0 rows")
         if self.error:
-            text = f"{self.name}: {self.error}"
+            text = f"{self.name}: {shown_name(self.error)}"
         if self.failures_file:
-            text += f"; failures file {self.failures_file}"
+            text += f"; failures file {shown_name(self.failures_file)}"
         where = f"moved to {shown_name(self.moved_to)}" if self.moved_to else "left in the inbox"
         return f"{text}; exit {int(self.exit_code)}; {where}"
 
     def as_dict(self) -> dict[str, Any]:
+        def shown(path: str | None) -> str | None:
+            return None if path is None else shown_name(path)
         return {"file": self.name, "outcome": self.outcome, "exit_code": int(self.exit_code),
-                "moved_to": self.moved_to, "counts": self.counts, "failures_file": self.failures_file,
-                "results_file": self.results_file, "error": self.error}
+                "moved_to": shown(self.moved_to), "counts": self.counts, "failures_file": shown(self.failures_file),
+                "results_file": shown(self.results_file), "error": shown(self.error)}
 
 
 @dataclass
