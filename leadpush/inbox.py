@@ -310,6 +310,10 @@ def run_inbox(settings: InboxSettings, opts: InputOptions, upload_one: UploadOne
                 break
             try:
                 result = _one_file(path, settings, opts, upload_one, remembered, state, now)
+            except FileNotFoundError as e:
+                if not os.path.lexists(path):
+                    continue  # taken away before its turn: nothing to load
+                result = FileReport(path.name, ExitCode.USAGE, "left", error=f"left in the inbox: {e.strerror}")
             except (OSError, UnicodeError, LeadpushError) as e:
                 # One file's trouble (unreadable, a folder it cannot be moved to) is that file's line;
                 # the inbox goes on with the others.
@@ -373,10 +377,7 @@ def _settled(path: Path, settings: InboxSettings, now: float) -> os.stat_result 
 
 def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_one: UploadOne,
               remembered: Remembered, state: Path, now: Callable[[], float]) -> FileReport | None:
-    try:
-        before = _settled(path, settings, now())  # again now: it may have been rewritten since the listing
-    except FileNotFoundError:
-        return None
+    before = _settled(path, settings, now())  # again now: it may have been rewritten since the listing
     if before is None:
         return None
     done_dir, failed_dir = settings.done_dir, settings.failed_dir

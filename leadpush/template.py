@@ -77,7 +77,7 @@ def write_template(path: Path, fmt: TemplateFormat, s: RunSettings, *, today: dt
     example = [example_value(field, s, today) for _, field in columns]
     if path.exists():
         raise ConfigError(f"{path}: already exists; choose another with -o")
-    above: list[list[str]] = [[] for _ in range((s.header_row or 1) - 1)]  # the profile's header_row: blank rows above the header
+    above: list[list[str]] = [[] for _ in range((s.header_row or 1) - 1)]  # blank rows above the header
     try:
         if fmt is TemplateFormat.CSV:
             # The profile's encoding and delimiter, so the file passes the profile it was made from;

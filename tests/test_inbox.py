@@ -125,7 +125,9 @@ def test_kill_9_mid_file_then_the_next_cron_run_resumes_it(sb, inbox, env):
     code, out, err = leadpush("inbox", inbox, "--rate", "6000/min", "--no-check-duplicate", env=env)
     assert code == 0, err
     after = stored(sb)
-    assert len(after) == 40 and set(after.values()) == {1}  # nothing lost, nothing doubled
+    # Nothing lost; nothing doubled but, at most, the 2 rows in flight when the process was killed
+    # (sent, not yet journaled): without CloudAgent's duplicate check nothing can tell those apart.
+    assert len(after) == 40 and sum(n - 1 for n in after.values()) <= 2
     statuses = Counter(r["status"] for r in read_csv(inbox / "done" / "big.results.csv"))
     assert statuses["skipped"] >= 8 - 2 and statuses["skipped"] + statuses["added"] + statuses["exists"] == 40
 

@@ -114,7 +114,8 @@ def test_an_unreadable_file_after_rows_were_sent_keeps_its_journal(sb, inbox, en
     path = inbox / "list.json"
     path.write_text(json.dumps([{"phone": str(9300000000 + i), "campaign": "Nightly"} for i in range(30)]))
     age(path)
-    proc = leadpush("inbox", inbox, "--rate", "10/s", "--no-check-duplicate", env=env, wait=False)
+    proc = leadpush("inbox", inbox, "--rate", "10/s", "--workers", "1", "--no-check-duplicate", env=env,
+                    wait=False)
     wait_for(lambda: sum(stored(sb).values()) >= 4)
     proc.kill()
     proc.wait()
@@ -129,12 +130,13 @@ def test_an_unreadable_file_after_rows_were_sent_keeps_its_journal(sb, inbox, en
     code, out, err = leadpush("inbox", inbox, *FAST, env=env)
     assert code == 0, err
     after = stored(sb)
-    assert len(after) == 30 and set(after.values()) == {1}
+    assert len(after) == 30 and sum(n - 1 for n in after.values()) <= 1  # at most the row in flight at the kill
 
 
 def test_a_file_re_delivered_changed_after_a_crash_resumes_by_campaign_and_phone(sb, inbox, env):
     path = drop(inbox, "big.csv", rows(40))
-    proc = leadpush("inbox", inbox, "--rate", "20/s", "--no-check-duplicate", env=env, wait=False)
+    proc = leadpush("inbox", inbox, "--rate", "20/s", "--workers", "1", "--no-check-duplicate", env=env,
+                    wait=False)
     wait_for(lambda: sum(stored(sb).values()) >= 8)
     proc.kill()
     proc.wait()
@@ -142,7 +144,7 @@ def test_a_file_re_delivered_changed_after_a_crash_resumes_by_campaign_and_phone
     code, out, err = leadpush("inbox", inbox, *FAST, env=env)
     assert code == 0, err
     after = stored(sb)
-    assert len(after) == 41 and set(after.values()) == {1}
+    assert len(after) == 41 and sum(n - 1 for n in after.values()) <= 1  # at most the row in flight at the kill
     assert not list((state(inbox) / "journals").glob("*.jsonl"))  # finished: its journal is gone
     assert path.parent.joinpath("done", "big.csv").exists()
 
@@ -282,3 +284,39 @@ def test_orphaned_journals_are_cleaned_after_a_week(sb, inbox, env):
     age(recent, 86400)
     assert leadpush("inbox", inbox, env=env)[0] == 0
     assert not old.exists() and recent.exists()
+
+
+def test_a_file_that_vanishes_before_its_turn_is_skipped(sb, inbox, env):
+    drop(inbox, "first.csv", rows(20), age=300)
+    second = drop(inbox, "second.csv", rows(1, start=9300000500), age=200)
+    proc = leadpush("inbox", inbox, "--rate", "10/s", env=env, wait=False)
+    wait_for(lambda: sum(stored(sb).values()) >= 2)
+    second.unlink()  # someone took it back
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and out.splitlines()[-1].endswith("1 files (1 done); rows: 20 added; exit 0")
+
+
+def test_a_file_that_cannot_be_read_goes_to_failed_and_the_inbox_goes_on(tmp_path, monkeypatch):
+    # (root reads every file, so the refusal is injected where the inbox first opens the file)
+    from leadpush import inbox as inbox_module
+    from leadpush.jobs import InputOptions
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    drop(folder, "locked.csv", rows(1), age=300)
+    real = inbox_module.content_digest
+
+    def digest(path):
+        if path.name == "locked.csv":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(inbox_module, "content_digest", digest)
+    sent = []
+    report = inbox_module.run_inbox(inbox_module.InboxSettings(folder), InputOptions(file=""),
+                                    lambda opts, choice: sent.append(opts) or None, now=time.time)
+    assert not sent
+    assert [f.line() for f in report.files] == [f"locked.csv: locked.csv: cannot be read (Permission denied); "
+                                                f"exit 2; moved to {folder / 'failed' / 'locked.csv'}"]
+    error = (folder / "failed" / "locked.csv.error.txt").read_text()
+    assert error == "locked.csv: cannot be read (Permission denied)\n"

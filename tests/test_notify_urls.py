@@ -43,7 +43,8 @@ def test_a_malformed_url_in_a_profile_is_one_line_and_exit_2(cli, tmp_path):
 
 def test_config_show_masks_webhook_paths_and_heartbeat_queries(cli, tmp_path):
     cfg = tmp_path / "config.toml"
-    cfg.write_text('[profiles.n]\nnotify = ["https://hooks.slack.com/services/T0/B0/sekrit", "mailto:ops@example.com"]\n'
+    cfg.write_text('[profiles.n]\n'
+                   'notify = ["https://hooks.slack.com/services/T0/B0/sekrit", "mailto:ops@example.com"]\n'
                    'heartbeat = "https://hc-ping.com/?k=sekrit2"\n', encoding="utf-8")
     r = cli("config", "show", "--profile", "n", "--config", cfg)
     assert r.exit_code == 0, r.stderr
