@@ -105,6 +105,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
 )}
 
 
+# Causes of failed rows whose lead CloudAgent may already hold: never "just run them again".
+UNKNOWN_CAUSES = ("send.unknown", "cloudagent.unrecognised")
+
+
 def causes_of(code: str) -> list[str]:
     """The codes in an outcome's `cause` (a row with several problems has them all, joined by ';')."""
     return code.split(";") if code else []

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,11 +20,12 @@ import typer
 from . import __version__, jobs, report
 from .checks import CampaignType, CheckSettings, PhoneFormat, RowDefaults, _phonenumbers
 from .environment import Environment
+from .files import printable
 from .inbox import InboxSettings, check_folder
 from .journal import JournalChoice
 from .ledger import SkipScope, open_ledger, parse_window, run_object, write_leads
 from .mapping import normalize, user_map_of
-from .outcomes import ConfigError, ExitCode, LeadpushError
+from .outcomes import ConfigError, ExitCode, LeadpushError, Terminated, internal_error
 from .pacing import parse_rate
 from .readers import InputFormat
 from .records import FailuresFormat, TableMode
@@ -140,13 +142,13 @@ ResultsOpt = Annotated[Path | None, typer.Option(
     help="Write every row's outcome to this file (.csv, or .jsonl for JSON Lines).")]
 FailuresOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
-    help="Failures file; by default <input stem>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
+    help="Failures file; by default <input name>.failures.csv beside the input (.xlsx for XLSX input, .jsonl "
          "for JSON); a .xlsx name makes it a fix-it workbook.")]
 FailuresFormatOpt = Annotated[FailuresFormat | None, typer.Option(
     rich_help_panel=OUTPUT, help="Failures file format; by default from --failures, else from the input.")]
 SplitOpt = Annotated[bool, typer.Option(
     "--split", rich_help_panel=OUTPUT,
-    help="Also write <input stem>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
+    help="Also write <input name>.valid.<ext>: the rows that would be sent, exactly as they would be sent.")]
 NoFailuresOpt = Annotated[bool, typer.Option("--no-failures", rich_help_panel=OUTPUT, help="Write no failures file.")]
 LogFileOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=OUTPUT,
@@ -174,7 +176,7 @@ DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", rich_help_panel=CONNECTING, help="Check only, send nothing: the same as validate.")]
 JournalOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", rich_help_panel=UNATTENDED,
-    help="Journal of finished rows; by default <input stem>.leadpush-journal.jsonl beside the input.")]
+    help="Journal of finished rows; by default <input name>.leadpush-journal.jsonl beside the input.")]
 NoJournalOpt = Annotated[bool, typer.Option(
     "--no-journal", rich_help_panel=UNATTENDED, help="Keep no journal (no --resume after a crash).")]
 ResumeOpt = Annotated[bool, typer.Option(
@@ -186,6 +188,11 @@ LimitOpt = Annotated[int | None, typer.Option(
          "--resume sends the rest.")]
 RestartOpt = Annotated[bool, typer.Option(
     "--restart", rich_help_panel=UNATTENDED, help="Start over although an earlier run of this file did not finish.")]
+ResendUnknownOpt = Annotated[bool, typer.Option(
+    "--resend-unknown", rich_help_panel=UNATTENDED,
+    help="With --resume (implied): also resend rows whose outcome is unknown although checkDuplicate is FALSE, "
+         "as well as such rows of a failures file fed back as input (check CloudAgent first: a resend may add "
+         "them twice).")]
 NotifyOpt = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL", rich_help_panel=UNATTENDED,
     help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via \\[smtp] "
@@ -335,7 +342,8 @@ def _input_options(a: LeadFileArgs, s: RunSettings, today: dt.date, *, split: bo
         table=TableMode.PROBLEMS if a.json_summary else TableMode.NONE if a.quiet else a.table,
         results=a.results, failures=a.failures, failures_format=a.failures_format,
         write_failures=not a.no_failures, log_file=a.log_file, split=split,
-        suppression=load_suppression(s.suppress or [], region=s.region, today=today))
+        suppression=load_suppression(s.suppress or [], region=s.region, today=today,
+                                     date_order=checks.date_order))
 
 
 def _stdin(env: Environment, opts: jobs.InputOptions) -> Any:
@@ -349,9 +357,9 @@ def _progress(env: Environment, a: LeadFileArgs, label: str) -> Any:
 def _finish(env: Environment, summary: report.RunSummary, a: LeadFileArgs) -> ExitCode:
     """Print the run's outcome on stdout, and return its exit code."""
     if a.json_summary:
-        print(json.dumps(report.summary_object(summary), ensure_ascii=False), file=env.stdout)
+        print(report.safe_json(report.summary_object(summary)), file=env.stdout)
     elif a.quiet:
-        print(jobs.one_line(summary), file=env.stdout)
+        print(printable(jobs.one_line(summary)), file=env.stdout)
     else:
         out = report.make_console(env.stdout)
         report.print_table(out, summary)
@@ -368,9 +376,14 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
     except LeadpushError as e:
         env.say(f"Error: {e}")
         code = e.exit_code
-    except KeyboardInterrupt:
-        env.say("Interrupted.")
-        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt as e:
+        env.say("Terminated." if isinstance(e, Terminated) else "Interrupted.")
+        code = ExitCode.TERMINATED if isinstance(e, Terminated) else ExitCode.INTERRUPTED
+    except typer.Exit:
+        raise
+    except Exception as e:  # a bug of leadpush's: its own exit code, one line, the traceback on request
+        env.say(internal_error(e, debug=os.environ.get("LEADPUSH_DEBUG") == "1"))
+        code = ExitCode.INTERNAL
     raise typer.Exit(int(code))
 
 
@@ -427,9 +440,21 @@ def _sending() -> tuple[ModuleType, ModuleType]:
     return cloudagent, upload
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def _validate(env: Environment, a: LeadFileArgs, s: RunSettings, *, split: bool = False) -> ExitCode:
     opts = _input_options(a, s, env.today(), split=split)
     _suppression_notes(env, opts, a)
+    with contextlib.ExitStack() as stack:
+        if threading.current_thread() is threading.main_thread():  # `kill` unwinds: no temporary left
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                stack.callback(signal.signal, signum, signal.signal(signum, _raise_terminated))
+        return _validate_file(env, a, opts)
+
+
+def _validate_file(env: Environment, a: LeadFileArgs, opts: jobs.InputOptions) -> ExitCode:
     with jobs.open_input(opts, stdin=_stdin(env, opts)) as lead_file:
         for note in jobs.reading_notes(lead_file):
             env.say(f"Note: {note}")
@@ -462,7 +487,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         opts.secrets = conn.secrets
         if watch:
             watch.add_secrets(conn.secrets)
-        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox, stdin=_stdin(env, opts))
+        run = sending.prepare_run(stack, opts, choice, cache_dir=cache_dir, sandbox=u.sandbox,
+                                  stdin=_stdin(env, opts), conn=conn)
         for note in run.notes:
             env.say(f"Note: {note}")
         run_log = sending.open_run_log(stack, run, conn, profile.name, sandbox=u.sandbox,
@@ -470,7 +496,8 @@ def _upload(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pr
         settings = sending.UploadSettings(conn=conn, rate=rate, cache_dir=cache_dir, workers=s.workers,
                                   retries=s.retries, timeout=s.timeout,
                                   skip_loaded_within=parse_window(s.skip_loaded_within) if s.skip_loaded_within
-                                  else None, skip_scope=s.skip_scope, limit=u.limit)
+                                  else None, skip_scope=s.skip_scope, limit=u.limit,
+                                  resend_unknown=bool(u.journal and u.journal.resend_unknown))
         if u.limit and run.journal is None:
             env.say(f"Note: no journal: --resume cannot send the rows after the first {u.limit}")
         session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
@@ -599,7 +626,8 @@ def upload(
     retries: RetriesOpt = DEFAULTS["retries"], timeout: TimeoutOpt = DEFAULTS["timeout"],
     use_sandbox: SandboxOpt = False, dry_run: DryRunOpt = False,
     journal: JournalOpt = None, no_journal: NoJournalOpt = False, resume: ResumeOpt = False,
-    restart: RestartOpt = False, skip_loaded_within: SkipLoadedWithinOpt = None,
+    restart: RestartOpt = False, resend_unknown: ResendUnknownOpt = False,
+    skip_loaded_within: SkipLoadedWithinOpt = None,
     skip_scope: SkipScopeOpt = DEFAULTS["skip_scope"], limit: LimitOpt = None,
     notify: NotifyOpt = None, heartbeat: HeartbeatOpt = None,
     profile: ProfileOpt = None, config: ConfigOpt = None,
@@ -617,7 +645,8 @@ def upload(
         no_failures=no_failures, log_file=log_file, suppress=suppress)
     c = ConnectionArgs(base_url=base_url, username=username)
     u = UploadArgs(rate=rate, workers=workers, retries=retries, timeout=timeout, sandbox=use_sandbox,
-                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart),
+                   journal=JournalChoice(path=journal, keep=not no_journal, resume=resume, restart=restart,
+                                         resend_unknown=resend_unknown),
                    skip_loaded_within=skip_loaded_within, skip_scope=skip_scope, limit=limit)
 
     def body() -> ExitCode:
@@ -751,6 +780,9 @@ def undo(
                                           help="Start over although an earlier undo did not finish.")] = False,
     results: ResultsOpt = None, json_summary: JsonOpt = False, quiet: QuietOpt = False,
     profile: ProfileOpt = None, config: ConfigOpt = None,
+    include_probable: Annotated[bool, typer.Option(
+        "--include-probable", help="Also delete leads found already there after the run's own attempt "
+                                   "(perhaps added by it, perhaps there before).")] = False,
 ) -> None:
     """Delete from CloudAgent exactly the leads a run added (never those it found already there)."""
     env = _env(ctx)
@@ -768,7 +800,8 @@ def undo(
         rate_ = parse_rate(s.rate)
         with contextlib.ExitStack() as stack:
             ledger = stack.enter_context(contextlib.closing(open_ledger()))
-            plan = undoing.plan_undo(target, ledger, conn)
+            ledger.check_writable()  # a locked ledger: said before the plan is shown and confirmed
+            plan = undoing.plan_undo(target, ledger, conn, include_probable=include_probable)
             if not quiet or not yes:
                 env.say(plan.describe())
             if not plan.leads:
@@ -786,7 +819,7 @@ def undo(
             settings = sending.UploadSettings(conn=conn, rate=rate_, cache_dir=default_cache_dir(),
                                               workers=s.workers, retries=s.retries, timeout=s.timeout)
             run_log = undoing.RunLog(ledger, "undo", conn.base_url, conn.username, loaded.name, plan.source,
-                                     undo_of=plan.run["id"] if plan.run else None)
+                                     undo_of=plan.undo_of)
             session = stack.enter_context(cloudagent.make_session(settings.workers, conn.base_url))
             interrupt = sending.Interrupt()
             stack.callback(_install_interrupt(env, interrupt))
@@ -855,16 +888,20 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def sandbox(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0 = any free port).")] = 8765,
+    port: Annotated[int, typer.Option(
+        metavar="PORT", min=0, max=65535, help="Port to listen on (0 = any free port).")] = 8765,
     config: Annotated[Path | None, typer.Option(
         metavar="FILE", help="TOML file of accounts, campaigns and numbers; by default a demo account.")] = None,
-    token_ttl: Annotated[float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.")] = 3600.0,
+    token_ttl: Annotated[float, typer.Option(
+        metavar="SECONDS", min=1.0, max=31_536_000.0, help="Token lifetime in seconds.")] = 3600.0,
     token_cap: Annotated[int, typer.Option(
-        metavar="N", help="Token generations per account per hour (0 = no cap).")] = 10,
+        metavar="N", min=0, help="Token generations per account per hour (0 = no cap).")] = 10,
     rate_limit: Annotated[str, typer.Option(
         metavar="N/min", help="Add Campaign Data requests per account, such as 100/min (0 = no limit).")] = "100/min",
-    latency_ms: Annotated[float, typer.Option(metavar="MS", help="Delay before each Add Campaign Data answer.")] = 0.0,
-    jitter_ms: Annotated[float, typer.Option(metavar="MS", help="Random +/- spread around --latency-ms.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(
+        metavar="MS", min=0.0, max=600_000.0, help="Delay before each Add Campaign Data answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(
+        metavar="MS", min=0.0, max=600_000.0, help="Random +/- spread around --latency-ms.")] = 0.0,
     fail_rate: Annotated[float, typer.Option(
         metavar="SHARE", help="Share of requests answered 503 (HTML), lead not stored.", min=0.0, max=1.0)] = 0.0,
     drop_rate: Annotated[float, typer.Option(
@@ -879,11 +916,14 @@ def sandbox(
 
     def body() -> ExitCode:
         limit = parse_rate(rate_limit, option="--rate-limit", allow_zero=True)
-        server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
-                         token_ttl=token_ttl, token_cap=token_cap,
-                         rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
-                         latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
-                         drop_rate=drop_rate, seed=seed, log=None if quiet else env.say)
+        try:
+            server = Sandbox(load_config(config), source=str(config or "built-in demo"), host=host, port=port,
+                             token_ttl=token_ttl, token_cap=token_cap,
+                             rate_limit=0 if limit is None else max(1, round(limit.per_minute)),
+                             latency_ms=latency_ms, jitter_ms=jitter_ms, fail_rate=fail_rate,
+                             drop_rate=drop_rate, seed=seed, log=None if quiet else env.say)
+        except OSError as e:  # the address is taken, or not this machine's
+            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
         print(f"CloudAgent sandbox listening on {server.base_url}", file=env.stdout, flush=True)
         if config is None:
             print(f"Demo account: user {DEMO_USER}, API key {DEMO_KEY}; "

@@ -16,6 +16,7 @@ import socket
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
-from .outcomes import AccountRefusal, LeadpushError, Status, scrub
+from .outcomes import AccountRefusal, LeadpushError, Status, clip, scrub
 from .pacing import Pacer
 from .settings import Connection, check_base_url, check_secret, default_cache_dir, is_loopback
 
@@ -128,13 +129,46 @@ _ROW_REFUSALS = (
     "phonenumber added is a dnd number",
 )
 _EXISTS = ("number already exist", "number already existed")
-# The documented texts that say a lead was stored, and their variants (campaign names, types).
-_STORED = re.compile(r"successfully updated(?:[ ,].*)?|campaign .+ is already started"
-                     r"|please pass the valid campaign action successfully updated.*", re.S)
-# Words that take back a success: a success-worded answer holding one is not counted `added`.
+# The documented texts that say a lead was stored, exactly: `c` is where CloudAgent names the
+# campaign (or, in the Stoped answer, the campaign type). Nothing else counts as stored.
+_STORED = tuple(re.compile(p, re.S) for p in (
+    r"successfully updated",
+    r"successfully updated, (?P<c>.+?) was started",
+    r"successfully updated (?P<c>.+?) campaign",
+    r"campaign (?P<c>.+?) is already started",
+    r"please pass the valid campaign action successfully updated (?P<c>.+?) campaign data",
+    r"successfully updated (?P<t>\w+) campaign stoped",  # one word: the type, as "Progressive"
+))
+# Words that take back a success: a success-worded answer holding one (and no success text) is
+# a refusal in CloudAgent's words; where the campaign's name is not known, a name holding one (or
+# a word that doubts the lead was stored) is not trusted.
 _NEGATION = re.compile(r"\b(?:not|no|never|fail\w*|error\w*|invalid|duplicate\w*|exist\w*|dnd|block\w*|"
                        r"blacklist\w*|reject\w*|denied|unable|cannot|can't|limit\w*|skipped)\b")
+_DOUBT = re.compile(r"\b(?:ignored|discarded|queued|review|pending|zero|0|but)\b")
 _FAIL_WORDS = ("error", "fail", "failed", "failure")
+
+
+def stored(key: str, campaign: str = "") -> bool:
+    """Whether a success message (lower-cased) is one of the documented texts that say a lead was stored.
+
+    The whole message must be one of them; where one names the campaign, the name must be the
+    row's campaign (compared whole, so a campaign called "not" cannot make "…, not added" pass).
+    Without a campaign to compare with, the named part may hold no word that takes the success back.
+    """
+    name = " ".join(campaign.split()).lower()
+    for pattern in _STORED:
+        m = pattern.fullmatch(key)
+        if m is None:
+            continue
+        said = m.groupdict()
+        if said.get("c") is not None:
+            if name:
+                return said["c"] == name
+            return not (_NEGATION.search(said["c"]) or _DOUBT.search(said["c"]))
+        if said.get("t") is not None:
+            return not (_NEGATION.search(said["t"]) or _DOUBT.search(said["t"]))
+        return True
+    return False
 
 
 def parse_answer(text: str) -> dict[str, Any] | None:
@@ -192,7 +226,7 @@ def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdic
     counts `added` only on HTTP 200 with a documented success text that nothing in it takes
     back. Otherwise the status code decides; what is neither is `unrecognised`.
     """
-    snippet = " ".join(text.split())[:200]
+    snippet = clip(text)  # callers pass text already scrubbed: cut only after
     if 300 <= status < 400:
         return Verdict("account", _redirect(status, headers), status)
     body = parse_answer(text)
@@ -223,16 +257,17 @@ def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdic
         return Verdict("account", f"CloudAgent answered HTTP {status} for {ADD_PATH}; check the base URL", status)
     unrecognised = Verdict("unrecognised", f"unrecognised answer (HTTP {status}): {snippet or 'empty body'}", status)
     if body is None or status != 200:
-        return unrecognised if status < 400 or body is None else Verdict("rejected", message or snippet, status)
+        if status < 400 or body is None or outcome == "success" or "success" in key:
+            return unrecognised  # a 4xx that says success says two things: neither is trusted
+        return Verdict("rejected", message or snippet, status)
     if outcome == "success":
         if key in _EXISTS:
             return Verdict("exists", message, status)
-        plain = key.replace(campaign.lower(), " ") if campaign else key  # a campaign's name may hold "not"
-        if _NEGATION.search(plain):
-            return Verdict("rejected", message, status)
-        if _STORED.fullmatch(key):
+        if stored(key, campaign):
             return Verdict("added", message, status)
-        return unrecognised
+        if "success" not in key and _NEGATION.search(key):
+            return Verdict("rejected", message, status)  # "Number is in DND list, not added"
+        return unrecognised  # a success text with more to it says two things: neither is trusted
     if outcome == "false":
         # Every documented "false" answer is about the account or the token: so is an unknown one.
         return Verdict("account", f"CloudAgent refused the request: {message or snippet} (an undocumented "
@@ -252,6 +287,7 @@ class Reply:
     text: str
     headers: Any
     oversized: bool = False
+    undecodable: str = ""  # why a compressed body could not be read (never counted `added`)
 
 
 class DeadlinePassed(requests.ReadTimeout):
@@ -263,36 +299,102 @@ def exchange(session: requests.Session, url: str, payload: bytes, headers: dict[
     """One POST (or `method`: undo's DELETE), never following a redirect, its whole answer read within
     `timeout` and BODY_CAP.
 
-    `timeout` is a total deadline (connect, send, the whole answer): a timer shuts the
-    request's socket down when it passes, which ends any read in progress.
+    `timeout` is a total deadline (connect, send, the whole answer): when it passes, a timer
+    shuts the request's socket down, and keeps doing so for a socket that appears later (one
+    still connecting at the deadline); the read loop checks the deadline as well. The answer is
+    asked for uncompressed; one compressed anyway (gzip, deflate) is decoded here, its size cap
+    applying to what it decodes to.
     """
     connections: list[Any] = []
     cut = threading.Event()
+    finished = threading.Event()
     over = threading.Lock()  # held by whichever comes first: the answer's end or the deadline
 
     def cut_off() -> None:
         if not over.acquire(blocking=False):
             return  # the answer is complete; its connection may already serve another request
         cut.set()
-        for conn in connections:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        while True:
+            for conn in list(connections):
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            if finished.wait(0.05):
+                return
 
     timer = threading.Timer(timeout, cut_off)
     timer.daemon = True
     _in_flight.connections = connections
     timer.start()
     try:
-        return _read_answer(session, url, payload, headers, timeout, cut, over, method)
+        return _read_answer(session, url, payload, {"Accept-Encoding": "identity", **headers}, timeout, cut, over,
+                            method)
     except requests.RequestException:
         if cut.is_set():
             raise DeadlinePassed("no complete answer within the timeout") from None
         raise
     finally:
+        finished.set()
         timer.cancel()
         _in_flight.connections = None
+
+
+class _Undecodable(Exception):
+    pass
+
+
+class _Decoder:
+    """The body as sent → the body as meant, for the encodings a server might use though asked not to.
+
+    Never yields more than `limit` + 1 bytes in all, however small the compressed input (a
+    gzip bomb stops at the cap).
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding.strip().lower()
+        self.limit = limit
+        self.size = 0
+        if self.encoding in ("", "identity"):
+            self._z = None
+        elif self.encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding == "deflate":
+            self._z = zlib.decompressobj()  # zlib-wrapped, as the standard says (a raw stream is tried below)
+        else:
+            raise _Undecodable(f"compressed as {encoding!r}, which leadpush does not read")
+        self._raw_tried = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._z is None:
+            self.size += len(chunk)
+            return chunk
+        room = self.limit + 1 - self.size
+        try:
+            out = self._z.decompress(self._z.unconsumed_tail + chunk if self._z.unconsumed_tail else chunk, room)
+        except zlib.error:
+            if self.encoding != "deflate" or self._raw_tried or self.size:
+                raise _Undecodable(f"a {self.encoding} body that does not decode") from None
+            self._raw_tried = True
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.feed(chunk)
+        self.size += len(out)
+        return out
+
+    def over(self) -> bool:
+        return self.size > self.limit or bool(self._z is not None and self._z.unconsumed_tail)
+
+    def finish(self) -> bytes:
+        if self._z is None:
+            return b""
+        room = self.limit + 1 - self.size
+        if room <= 0:
+            return b""
+        out = self._z.flush(room) if room > 0 else b""
+        self.size += len(out)
+        if not self._z.eof and not self.over():
+            raise _Undecodable(f"a {self.encoding} body that ends early")
+        return out
 
 
 def _read_answer(session: requests.Session, url: str, payload: bytes, headers: dict[str, str], timeout: float,
@@ -303,21 +405,28 @@ def _read_answer(session: requests.Session, url: str, payload: bytes, headers: d
         length = r.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > BODY_CAP:
             return Reply(r.status_code, "", r.headers, oversized=True)
+        try:
+            decoder = _Decoder(r.headers.get("Content-Encoding", ""), BODY_CAP)
+        except _Undecodable as e:
+            return Reply(r.status_code, "", r.headers, undecodable=str(e))
         chunks: list[bytes] = []
-        size = 0
         while True:
+            if cut.is_set():
+                raise DeadlinePassed("no complete answer within the timeout")
             try:
-                chunk = r.raw.read1(65536)
+                chunk = r.raw.read1(65536, decode_content=False)
             except ReadTimeoutError:
                 raise requests.ReadTimeout("no answer within the timeout") from None
             except (ProtocolError, OSError) as e:
                 raise requests.ConnectionError(e) from None
+            try:
+                chunks.append(decoder.feed(chunk) if chunk else decoder.finish())
+            except _Undecodable as e:
+                return Reply(r.status_code, "", r.headers, undecodable=str(e))
+            if decoder.over():
+                return Reply(r.status_code, "", r.headers, oversized=True)
             if not chunk:
                 break
-            size += len(chunk)
-            if size > BODY_CAP:
-                return Reply(r.status_code, "", r.headers, oversized=True)
-            chunks.append(chunk)
         # No cut from now on: the connection may serve another request next. (A cut in the instant
         # before this line can only make another request see a dropped connection: ambiguous,
         # handled as such, never a wrong count.)
@@ -553,8 +662,10 @@ class TokenKeeper:
             return "transient", f"HTTP {status}", wait, None
         if status >= 500:
             return "ambiguous", f"HTTP {status}", wait, None
-        message = str(body.get("message") or "").strip() or (
-            f"HTTP {status}: " + (" ".join(reply.text.split())[:200] or "empty body"))
+        # Scrubbed before anything is cut: a key straddling the cut would otherwise leave its start.
+        text = scrub(reply.text, self.conn.secrets)
+        message = scrub(str(body.get("message") or "").strip(), self.conn.secrets) or (
+            f"HTTP {status}: " + (reply.undecodable or clip(text) or "empty body"))
         raise AccountRefusal(scrub(f"CloudAgent refused a token for user {self.conn.username}: {message}",
                                    self.conn.secrets))
 
@@ -599,11 +710,11 @@ def post_lead(session: requests.Session, conn: Connection, payload: bytes, token
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
         return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
-    if reply.oversized:
+    if reply.oversized or reply.undecodable:
         verdict = classify(reply.status, "", reply.headers)
         if verdict.kind in ("unrecognised", "rejected"):
-            verdict = Verdict("unrecognised", f"unrecognised answer (HTTP {reply.status}): longer than "
-                                              f"{BODY_CAP} bytes, not read", reply.status)
+            why = reply.undecodable or f"longer than {BODY_CAP} bytes, not read"
+            verdict = Verdict("unrecognised", f"unrecognised answer (HTTP {reply.status}): {why}", reply.status)
         return verdict
     verdict = classify(reply.status, scrub(reply.text, secrets), reply.headers, campaign)
     verdict.message = scrub(verdict.message, secrets)  # a secret JSON-escaped in the raw text is plain here
@@ -621,6 +732,7 @@ class Sent:
     stop: str | None = None  # None, "account" or "campaign"
     cause: str = ""  # a code of leadpush.causes, for rows that did not go through
     probably_ours: bool = False  # `exists` after an attempt of this run whose answer was lost
+    maybe_stored: bool = False  # an attempt may have stored the lead (no verdict came back)
 
 
 class Sender:
@@ -702,11 +814,12 @@ class Sender:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
                                            f"(a resend could add it twice)", attempts, last_status,
-                            cause="send.unknown")
+                            cause="send.unknown", maybe_stored=True)
             if retries >= self.retries:
                 unknown = " (an earlier attempt may have stored the lead)" if maybe_stored else ""
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts{unknown}",
-                            attempts, last_status, cause="send.unknown" if maybe_stored else "send.gave_up")
+                            attempts, last_status, cause="send.unknown" if maybe_stored else "send.gave_up",
+                            maybe_stored=maybe_stored)
             retries += 1
             delay = self.rng.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (retries - 1)))
             if verdict.retry_after is not None:
@@ -726,7 +839,8 @@ class Sender:
     def _not_sent(attempts: int, last_status: int | None, maybe_stored: bool) -> Sent:
         if maybe_stored:
             return Sent(Status.FAILED, "the run stopped before a retry; an earlier attempt may or may not have "
-                                       "stored the lead", attempts, last_status, cause="send.unknown")
+                                       "stored the lead", attempts, last_status, cause="send.unknown",
+                        maybe_stored=True)
         after = f" (after {attempts} failed attempts)" if attempts else ""
         return Sent(Status.ABORTED, f"not sent: the run stopped{after}", attempts, last_status,
                     cause="not_sent.stopped")
@@ -771,7 +885,12 @@ def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
         raise AccountRefusal(f"could not confirm the account: CloudAgent did not give the expected answer "
                              f"('Please provide campaign details') but (HTTP {verdict.http_status}): {verdict.message}")
     _, exp = jwt_times(token)
-    until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(exp)) if exp else "an unknown time"
+    until = "an unknown time"
+    if exp:
+        try:
+            until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(exp))
+        except (OverflowError, OSError, ValueError):  # an exp past what the platform's clock can show
+            until = f"an expiry time that cannot be shown as a date (exp = {exp:g})"
     spent = ("a new token was generated for this check" if tokens.generations
              else "the cached token was used, no generation spent")
     return (f"OK: user {conn.username} at {conn.base_url}: API key accepted, account on TOKEN_AUTH; "

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from .files import printable
+
 
 @dataclass
 class Environment:
@@ -31,7 +33,7 @@ class Environment:
 
     def say(self, message: str) -> None:
         """One line for the person at the terminal (progress, notes, errors): stderr."""
-        print(message, file=self.stderr, flush=True)
+        print(printable_lines(message), file=self.stderr, flush=True)
 
 
 def _isatty(stream: object) -> bool:
@@ -39,3 +41,8 @@ def _isatty(stream: object) -> bool:
         return bool(stream.isatty())  # type: ignore[attr-defined]
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def printable_lines(message: str) -> str:
+    """A message with every control character escaped except its own line breaks (a traceback)."""
+    return "\n".join(printable(line) for line in message.split("\n"))

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 
-from .causes import causes_of, describe
+from .causes import UNKNOWN_CAUSES, causes_of, describe
 from .mapping import IGNORED_PREFIX, build_column_map
 from .outcomes import STATUS_ORDER, ConfigError, InputError, RowOutcome, Status
 
+UNKNOWN_NOTE = ("Outcome unknown: CloudAgent may already hold this lead. Check the campaign in CloudAgent before "
+                "sending this row again (delete the row if the number is there); fed back as it is, leadpush "
+                "skips it unless you clear leadpush_status or pass --resend-unknown.")
 FIXIT_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error", "leadpush_cause")
 SUMMARY_TITLE = "Summary"
 COMMENT_AUTHOR = "leadpush"
@@ -35,8 +38,34 @@ _FIELD_WIDTHS = {"phoneNumber": 18, "Name": 22, "campaignName": 20, "priority": 
                  "action": 9, "checkDuplicate": 15, "agentId": 12, "skill": 14}
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Characters an .xlsx cannot hold (XML 1.0 forbids them); a cell is limited to 32,767 characters.
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _CELL_MAX = 32767
+
+
+class Unstorable(ValueError):
+    """A text that a workbook cell cannot hold exactly."""
+
+
+def storable(value: Any) -> tuple[Any, str]:
+    """(what a cell can hold, '' or why that is not exactly `value`): XML-illegal characters become
+    U+FFFD, a text past 32,767 characters is cut there; never silently (the reason says so)."""
+    if not isinstance(value, str):
+        return value, ""
+    why = []
+    bad = _ILLEGAL.findall(value)
+    if bad:
+        value = _ILLEGAL.sub("\ufffd", value)
+        shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad}))
+        why.append(f"this cell held {len(bad)} character{'' if len(bad) == 1 else 's'} a workbook cannot store "
+                   f"({shown}), each shown here as \ufffd")
+    if len(value) > _CELL_MAX:
+        why.append(f"this cell held {len(value):,} characters, more than the {_CELL_MAX:,} a workbook cell can "
+                   f"hold: only the first {_CELL_MAX:,} are here")
+        value = value[:_CELL_MAX]
+    if why:
+        return value, "; ".join(why) + " (the input file has the original; fed back as it is, this row would " \
+                                       "not be the row you gave)"
+    return value, ""
 
 
 def openpyxl_module() -> Any:
@@ -72,12 +101,15 @@ class CellStyles:
                     cell.alignment = Alignment(vertical="center")
                 self.styles[mark, fmt] = cell._style
 
-    def cell(self, value: Any, fmt: str, mark: str = "plain") -> Any:
+    def cell(self, value: Any, fmt: str, mark: str = "plain", *, exact: bool = False) -> Any:
+        """A cell holding `value`; one it cannot hold exactly is made storable (see `storable`), or
+        with `exact` refused (Unstorable)."""
         c = self._cell(self.ws)
         c._style = self.styles[mark, fmt]
         if isinstance(value, str):
-            if _ILLEGAL.search(value):
-                value = _ILLEGAL.sub("\ufffd", value)
+            value, why = storable(value)
+            if why and exact:
+                raise Unstorable(why)
             c.value = value
             c.data_type = "s"  # text starting with '=' stays text, never a formula
         else:
@@ -107,7 +139,7 @@ class StreamedComments:
         """A comment on the cell at 0-based (row, col)."""
         from openpyxl.utils import get_column_letter  # noqa: PLC0415
 
-        text = _ILLEGAL.sub("\ufffd", text[:_CELL_MAX])
+        text = storable(text)[0]
         height = min(400, 15 * max(2, len(text) // 48 + 2))
         self._comments.write(f'<comment ref="{get_column_letter(col + 1)}{row + 1}" authorId="0" shapeId="0">'
                              f'<text><t xml:space="preserve">{xml_escape(text)}</t></text></comment>')
@@ -181,6 +213,11 @@ class StreamedComments:
         self._shapes.close()
 
 
+def unknown_outcome(status: Status | str, cause: str) -> bool:
+    """A row that failed in a way that may have stored its lead: not one to simply run again."""
+    return Status(status) is Status.FAILED and any(c in UNKNOWN_CAUSES for c in causes_of(cause))
+
+
 def _problems(o: RowOutcome) -> list[tuple[str, str]]:
     """(cause, message) of each of an invalid row's problems."""
     return [(p.cause, str(p)) for p in o.problems]
@@ -236,11 +273,14 @@ class FixitWriter:
         self.source_name = source_name
         self.causes: Counter[str] = Counter()
         self.columns_marked: Counter[str] = Counter()
+        self.unknown = 0  # rows whose lead CloudAgent may already hold
+        self.cells_altered = 0  # cells a workbook could not hold exactly (each says so in its comment)
         self._columns = columns
         self._keys = keys
         self._wb: Any = None
         self._spool: IO[bytes] | None = None
         self._json_keys: dict[str, None] = {}
+        self.keep_existing = False  # set for a failures workbook fed back in: never removed
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:  # fail now, before any row is read, if the place cannot be written
             self._tmp.touch()
@@ -306,7 +346,8 @@ class FixitWriter:
              problems: list[tuple[str, str]], values: list[Any]) -> None:
         status = Status(status)
         st = self._st
-        whole = None if status is Status.INVALID else ("bad" if status is Status.REJECTED else "again")
+        unknown = unknown_outcome(status, cause)
+        whole = None if status is Status.INVALID else ("bad" if status is Status.REJECTED or unknown else "again")
         notes: dict[int, list[str]] = {}
         if whole is None:
             for code, text in problems or [(c, message) for c in causes_of(cause)]:
@@ -316,9 +357,16 @@ class FixitWriter:
                 notes[self._error_col] = [message]
         else:
             notes[0] = [f"CloudAgent: {message}" if status is Status.REJECTED else message or status.value]
+            if unknown:
+                self.unknown += 1
+                notes[0].insert(0, UNKNOWN_NOTE)
         cells = []
         for n, i in enumerate(self._keep):
             value, fmt = _as_cell(values[i] if i < len(values) else None, n == self._date_col)
+            _, altered = storable(value)
+            if altered:
+                self.cells_altered += 1
+                notes.setdefault(n, []).append(altered)
             mark = whole or ("bad" if n in notes else "plain")
             cells.append(st.cell(value, fmt, mark))
         for n, value in enumerate((row, status.value, message, cause), start=len(self._keep)):
@@ -326,7 +374,7 @@ class FixitWriter:
             cells.append(st.cell(value, "General" if n == len(self._keep) else TEXT_FORMAT, mark))
         for col, texts in notes.items():
             self._notes.add(self._rows_written, col, "\n".join(texts))
-            if col < len(self._keep):
+            if col < len(self._keep) and whole is None:  # a whole-row mark is no column's
                 self.columns_marked[self._labels[col].strip()] += 1
         self.causes.update(causes_of(cause))
         self._ws.append(cells)
@@ -340,7 +388,8 @@ class FixitWriter:
                 self._write_spooled()
             if self.count == 0 or self._wb is None:
                 self._tmp.unlink(missing_ok=True)
-                self.path.unlink(missing_ok=True)  # none left over from an earlier run either
+                if not self.keep_existing:  # a failures workbook fed back in stays as it is
+                    self.path.unlink(missing_ok=True)  # none left over from an earlier run either
                 return
             from openpyxl.utils import get_column_letter  # noqa: PLC0415
             from openpyxl.worksheet.filters import AutoFilter  # noqa: PLC0415
@@ -392,9 +441,19 @@ class FixitWriter:
         line("leadpush fix-it workbook", header=True)
         line(f"Input: {self.source_name}" if self.source_name else "Input: (not named)")
         line(f"Fix the red cells on the sheet '{self.sheet_title}': point at a cell for the reason.")
-        line("Amber rows were not sent or got no answer: they only need running again.")
-        line("Then save, and run leadpush on this workbook as it is (the leadpush_* columns and this sheet "
-             "are not read).")
+        line("Amber rows were not sent, or CloudAgent certainly did nothing with them: they only need running "
+             "again.")
+        if self.unknown:
+            line(f"{self.unknown} red row{'s' if self.unknown != 1 else ''} say 'outcome unknown': CloudAgent may "
+                 f"already hold {'them' if self.unknown != 1 else 'it'}. Check the campaign in CloudAgent first and "
+                 f"delete the rows it holds; leadpush skips such rows unless you clear their leadpush_status or "
+                 f"pass --resend-unknown.")
+        if self.cells_altered:
+            line(f"{self.cells_altered} cell{'s' if self.cells_altered != 1 else ''} could not be written exactly "
+                 f"as read (characters a workbook cannot store, or over 32,767 characters): each says so in its "
+                 f"comment; take those rows from the input file instead.")
+        line("Then save, and run leadpush on this workbook (the leadpush_* columns are not sent, and this sheet "
+             "is not read).")
         line()
         line("Status (the whole run)", "Rows", header=True)
         for status in STATUS_ORDER:

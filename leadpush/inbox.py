@@ -269,7 +269,7 @@ def _failures_name(path: Path) -> str:
     suffix = path.suffix.lower()
     ext = ("jsonl" if suffix in (".json", ".jsonl", ".ndjson")
            else "xlsx" if suffix in (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods") else "csv")
-    return f"{path.stem}.failures.{ext}"
+    return f"{path.name}.failures.{ext}"  # the full name: a.csv and a.tsv never share one
 
 
 # ---------------------------------------------------------------------------- the run
@@ -398,7 +398,7 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
 
     journal = _journal_of(state, path.name)
     work = state / "work"
-    results, failures = work / f"{path.stem}.results.csv", work / _failures_name(path)
+    results, failures = work / f"{path.name}.results.csv", work / _failures_name(path)
     earlier = remembered.loaded.get(digest)
     if earlier is not None and earlier.get("pending") and earlier["file"] == shown_name(path.name):
         # Loaded by a run that stopped before filing it: file it now, with its reports.
@@ -415,7 +415,8 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
         return FileReport(path.name, ExitCode.OK, "duplicate", moved_to=str(moved), error=note)
 
     file_opts = replace(opts, file=str(path), results=results, failures=failures, write_failures=True)
-    choice = JournalChoice(path=journal, resume=journal.exists())  # a crash mid-file: carry on where it stopped
+    # A crash mid-file: carry on where it stopped (by name: a re-delivered file resumes by campaign and phone).
+    choice = JournalChoice(path=journal, resume=journal.exists(), by_name=True)
     try:
         summary = upload_one(file_opts, choice)
     except RunLocked as e:  # someone is uploading this very file by hand: leave it to them
@@ -439,7 +440,7 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
         results.unlink(missing_ok=True)
         failures.unlink(missing_ok=True)
         return report
-    unfinished = sum(n for s, n in report.counts.items() if s not in FINAL)
+    unfinished = _unfinished(summary, opts)
     changed = _changed(path, before, digest)
     if unfinished or changed:
         # Rows without a verdict (CloudAgent unreachable, retries spent), or a file rewritten during
@@ -455,6 +456,19 @@ def _one_file(path: Path, settings: InboxSettings, opts: InputOptions, upload_on
     _file_done(path, done_dir, digest, int(summary.exit_code), report, results,
                failures if summary.failures_file else None, remembered, journal)
     return report
+
+
+def _unfinished(summary: RunSummary, opts: InputOptions) -> int:
+    """Rows the next run can still settle: aborted ones, and failed ones it would send again. A row
+    whose outcome is unknown is sent again only with checkDuplicate TRUE (a resend cannot add it
+    twice); with FALSE it is final here, in the failures file as "check CloudAgent first"."""
+    from .causes import UNKNOWN_CAUSES  # noqa: PLC0415
+
+    counts = {s.value: n for s, n in summary.count_items()}
+    open_rows = sum(n for s, n in counts.items() if s not in FINAL)
+    if not opts.checks.defaults.check_duplicate:
+        open_rows -= sum(n for cause, n in summary.cause_items() if cause in UNKNOWN_CAUSES)
+    return max(open_rows, 0)
 
 
 def _changed(path: Path, before: os.stat_result, digest: str) -> bool:
@@ -475,9 +489,9 @@ def _file_done(path: Path, done_dir: Path, digest: str, exit_code: int, report: 
     moved = _move(path, done_dir, path.name)
     report.outcome, report.moved_to = "done", str(moved)
     if results.exists():
-        report.results_file = str(_move(results, done_dir, moved.stem + ".results.csv"))
+        report.results_file = str(_move(results, done_dir, moved.name + ".results.csv"))
     if failures is not None and failures.exists():
-        report.failures_file = str(_move(failures, done_dir, moved.stem + failures.name[len(path.stem):]))
+        report.failures_file = str(_move(failures, done_dir, moved.name + failures.name[len(path.name):]))
     remembered.add(digest, path.name, exit_code)
     _forget(journal)  # finished: its rows are in the results file
 
@@ -512,7 +526,8 @@ def upload_with(session: requests.Session, upload_settings: Any, *, today: dt.da
 
     def upload_one(opts: InputOptions, choice: JournalChoice) -> RunSummary:
         with ExitStack() as stack:
-            run = prepare_run(stack, opts, choice, cache_dir=upload_settings.cache_dir, sandbox=sandbox, stdin=None)
+            run = prepare_run(stack, opts, choice, cache_dir=upload_settings.cache_dir, sandbox=sandbox, stdin=None,
+                              conn=upload_settings.conn)
             run_log = open_run_log(stack, run, upload_settings.conn, profile, sandbox=sandbox,
                                    skip_loaded_within=skip_loaded_within)
             return upload(opts, upload_settings, run.lead_file, today=today, session=session, clock=clock,

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from .checks import Checker, CheckSettings
+from .files import check_distinct, identity, output_target
 from .mapping import maps_phone
-from .outcomes import ConfigError, exit_code_for
+from .outcomes import ConfigError, OutputError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
     FailuresFormat,
@@ -22,6 +23,7 @@ from .records import (
     RunSummary,
     default_failures_path,
     failures_format,
+    is_failures_file,
 )
 
 
@@ -63,61 +65,87 @@ def reading_notes(lead_file: LeadFile) -> list[str]:
     return notes + [f"{lead_file.name}: {note}." for note in lead_file.notes]
 
 
-def _same_file(a: Path, b: str) -> bool:
-    try:
-        return b != "-" and a.resolve() == Path(b).resolve()
-    except OSError:
-        return False
+def failures_path(opts: InputOptions, lead_file: LeadFile) -> Path | None:
+    if not opts.write_failures:
+        return None
+    fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+    return opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt, stream=lead_file.spooled)
+
+
+def check_paths(opts: InputOptions, lead_file: LeadFile, journal: Path | None = None,
+                split: Path | None = None) -> None:
+    """The input, results, failures, journal, log and --split files are different files (by device
+    and inode, whatever their spelling), or the run stops here: exit 2, nothing written or sent."""
+    failures = failures_path(opts, lead_file)
+    allowed = []
+    if failures is not None and opts.failures is None and not lead_file.spooled \
+            and is_failures_file(Path(lead_file.name), failures.suffix.lstrip(".")):
+        allowed.append(frozenset(("the input", "the failures file")))  # fed back in: replaced by its failures
+    check_distinct([
+        ("the input", None if lead_file.spooled else opts.file),
+        ("--results", opts.results),
+        ("the failures file" if opts.failures is None else "--failures", failures),
+        ("--journal", journal),
+        ("--log-file", opts.log_file),
+        ("the --split file", split),
+    ], allowed)
 
 
 @contextmanager
 def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator[tuple[Recorder, RunSummary]]:
-    """A recorder writing the results, failures and log files, closed (files moved into place) at the end."""
-    log = LogWriter(opts.log_file, opts.secrets) if opts.log_file else None
-    if log:
-        log.line(f"start leadpush {command} {lead_file.name}")
-    failures: Any = None
-    if opts.write_failures:
-        fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
-        path = opts.failures or default_failures_path(lead_file.name, lead_file.format, fmt)
-        fed_back = not opts.failures and _same_file(path, opts.file)  # a failures file given as the input
-        if _same_file(path, opts.file) and not fed_back:
-            raise ConfigError(f"{path}: the failures file would overwrite the input; choose another "
-                              f"with --failures")
-        # upload replaces a failures file fed back in with the rows that failed again (it is written
-        # aside and moved into place once the input has been read). validate leaves it as it is: its
-        # failures are only the invalid rows, and the valid ones would be lost.
-        if fed_back and command != "upload":
-            pass
-        elif fmt == "xlsx":
-            from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
+    """A recorder writing the results, failures and log files, closed (files moved into place) at
+    the end. Files that could not be written are in `recorder.errors` afterwards."""
+    check_paths(opts, lead_file)
+    recorder = Recorder(table=opts.table)
+    try:
+        if opts.log_file:
+            recorder.log = LogWriter(opts.log_file, opts.secrets)
+            recorder.log.line(f"start leadpush {command} {lead_file.name}")
+        path = failures_path(opts, lead_file)
+        # A failures file fed back in: upload replaces it with the rows that failed again (written
+        # aside, moved into place once the input has been read; removed when every row went
+        # through). validate leaves it as it is: its failures are only the invalid rows, and the
+        # valid ones would be lost.
+        fed_back = path is not None and opts.failures is None and not lead_file.spooled \
+            and identity(path) == identity(opts.file)
+        if path is not None and not (fed_back and command != "upload"):
+            fmt = failures_format(opts.failures, opts.failures_format, lead_file.format)
+            if fmt == "xlsx":
+                from .fixit import FixitWriter  # noqa: PLC0415 — openpyxl loads only when a workbook is wanted
 
-            failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
-                                   user_map=opts.checks.user_map, sheet=opts.sheet, source_name=lead_file.name)
-        else:
-            failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns)
-    results = None
-    if opts.results:
-        if _same_file(opts.results, opts.file):
-            raise ConfigError(f"{opts.results}: the results file would overwrite the input")
-        results = ResultsWriter(opts.results)
-    recorder = Recorder(results=results, failures=failures, table=opts.table, log=log)
+                if not output_target(path, "the failures file")[1]:
+                    raise ConfigError(f"{path}: a fix-it workbook cannot be written to a device or a pipe; "
+                                      f"choose a file, or --failures-format csv")
+                recorder.failures = FixitWriter(path, columns=lead_file.columns, keys=lead_file.keys,
+                                                user_map=opts.checks.user_map, sheet=opts.sheet,
+                                                source_name=lead_file.name)
+            else:
+                recorder.failures = FailuresWriter(path, jsonl=fmt == "jsonl", columns=lead_file.columns)
+        if opts.results:
+            recorder.results = ResultsWriter(opts.results)
+    except BaseException:
+        recorder.discard()  # no temporary left behind
+        raise
+    results, failures = recorder.results, recorder.failures
     summary = RunSummary(command=command, file=lead_file.name, file_format=lead_file.format,
                          recorder=recorder, encoding=lead_file.encoding)
     try:
         yield recorder, summary
     except BaseException as e:
-        if log:
-            log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
-            log.close()
+        if recorder.log:
+            try:
+                recorder.log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
+            except OutputError:
+                pass
+            recorder.log.close()
             recorder.log = None
         raise
     finally:
         recorder.close()
     summary.not_lead_rows = list(lead_file.not_lead_rows)
-    if results:
+    if results and results.path not in recorder.broken:
         summary.results_file = str(results.path)
-    if failures and failures.count:
+    if failures and failures.count and failures.path not in recorder.broken:
         summary.failures_file = str(failures.path)
 
 
@@ -128,9 +156,8 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
     if opts.split:
         from .split import SplitWriter, body_columns, split_path  # noqa: PLC0415
 
-        path = split_path(lead_file.name, lead_file.format)
-        if _same_file(path, opts.file):
-            raise ConfigError(f"{path}: the --split file would overwrite the input")
+        path = split_path(lead_file.name, lead_file.format, stream=lead_file.spooled)
+        check_paths(opts, lead_file, split=path)
         split = SplitWriter(path, lead_file.format,
                             lambda: body_columns(checker.column_map, checker.defaults))  # type: ignore[arg-type]
     with recording(opts, lead_file, "validate") as (recorder, summary):
@@ -140,7 +167,7 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             for outcome, body in checker.check_file(lead_file):
                 if screen and screen(outcome):
                     body = None  # a suppressed row is not among the rows as they would be sent
-                record(outcome)
+                record(outcome)  # a file that cannot be written stops the dry run (OutputError, exit 2)
                 if body is not None and split:
                     split.write(body)
                 advance()
@@ -150,6 +177,10 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             raise
         summary.column_map = checker.column_map
         note_suppression(opts, summary)
+    if recorder.errors:
+        if split:
+            split.close(keep=False)
+        raise OutputError(recorder.errors[0])
     if split:
         split.close()
         summary.split_file = str(split.path) if split.count else None
@@ -175,6 +206,8 @@ def one_line(summary: RunSummary) -> str:
         line += f"; failures file {summary.failures_file}"
     if summary.split_file:
         line += f"; valid rows {summary.split_file}"
+    if summary.in_flight_earlier:
+        line += f"; {summary.in_flight_earlier} in flight when the earlier run stopped"
     if summary.stop_reason:
         line += f"; stopped: {summary.stop_reason}"
     return line + f"; exit {int(summary.exit_code)}"
@@ -183,5 +216,9 @@ def one_line(summary: RunSummary) -> str:
 def log_end(summary: RunSummary) -> None:
     log = summary.recorder.log
     if log:
-        log.line(f"end leadpush {summary.command} {one_line(summary)}")
+        try:
+            log.line(f"end leadpush {summary.command} {one_line(summary)}")
+        except OutputError as e:
+            summary.recorder.errors.append(str(e))
         log.close()
+        summary.recorder.log = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ class ExitCode(IntEnum):
     ACCOUNT_REFUSED = 3  # the run was stopped by an account-level refusal
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + SIGTERM), as from a service manager or `kill`
+    INTERNAL = 70  # a bug in leadpush (EX_SOFTWARE): an unexpected exception
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP where no run is in flight to finish (validate): unwinds like Ctrl-C, so
+    every file is closed and every temporary removed, and exits 143."""
 
 
 class LeadpushError(Exception):
@@ -57,6 +64,10 @@ class InputError(LeadpushError):
 
 class ConfigError(LeadpushError):
     """A setting is missing or wrong."""
+
+
+class OutputError(LeadpushError):
+    """A file leadpush writes (results, failures, journal, log) cannot be written: disk full, I/O error."""
 
 
 class AccountRefusal(LeadpushError):
@@ -91,6 +102,7 @@ class RowOutcome:
     # How leadpush rewrote a cell to read it (codes as `cause`, e.g. read.digits), on rows that go
     # through as on others; the message says the same in words.
     note: str = ""
+    maybe_stored: bool = False  # an attempt may have stored the lead although no verdict came back
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
@@ -110,24 +122,57 @@ def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """Text with every secret (API key, token) replaced, for anything that leaves the process.
 
-    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded); each
-    spelling is replaced, longest first, so no part of one survives.
+    A server may echo a secret in another spelling (JSON-escaped, `\\/`, URL-encoded, HTML-escaped
+    with named or numeric character references); each spelling is replaced, longest first, so no
+    part of one survives. Where a secret still shows once HTML's character references are read
+    (a mix of spellings), the text is given as read, with the secret replaced.
     """
-    for secret in secrets:
-        if secret:
-            for spelling in _spellings(secret):
-                if spelling in text:
-                    text = text.replace(spelling, "***")
+    live = [s for s in secrets if s]
+    for secret in live:
+        for spelling in _spellings(secret):
+            if spelling in text:
+                text = text.replace(spelling, "***")
+    if "&" in text:
+        unescaped = html.unescape(text)
+        if any(secret in unescaped for secret in live):
+            return scrub(unescaped, secrets)
     return text
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """Text on one line, cut to `limit` characters: for text already scrubbed (scrub first, then cut,
+    or a secret straddling the cut would leave its start behind)."""
+    return " ".join(text.split())[:limit]
 
 
 @lru_cache(maxsize=16)
 def _spellings(secret: str) -> tuple[str, ...]:
-    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded."""
+    """The ways a secret can be written in an answer: raw, JSON-escaped, URL-encoded, HTML-escaped."""
     json_escaped = json.dumps(secret)[1:-1]
     forms = {secret, json_escaped, json.dumps(secret, ensure_ascii=False)[1:-1],
              json_escaped.replace("/", "\\/"), secret.replace("/", "\\/")}
     for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), encoded))
+    special = [c for c in set(secret) if not c.isalnum()]
+    forms.update({html.escape(secret, quote=True), html.escape(secret, quote=False),
+                  "".join(f"&#{ord(c)};" if c in special else c for c in secret),
+                  "".join(f"&#x{ord(c):x};" if c in special else c for c in secret),
+                  "".join(f"&#x{ord(c):X};" if c in special else c for c in secret),
+                  html.escape(secret, quote=True).replace("&#x27;", "&#39;").replace("&quot;", "&#34;")})
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+def internal_error(e: BaseException, *, debug: bool) -> str:
+    """The line (or, with LEADPUSH_DEBUG=1, the traceback) for an exception leadpush did not expect."""
+    import os  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    secrets = tuple(v for v in (os.environ.get("LEADPUSH_API_KEY"), os.environ.get("LEADPUSH_TOKEN")) if v)
+    if debug:
+        return scrub("".join(traceback.format_exception(e)).rstrip(), secrets)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
+    text = scrub(str(e), secrets)[:200]
+    return (f"Internal error: {type(e).__name__}{at}{': ' + text if text else ''} (a bug in leadpush; "
+            f"files written so far are complete; run again with LEADPUSH_DEBUG=1 for the traceback)")

@@ -19,6 +19,8 @@ _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute
 # the server's arrival times (thread wake-ups, the network) can never put one request too many
 # in the server's window: 0.4% of a 60 s window is 240 ms of tolerance.
 HEADROOM = 0.004
+# No account has a rate anywhere near this; above it the pacer's arithmetic means nothing.
+MAX_PER_MINUTE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,10 @@ def parse_rate(text: str, *, option: str = "--rate", allow_zero: bool = False) -
         if allow_zero:
             return None
         raise ConfigError(f"{option} {text!r}: the rate must be above zero")
-    return Rate(count, _PERIODS[(m[2] or "min").lower()])
+    rate = Rate(count, _PERIODS[(m[2] or "min").lower()])
+    if rate.per_minute > MAX_PER_MINUTE:
+        raise ConfigError(f"{option} {text!r}: at most {MAX_PER_MINUTE:,}/min (CloudAgent allows 100/min)")
+    return rate
 
 
 class Pacer:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from .files import is_stream
 from .outcomes import InputError
 
 # A row as read: its position as the user would find it (CSV line, sheet row, JSONL line,
@@ -78,6 +79,7 @@ class LeadFile:
     _rows: Callable[[], Iterator[SourceRow]] = field(default=None, repr=False)  # type: ignore[assignment]
     _cleanup: Callable[[], None] | None = field(default=None, repr=False)
     _opener: Callable[[], IO[bytes]] | None = field(default=None, repr=False)
+    spooled: bool = False  # read once from stdin, a pipe or a device into a private temporary file
 
     def rows(self) -> Iterator[SourceRow]:
         return self._rows()
@@ -113,10 +115,25 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
     block, the first row for which header_test (does it name a phone column?) holds."""
     path = str(path)
     cleanup = None
-    if path == "-":
-        name = "<stdin>"
+    spooled = is_stream(path)
+    if spooled:
+        # stdin, a pipe, <(...), a FIFO or /dev/stdin: read exactly once into a spool (0600,
+        # unlinked at once), then read from there as often as a file, whatever its name.
+        name = "<stdin>" if path == "-" else path
+        if path == "-":
+            source: IO[bytes] = _NoClose(stdin if stdin is not None else sys.stdin.buffer)  # type: ignore[assignment]
+        else:
+            try:
+                source = open(path, "rb")
+            except OSError as e:
+                raise InputError(f"{name}: cannot be read ({e.strerror})") from None
         spool = tempfile.TemporaryFile()
-        shutil.copyfileobj(stdin if stdin is not None else sys.stdin.buffer, spool)
+        try:
+            with source:
+                shutil.copyfileobj(source, spool)
+        except OSError as e:
+            spool.close()
+            raise InputError(f"{name}: cannot be read ({e.strerror})") from None
         cleanup = spool.close
 
         def opener() -> IO[bytes]:
@@ -164,6 +181,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
         raise
     lead_file._cleanup = cleanup
     lead_file._opener = opener
+    lead_file.spooled = spooled
     return lead_file
 
 

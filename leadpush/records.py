@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 from collections import Counter
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .causes import causes_of
+from .files import open_in_place, output_target, printable
 from .mapping import IGNORED_PREFIX, ColumnMap
-from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, RowOutcome, Status, scrub
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
 RESULT_COLUMNS = ("row", "status", "message", "phoneNumber", "campaignName", "attempts", "http_status", "cause")
 FAILURE_COLUMNS = ("leadpush_row", "leadpush_status", "leadpush_error")
@@ -58,22 +60,63 @@ def cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class _AtomicFile:
-    """Written beside its target and moved into place on close, so a reader never sees half a file."""
+def open_output(path: Path, flags: int) -> IO[bytes]:
+    """The binary file under the results and failures files (created 0600; tests put a full disk here)."""
+    if flags & os.O_CREAT:
+        return open(os.open(path, flags, 0o600), "wb")
+    return open(open_in_place(path, flags), "wb")  # a device, a pipe, our own stdout
 
-    def __init__(self, path: Path, encoding: str = "utf-8") -> None:
+
+class _AtomicFile:
+    """Written beside its target and moved into place on close, so a reader never sees half a file.
+
+    A device or a FIFO (/dev/stdout, a pipe) is written in place instead: it cannot be replaced. A
+    file that hit a write error is never moved into place: the earlier file, if any, stays.
+    """
+
+    def __init__(self, path: Path, what: str = "the output file", encoding: str = "utf-8") -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.what = what
+        self.target, self.atomic = output_target(path, what)
+        self.tmp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp") if self.atomic else None
         try:
-            self.file: IO[str] = open(self.tmp, "w", encoding=encoding, newline="")
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)  # a leftover of an earlier process with our pid
+                raw = open_output(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
+            else:
+                raw = open_output(self.target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as e:
-            raise ConfigError(f"{path}: cannot be written ({e.strerror})") from None
+            raise ConfigError(f"{path}: {what} cannot be written ({e.strerror})") from None
+        # Lone surrogates (a JSON "\ud800") are written as the escape \ud800, never a crash.
+        self.file: IO[str] = io.TextIOWrapper(raw, encoding=encoding, newline="", errors="backslashreplace")
+
+    def error(self, e: OSError) -> OutputError:
+        return OutputError(f"{self.path}: {self.what} cannot be written ({e.strerror or e})")
 
     def commit(self, keep: bool = True) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:
+            self.discard()
+            raise self.error(e) from None
+        if self.tmp is None:
+            return
         if keep:
-            os.replace(self.tmp, self.path)
+            try:
+                os.chmod(self.tmp, os.stat(self.target).st_mode & 0o777)  # keep the mode of the file replaced
+            except OSError:
+                pass
+            os.replace(self.tmp, self.target)
         else:
+            self.tmp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Drop what was written: the temporary goes, whatever was at the path stays."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -83,12 +126,25 @@ class ResultsWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
-        self._out = _AtomicFile(path)
+        self._out = _AtomicFile(path, "the results file")
         if not self.jsonl:
             self._csv = csv.writer(self._out.file)
+            self.write_header()
+
+    def write_header(self) -> None:
+        try:
             self._csv.writerow(RESULT_COLUMNS)
+        except OSError as e:
+            self._out.discard()
+            raise self._out.error(e) from None
 
     def write(self, o: RowOutcome) -> None:
+        try:
+            self._write(o)
+        except OSError as e:
+            raise self._out.error(e) from None
+
+    def _write(self, o: RowOutcome) -> None:
         if self.jsonl:
             self._out.file.write(json.dumps({
                 "row": o.row, "status": o.status.value, "message": o.message, "phoneNumber": o.phone,
@@ -101,16 +157,27 @@ class ResultsWriter:
     def close(self) -> None:
         self._out.commit()
 
+    def discard(self) -> None:
+        self._out.discard()
+
 
 class FailuresWriter:
     """Rows that did not make it, as read, plus leadpush_row/status/error: fix and feed back in."""
 
-    def __init__(self, path: Path, *, jsonl: bool, columns: list[str] | None) -> None:
+    def __init__(self, path: Path, *, jsonl: bool, columns: list[str] | None, is_input: bool = False) -> None:
         self.path = path
         self.jsonl = jsonl
         self.count = 0
+        self.is_input = is_input  # a failures file fed back in: replaced by the new failures, never removed
         # utf-8-sig so that Excel opens non-ASCII names correctly; leadpush's reader strips the BOM.
-        self._out = _AtomicFile(path, encoding="utf-8" if jsonl else "utf-8-sig")
+        self._out = _AtomicFile(path, "the failures file", encoding="utf-8" if jsonl else "utf-8-sig")
+        self._names: list[str] = []
+        if jsonl:
+            # Rows read as lists (CSV, XLSX) become objects by column name; a repeated name gets " (2)" ...
+            seen: dict[str, int] = {}
+            for c in columns or []:
+                seen[c] = seen.get(c, 0) + 1
+                self._names.append(c if seen[c] == 1 else f"{c} ({seen[c]})")
         if not jsonl:
             columns = columns or []
             # An earlier run's leadpush_* columns are replaced, not repeated.
@@ -119,14 +186,27 @@ class FailuresWriter:
             self._first_row = next((i for i, c in enumerate(columns) if c.strip().lower() == FAILURE_COLUMNS[0]),
                                    None)
             self._csv = csv.writer(self._out.file)
-            self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
+            try:
+                self._csv.writerow([columns[i] for i in self._keep] + list(FAILURE_COLUMNS))
+            except OSError as e:
+                self._out.discard()
+                raise self._out.error(e) from None
 
     def write(self, o: RowOutcome) -> None:
         self.count += 1
+        try:
+            self._write(o)
+        except OSError as e:
+            raise self._out.error(e) from None
+
+    def _write(self, o: RowOutcome) -> None:
         source = o.source or {}
         if self.jsonl:
-            pairs = {k: v for k, v in source.items() if not str(k).lower().startswith(IGNORED_PREFIX)}
-            first = source.get(FAILURE_COLUMNS[0]) if isinstance(source, dict) else None
+            if isinstance(source, list):
+                names = self._names + [f"column {n + 1}" for n in range(len(self._names), len(source))]
+                source = dict(zip(names, source, strict=False))
+            pairs = {k: v for k, v in source.items() if not str(k).strip().lower().startswith(IGNORED_PREFIX)}
+            first = source.get(FAILURE_COLUMNS[0])
             pairs.update(leadpush_row=first if isinstance(first, int) and not isinstance(first, bool) else o.row,
                          leadpush_status=o.status.value, leadpush_error=o.message)
             self._out.file.write(json_object(pairs) + "\n")
@@ -141,10 +221,14 @@ class FailuresWriter:
 
     def close(self, run_counts: Counter[Status] | None = None) -> None:
         """Move the file into place (`run_counts` is for the workbook's Summary; a CSV or JSONL has none)."""
-        # No failures: no file, and none left over from an earlier run either.
+        # No failures: no file, and none left over from an earlier run either (only a regular
+        # file is removed: never a device, never the input).
         self._out.commit(keep=self.count > 0)
-        if self.count == 0:
-            self.path.unlink(missing_ok=True)
+        if self.count == 0 and self._out.atomic and not self.is_input:
+            self._out.target.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self._out.discard()
 
 
 class FailuresFile(Protocol):
@@ -158,28 +242,54 @@ class FailuresFile(Protocol):
     def close(self, run_counts: Counter[Status] | None = None) -> None: ...
 
 
+def _discard(writer: Any) -> None:
+    """Drop a file begun: its temporary goes, what was at its path stays."""
+    discard = getattr(writer, "discard", None)
+    if discard is not None:
+        discard()
+
+
 class LogWriter:
     """--log-file: start and end lines and one line per row, timestamped, appended, secrets masked."""
 
     def __init__(self, path: Path, secrets: tuple[str, ...] = ()) -> None:
         self.path = path
         self.secrets = secrets
+        output_target(path, "the log file")  # a folder is refused
         try:
-            self._file: IO[str] = open(path, "a", encoding="utf-8")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self._fd = open_in_place(path, flags) if not output_target(path, "the log file")[1] else \
+                os.open(path, flags, 0o600)
         except OSError as e:
             raise ConfigError(f"{path}: the log file cannot be written ({e.strerror})") from None
 
     def line(self, text: str) -> None:
-        stamp = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-        self._file.write(f"{stamp} {scrub(text, self.secrets)}\n")
-        self._file.flush()
+        """One whole line, or none (a full disk never leaves half a line to glue to the next)."""
+        stamp = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
+        # Control characters in a cell are escaped: a value can never forge a line of its own.
+        data = f"{stamp} {printable(scrub(text, self.secrets))}\n".encode("utf-8", "backslashreplace")
+        size = None
+        try:
+            size = os.fstat(self._fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            if size is not None:
+                try:
+                    os.ftruncate(self._fd, size)  # a regular file: cut back to the last whole line
+                except OSError:
+                    pass
+            raise OutputError(f"{self.path}: the log file cannot be written ({e.strerror or e})") from None
 
     def row(self, o: RowOutcome) -> None:
         self.line(f"row {o.row} {o.status.value} phone={o.phone} campaign={o.campaign}"
                   + (f": {o.message}" if o.message else ""))
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class FailuresFormat(StrEnum):
@@ -215,19 +325,28 @@ def failures_format(path: Path | None, chosen: str | None, input_format: str) ->
             }.get(input_format, FailuresFormat.CSV)
 
 
-def default_failures_path(input_name: str, input_format: str, fmt: str | None = None) -> Path:
-    p = Path(input_name)
-    if p.stem.endswith(".failures"):  # a failures file fed back in: its failures go back to it
-        input_name = str(p.with_name(p.stem[: -len(".failures")] + p.suffix))
-    return sibling_path(input_name, "failures", fmt or failures_format(None, None, input_format))
+def default_failures_path(input_name: str, input_format: str, fmt: str | None = None, *,
+                          stream: bool = False) -> Path:
+    """<input name>.failures.<ext> beside the input, so leads.csv and leads.tsv never share one; a
+    failures file fed back in is its own failures file."""
+    ext = fmt or failures_format(None, None, input_format)
+    if not stream and input_name != "<stdin>" and is_failures_file(Path(input_name), ext):
+        return Path(input_name)
+    return sibling_path(input_name, "failures", ext, stream=stream)
 
 
-def sibling_path(input_name: str, tag: str, ext: str) -> Path:
-    """<input stem>.<tag>.<ext> beside the input (stdin.<tag>.<ext> for standard input)."""
-    if input_name == "<stdin>":
+def is_failures_file(path: Path, ext: str) -> bool:
+    return path.name.lower().endswith(f".failures.{ext}")
+
+
+def sibling_path(input_name: str, tag: str, ext: str, *, stream: bool = False) -> Path:
+    """<input name>.<tag>.<ext> beside the input: the input's full name is kept, so inputs that share
+    a stem (leads.csv, leads.tsv) never share an output. stdin.<tag>.<ext> in the current folder for
+    standard input, a pipe or a device (nothing is ever written beside those)."""
+    if stream or input_name == "<stdin>":
         return Path(f"stdin.{tag}.{ext}")
     p = Path(input_name)
-    return p.with_name(f"{p.stem}.{tag}.{ext}")
+    return p.with_name(f"{p.name}.{tag}.{ext}")
 
 
 class Recorder:
@@ -245,6 +364,8 @@ class Recorder:
         self._filtered = table == "problems"
         self.causes: Counter[str] = Counter()  # rows per cause code (a row with two causes counts in both)
         self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
+        self.errors: list[str] = []  # outputs that could not be written, one line each
+        self.broken: set[Path] = set()  # their paths
 
     @property
     def counts(self) -> Counter[Status]:
@@ -255,23 +376,48 @@ class Recorder:
         return sum(self._counts.values())
 
     def record(self, o: RowOutcome) -> None:
+        """Count the row and hand it on. A file that cannot be written is dropped (its earlier
+        version stays) after the row went to every other one; then OutputError says which."""
         status = o.status
         self._counts[status] += 1
+        broken = None
         if self.results:
-            self.results.write(o)
+            try:
+                self.results.write(o)
+            except OutputError as e:
+                broken = self._broke("results", e)
         if self.log:
-            self.log.row(o)
+            try:
+                self.log.row(o)
+            except OutputError as e:
+                broken = self._broke("log", e)
         if o.cause:
             self.causes.update(causes_of(o.cause))
         if o.note:
             self.notes.update(causes_of(o.note))
         failed = status in FAILURE_STATUSES
         if failed and self.failures:
-            self.failures.write(o)
+            try:
+                self.failures.write(o)
+            except OutputError as e:
+                broken = self._broke("failures", e)
         if self.table_mode != "none":
             self._table(o, failed)
         if not failed:
             o.source = None  # the failures file was its only use
+        if broken:
+            raise broken
+
+    def _broke(self, which: str, e: OutputError) -> OutputError:
+        writer = getattr(self, which)
+        setattr(self, which, None)
+        if which == "log":
+            writer.close()
+        else:
+            _discard(writer)
+        self.errors.append(str(e))
+        self.broken.add(writer.path)
+        return e
 
     def _table(self, o: RowOutcome, failed: bool) -> None:
         if self.table_mode == "auto" and not self._filtered and len(self.table_rows) >= TABLE_ALL_UP_TO:
@@ -289,10 +435,28 @@ class Recorder:
         return self._filtered
 
     def close(self) -> None:
-        if self.results:
-            self.results.close()
-        if self.failures:
-            self.failures.close(self.counts)
+        """Move the results and failures files into place; a file that fails now is dropped and
+        its error kept in `errors`."""
+        for which in ("results", "failures"):
+            writer = getattr(self, which)
+            if writer:
+                setattr(self, which, None)
+                try:
+                    writer.close(self.counts) if which == "failures" else writer.close()
+                except OutputError as e:
+                    self.errors.append(str(e))
+                    self.broken.add(writer.path)
+
+    def discard(self) -> None:
+        """Drop every file begun (a run that stopped before its first row): temporaries removed."""
+        for which in ("results", "failures"):
+            writer = getattr(self, which)
+            if writer:
+                setattr(self, which, None)
+                _discard(writer)
+        if self.log:
+            self.log.close()
+            self.log = None
 
 
 @dataclass
@@ -320,6 +484,7 @@ class RunSummary:
     undo_of: int | None = None  # undo: the ledger run it undid
     # `exists` rows whose earlier attempt in this run lost its answer: probably stored by this run.
     exists_after_our_attempt: int | None = None
+    in_flight_earlier: int = 0  # --resume: rows in flight when the earlier run stopped (outcome unknown)
 
     def note_items(self) -> list[tuple[str, int]]:
         """(note code, rows), most rows first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import deque
@@ -22,7 +23,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .causes import describe
+from .causes import UNKNOWN_CAUSES, describe
+from .files import printable
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status
 from .records import RunSummary
 
@@ -33,6 +35,17 @@ STATUS_STYLES = {
     Status.SUPPRESSED: "yellow", Status.DELETED: "green",
     Status.INVALID: "red", Status.REJECTED: "red", Status.FAILED: "bold red", Status.ABORTED: "magenta",
 }
+
+
+def shown(text: str) -> str:
+    """A value for the terminal: control characters escaped (a cell cannot repaint the screen),
+    rich markup made literal."""
+    return escape(printable(text))
+
+
+def safe_json(obj: Any) -> str:
+    """JSON text for stdout: a lone surrogate from a JSON input is written as its \\u escape."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_console(stream: IO[str] | None = None, *, color: bool | None = None) -> Console:
@@ -54,8 +67,8 @@ def print_table(console: Console, summary: RunSummary) -> None:
     table.add_column("message", overflow="fold")
     for o in sorted(rec.table_rows, key=lambda o: o.row):
         style = STATUS_STYLES.get(o.status, "")
-        table.add_row(str(o.row), escape(o.phone), escape(o.campaign),
-                      f"[{style}]{o.status.value}[/]", escape(o.message))
+        table.add_row(str(o.row), shown(o.phone), shown(o.campaign),
+                      f"[{style}]{o.status.value}[/]", shown(o.message))
     console.print(table)
     if rec.table_dropped:
         console.print(f"... and {rec.table_dropped} more problem rows: see the failures file.")
@@ -68,14 +81,14 @@ def print_summary(console: Console, summary: RunSummary) -> None:
              + (f" ({ours} of them probably added by this run: an earlier attempt's answer was lost)"
                 if s is Status.EXISTS and ours else "")
              for s, n in summary.count_items()]
-    console.print(f"{escape(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
+    console.print(f"{shown(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
     causes = summary.cause_items()
     if causes:
         console.print("Causes:")
     for code, n in causes[:TOP_CAUSES]:
         cause = describe(code)
         hint = f" — {cause.hint}" if cause.hint else ""
-        console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(cause.label)}{escape(hint)} [dim]({code})[/]")
+        console.print(f"  {n} row{'' if n == 1 else 's'}: {shown(cause.label)}{shown(hint)} [dim]({code})[/]")
     if len(causes) > TOP_CAUSES:
         console.print(f"  ... and {len(causes) - TOP_CAUSES} more causes (--json lists them all)")
     notes = summary.note_items()
@@ -85,22 +98,22 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"  {n} row{'' if n == 1 else 's'}: {escape(describe(code).label)} [dim]({code})[/]")
     cmap = summary.column_map
     if cmap is not None:
-        mapped = ", ".join(f"{escape(col.strip())} → {f}" for f, col in cmap.fields.items())
+        mapped = ", ".join(f"{shown(col.strip())} → {f}" for f, col in cmap.fields.items())
         if cmap.name_parts:
-            mapped += ", " + " + ".join(escape(col.strip()) for col in cmap.name_parts) + " → Name"
+            mapped += ", " + " + ".join(shown(col.strip()) for col in cmap.name_parts) + " → Name"
         console.print(f"Columns: {mapped}")
         if cmap.passthrough:
             console.print("Passed through as extra fields: "
-                          + ", ".join(escape(sent) for _, sent in cmap.passthrough))
+                          + ", ".join(shown(sent) for _, sent in cmap.passthrough))
         if cmap.ignored:
-            console.print("Not sent: " + ", ".join(escape(c) for c in cmap.ignored))
+            console.print("Not sent: " + ", ".join(shown(c) for c in cmap.ignored))
     if summary.not_lead_rows:
-        shown = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
-        more = len(summary.not_lead_rows) - len(shown)
-        console.print("Not lead rows (neither sent nor counted): " + escape("; ".join(shown))
+        listed = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        more = len(summary.not_lead_rows) - len(listed)
+        console.print("Not lead rows (neither sent nor counted): " + shown("; ".join(listed))
                       + (f"; and {more} more" if more > 0 else ""))
     for name, n in (summary.suppressed_by or {}).items():
-        console.print(f"Do-not-call list {escape(name)}: {n} row{'' if n == 1 else 's'} suppressed")
+        console.print(f"Do-not-call list {shown(name)}: {n} row{'' if n == 1 else 's'} suppressed")
     if summary.elapsed is not None:
         line = f"Elapsed {summary.elapsed:.1f} s"
         if summary.requests is not None:
@@ -111,17 +124,28 @@ def print_summary(console: Console, summary: RunSummary) -> None:
             n = summary.token_generations
             line += f", {n} token generation{'' if n == 1 else 's'}"
         console.print(line)
+    in_flight = summary.in_flight_earlier
+    if in_flight:
+        console.print(f"{in_flight} row(s) were in flight when the earlier run stopped: outcome unknown; resent "
+                      f"only where checkDuplicate is TRUE")
     if summary.run is not None:
         run = summary.run
         console.print(f"Run {run} in the ledger (leadpush history {run}"
                       + (f"; leadpush undo {run})" if summary.command == "upload" else ")"))
     if summary.results_file:
-        console.print(f"Results: {escape(summary.results_file)}")
+        console.print(f"Results: {shown(summary.results_file)}")
     if summary.failures_file:
-        console.print(f"Failures file: {escape(summary.failures_file)} "
-                      f"(fix the rows and run it again as it is)")
+        unknown = sum(n for code, n in summary.cause_items() if code in UNKNOWN_CAUSES)
+        if unknown:
+            console.print(f"Failures file: {shown(summary.failures_file)} (fix the rows and run it again; "
+                          f"{unknown} row{'s' if unknown != 1 else ''} with an unknown outcome may already be in "
+                          f"CloudAgent: check there before sending {'them' if unknown != 1 else 'it'} again — "
+                          f"leadpush skips {'them' if unknown != 1 else 'it'} unless you pass --resend-unknown)")
+        else:
+            console.print(f"Failures file: {shown(summary.failures_file)} "
+                          f"(fix the rows and run it again as it is)")
     if summary.split_file:
-        console.print(f"Valid rows, as they would be sent: {escape(summary.split_file)}")
+        console.print(f"Valid rows, as they would be sent: {shown(summary.split_file)}")
 
 
 def summary_object(summary: RunSummary) -> dict[str, Any]:
@@ -161,6 +185,7 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
         obj["achieved_rate_per_min"] = None if summary.achieved_rate is None else round(summary.achieved_rate, 2)
         obj["token_generations"] = summary.token_generations
         obj["exists_after_our_attempt"] = summary.exists_after_our_attempt
+        obj["in_flight_earlier"] = summary.in_flight_earlier
     for name in ("suppressed_by", "run", "undo_of"):
         if getattr(summary, name) is not None:
             obj[name] = getattr(summary, name)
@@ -181,8 +206,8 @@ def print_runs(console: Console, runs: list[dict[str, Any]]) -> None:
         counts = ", ".join(f"{n} {s}" for s, n in r["counts"].items())
         what = r["input_name"] or (f"undo of run {r['undo_of']}" if r["undo_of"] else "")
         table.add_row(str(r["id"]), r["command"], local_time(r["started_at"]),
-                      local_time(r["ended_at"]) or "[magenta]did not finish[/]", escape(r["username"]),
-                      escape(what), escape(counts), "" if r["exit_code"] is None else str(r["exit_code"]))
+                      local_time(r["ended_at"]) or "[magenta]did not finish[/]", shown(r["username"]),
+                      shown(what), shown(counts), "" if r["exit_code"] is None else str(r["exit_code"]))
     console.print(table)
 
 
@@ -190,10 +215,10 @@ def print_run(console: Console, run: dict[str, Any], leads: list[dict[str, Any]]
     """`leadpush history RUN`: one run's facts, counts and rows."""
     from .ledger import local_time  # noqa: PLC0415
 
-    console.print(f"Run {run['id']}: {run['command']} of {escape(run['input_name'] or '-')}"
+    console.print(f"Run {run['id']}: {run['command']} of {shown(run['input_name'] or '-')}"
                   + (f" (undo of run {run['undo_of']})" if run["undo_of"] else ""))
-    console.print(f"User {escape(run['username'])} at {escape(run['base_url'])}"
-                  + (f", profile {escape(run['profile'])}" if run["profile"] else ""))
+    console.print(f"User {shown(run['username'])} at {shown(run['base_url'])}"
+                  + (f", profile {shown(run['profile'])}" if run["profile"] else ""))
     console.print(f"Started {local_time(run['started_at'])}, "
                   + (f"ended {local_time(run['ended_at'])}, exit {run['exit_code']}" if run["ended_at"]
                      else "did not finish (stopped or killed)"))
@@ -207,7 +232,7 @@ def print_run(console: Console, run: dict[str, Any], leads: list[dict[str, Any]]
     for name in ("row", "campaign", "phone", "status", "time"):
         table.add_column(name, justify="right" if name == "row" else "left")
     for lead in leads[:limit]:
-        table.add_row(str(lead["row"] or ""), escape(lead["campaign"]), escape(lead["phone"]), lead["status"],
+        table.add_row(str(lead["row"] or ""), shown(lead["campaign"]), shown(lead["phone"]), lead["status"],
                       local_time(lead["at"]))
     console.print(table)
     if len(leads) > limit:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import hmac
+import html
 import json
 import math
 import random
@@ -17,6 +19,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,8 +107,10 @@ FAULTS: dict[str, type | tuple[type, ...]] = {
 ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "phone": str, "status": int, "body": str, "content_type": str, "headers": dict, "store": bool,
     "drop": bool, "trickle_ms": (int, float), "trickle_headers": bool, "pad_bytes": int, "length": bool,
-    "times": int,
+    "times": int, "api": str, "content_encoding": str,
 }
+_CONTENT_ENCODINGS = ("gzip", "deflate", "br")  # br: the header only (the body as it is), for a client to refuse
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass
@@ -177,31 +182,39 @@ def _accounts(config: dict[str, Any], source: str) -> dict[str, Account]:
     entries = config.get("accounts")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: needs at least one [[accounts]] table")
-    for a in entries:
+    for i, a in enumerate(entries, start=1):
         try:
-            user, key = str(a["user"]), str(a["api_key"])
-        except (KeyError, TypeError):
-            raise ConfigError(f"{source}: every account needs user and api_key") from None
-        mode = str(a.get("auth_mode", "TOKEN_AUTH")).upper()
-        if mode not in AUTH_MODES:
-            raise ConfigError(f"{source}: account {user!r}: auth_mode must be one of {', '.join(AUTH_MODES)}")
-        campaigns: dict[str, Campaign] = {}
-        for c in a.get("campaigns", []):
-            kind = str(c.get("type", "progressive")).lower()
-            if kind not in CAMPAIGN_TYPES or "name" not in c:
-                raise ConfigError(f"{source}: account {user!r}: every campaign needs a name and a type, "
-                                  f"one of {', '.join(CAMPAIGN_TYPES)}")
-            camp = Campaign(name=str(c["name"]), type=kind, started=bool(c.get("started", False)),
-                            agents=set(map(str, c.get("agents", []))), skills=set(map(str, c.get("skills", []))))
-            for number in c.get("numbers", []):
-                camp.store({"phoneNumber": str(number), "preexisting": True})
-            campaigns[camp.name] = camp
-        dnd = a.get("dnd_numbers", [])
-        if not isinstance(dnd, list):
-            raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
-        accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
-                                 dnd={str(n).strip() for n in dnd})
+            _add_account(accounts, a, source)
+        except (TypeError, AttributeError, ValueError) as e:
+            # a list where a table belongs, a number where a list does: one line, not a traceback
+            raise ConfigError(f"{source}: account {i}: a value has the wrong type ({e})") from None
     return accounts
+
+
+def _add_account(accounts: dict[str, Account], a: Any, source: str) -> None:
+    try:
+        user, key = str(a["user"]), str(a["api_key"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{source}: every account needs user and api_key") from None
+    mode = str(a.get("auth_mode", "TOKEN_AUTH")).upper()
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"{source}: account {user!r}: auth_mode must be one of {', '.join(AUTH_MODES)}")
+    campaigns: dict[str, Campaign] = {}
+    for c in a.get("campaigns", []):
+        kind = str(c.get("type", "progressive")).lower()
+        if kind not in CAMPAIGN_TYPES or "name" not in c:
+            raise ConfigError(f"{source}: account {user!r}: every campaign needs a name and a type, "
+                              f"one of {', '.join(CAMPAIGN_TYPES)}")
+        camp = Campaign(name=str(c["name"]), type=kind, started=bool(c.get("started", False)),
+                        agents=set(map(str, c.get("agents", []))), skills=set(map(str, c.get("skills", []))))
+        for number in c.get("numbers", []):
+            camp.store({"phoneNumber": str(number), "preexisting": True})
+        campaigns[camp.name] = camp
+    dnd = a.get("dnd_numbers", [])
+    if not isinstance(dnd, list):
+        raise ConfigError(f"{source}: account {user!r}: dnd_numbers must be a list of numbers")
+    accounts[user] = Account(user=user, api_key=key, auth_mode=mode, campaigns=campaigns,
+                             dnd={str(n).strip() for n in dnd})
 
 
 def _b64(data: bytes) -> str:
@@ -410,6 +423,9 @@ class SandboxState:
         phone = body.get("phoneNumber")
         if phone is None or str(phone).strip() == "":
             return Answer.json(DELETE_NO_PHONE, "no-phone")
+        script = self.scripts.get(str(phone).strip())
+        if script and script[0].get("api") == "delete":
+            return self._scripted(script, body, account, api_key, _bearer(headers), now)
         if not campaign.delete(str(phone).strip()):
             return Answer.json(DELETE_NO_RECORD, "no-record")
         return Answer.json(DELETED, "deleted")
@@ -448,7 +464,7 @@ class SandboxState:
         assert body is not None
         account = self.accounts[str(body["userName"])]
         script = self.scripts.get(str(body.get("phoneNumber") or ""))  # "": requests without a phone
-        if script:
+        if script and script[0].get("api", "add") == "add":
             return self._scripted(script, body, account, api_key, _bearer(headers), now)
         name = body.get("campaignName")
         if name is None or str(name).strip() == "":
@@ -498,17 +514,31 @@ class SandboxState:
             if entry["left"] == 0:
                 script.popleft()
         campaign = account.campaigns.get(str(body.get("campaignName")))
-        if entry.get("store") and campaign is not None:
+        if entry.get("store") and campaign is not None and entry.get("api") == "delete":
+            campaign.delete(str(body.get("phoneNumber")).strip())  # a delete's `store`: delete first
+        elif entry.get("store") and campaign is not None:
             lead = {k: v for k, v in body.items() if k != "userName"}
             lead["received_at"] = now
             campaign.store(lead)
         text = (entry.get("body", "").replace("{api_key}", api_key)
                 .replace("{api_key_json}", json.dumps(api_key)[1:-1].replace("/", "\\/"))
-                .replace("{api_key_url}", quote(api_key, safe="")).replace("{token}", token))
+                .replace("{api_key_url}", quote(api_key, safe=""))
+                .replace("{api_key_html}", html.escape(api_key))
+                .replace("{api_key_ncr}", "".join(c if c.isalnum() else f"&#{ord(c)};" for c in api_key))
+                .replace("{token}", token))
         status = int(entry.get("status", 200))
-        return Answer(status=status, body=text.encode() + b" " * int(entry.get("pad_bytes", 0)),
+        data = text.encode() + b" " * int(entry.get("pad_bytes", 0))
+        headers = {str(k): str(v) for k, v in entry.get("headers", {}).items()}
+        encoding = entry.get("content_encoding")
+        if encoding:
+            headers["Content-Encoding"] = encoding
+            if encoding == "gzip":
+                data = gzip.compress(data, mtime=0)
+            elif encoding == "deflate":
+                data = zlib.compress(data)
+        return Answer(status=status, body=data,
                       content_type=entry.get("content_type", "application/json"),
-                      headers={str(k): str(v) for k, v in entry.get("headers", {}).items()},
+                      headers=headers,
                       drop=bool(entry.get("drop")), outcome=f"scripted-{status}",
                       trickle_ms=float(entry.get("trickle_ms", 0)), length=bool(entry.get("length", True)),
                       trickle_headers=bool(entry.get("trickle_headers", False)))
@@ -556,7 +586,50 @@ def _faults(config: dict[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: [faults]: unknown setting {key!r} (known: {', '.join(FAULTS)})")
         if not isinstance(value, FAULTS[key]) or isinstance(value, bool):
             raise ConfigError(f"{source}: [faults]: {key} has the wrong type ({type(value).__name__})")
+        problem = _fault_range(key, value)
+        if problem:
+            raise ConfigError(f"{source}: [faults]: {key} = {value!r} {problem}")
     return dict(faults)
+
+
+def _fault_range(key: str, value: Any) -> str:
+    """Why a [faults] value of the right type cannot be used ('' when it can)."""
+    if key == "gateway_rate" and not (math.isfinite(value) and 0 <= value <= 1):
+        return "must be a share between 0 and 1"
+    if key in ("gateway_status", "token_expired_status") and not 100 <= value <= 599:
+        return "must be an HTTP status (100 to 599)"
+    if key == "redirect_status" and not (value == 0 or 300 <= value <= 399):
+        return "must be a redirect status (300 to 399)"
+    if isinstance(value, str) and _unsendable(value):
+        return "cannot go in an HTTP header (a line break or control character)"
+    return ""
+
+
+def _unsendable(text: str) -> bool:
+    return any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in text)
+
+
+def _answer_range(key: str, value: Any) -> str:
+    """Why an [[answers]] value of the right type cannot be used ('' when it can)."""
+    if key == "status" and not 100 <= value <= 599:
+        return "must be an HTTP status (100 to 599)"
+    if key == "trickle_ms" and not (math.isfinite(value) and 0 <= value <= 60_000):
+        return "must be between 0 and 60000 (milliseconds)"
+    if key == "pad_bytes" and not 0 <= value <= 1 << 30:
+        return "must be between 0 and 1073741824 (bytes)"
+    if key == "times" and value < 0:
+        return "must be 0 (every request) or more"
+    if key == "content_encoding" and value not in _CONTENT_ENCODINGS:
+        return f"must be one of {', '.join(_CONTENT_ENCODINGS)}"
+    if key == "content_type" and _unsendable(value):
+        return "cannot go in an HTTP header (a line break or control character)"
+    if key == "headers":
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(str(name)):
+                return f"has a header name that cannot be sent ({name!r})"
+            if not isinstance(text, (str, int, float)) or isinstance(text, bool) or _unsendable(str(text)):
+                return f"has a value for {name} that cannot go in an HTTP header (text without line breaks)"
+    return ""
 
 
 def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
@@ -571,6 +644,11 @@ def _answers(entries: Any, source: str) -> list[dict[str, Any]]:
             expected = ANSWER_FIELDS[key]
             if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"{source}: [[answers]]: {key} has the wrong type ({type(value).__name__})")
+            problem = _answer_range(key, value)
+            if problem:
+                raise ConfigError(f"{source}: [[answers]] for phone {a['phone']!r}: {key} {problem}")
+        if a.get("api", "add") not in ("add", "delete"):
+            raise ConfigError(f"{source}: [[answers]]: api must be 'add' (Add Campaign Data) or 'delete'")
     return [dict(a, phone=str(a["phone"])) for a in entries]
 
 
@@ -651,7 +729,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True  # the client stopped reading (a deadline, a size cap)
 
-    def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+    def do_POST(self) -> None:
         raw = self._read()
         headers = {k.lower(): v for k, v in self.headers.items()}
         state = self.sandbox.state
@@ -697,7 +775,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.log_request(self.command, path, raw, answer)
         self._send(answer)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
         state = self.sandbox.state
         if path == "/sandbox/leads":

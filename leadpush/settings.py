@@ -256,6 +256,14 @@ def check_setting(name: str, value: Any, source: str) -> Any:
         return _choice(CampaignType, value, where)
     if name == "priority":
         return str(value)
+    if name == "encoding":
+        return check_encoding(value, source)
+    if name == "rate":
+        from .pacing import parse_rate  # noqa: PLC0415
+
+        option = "--rate" + ("" if source == Source.FLAG.value else f" (from {source})")
+        parse_rate(value, option=option)  # also refuses a rate no account could have
+        return value
     if name == "skip_scope":
         return _choice(SkipScope, value, where)
     if name == "skip_loaded_within":
@@ -282,6 +290,23 @@ def check_setting(name: str, value: Any, source: str) -> Any:
         for url in value if isinstance(value, list) else [value]:
             check_url(url, where, mail=name == "notify")
     return value
+
+
+def check_encoding(name: str | None, source: str = "flag") -> str | None:
+    """--encoding: a text encoding Python knows (not rot13 or zlib, which are not text encodings)."""
+    if name is None:
+        return None
+    import codecs  # noqa: PLC0415
+
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        raise ConfigError(f"encoding (from {source}): unknown encoding {name!r}; use a name such as utf-8, "
+                          f"cp1252 or utf-16") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"encoding (from {source}): {name!r} is not a text encoding; use a name such as "
+                          f"utf-8, cp1252 or utf-16")
+    return name
 
 
 def _smtp_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -376,6 +401,12 @@ def check_base_url(url: str) -> str:
         raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
+    if "@" in parts.netloc or parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+        # A key or password pasted there would be sent and stored with every run: refused, and
+        # not repeated in the message.
+        raise ConfigError(f"the base URL for {parts.hostname or 'CloudAgent'} holds more than scheme, host and "
+                          f"path: write it without a user name, password, query (?...) or fragment (#...); the "
+                          f"API key goes in LEADPUSH_API_KEY or a profile's api_key_env")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"base URL {url!r}: plain http is refused (the API key would cross the network "
                           f"unencrypted); use https, or http only to this machine (the sandbox)")
@@ -394,6 +425,10 @@ def is_loopback(host: str) -> bool:
 def check_secret(value: str, what: str) -> str:
     value = value.strip()
     # A control character or space would make requests fail with the value in its message.
-    if not value or any(c.isspace() or ord(c) < 32 for c in value):
+    if not value or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in value):
         raise ConfigError(f"{what} is empty or holds spaces or control characters")
+    # It travels in an HTTP header, which holds Latin-1 only (the value itself is never shown).
+    if not all(ord(c) < 256 for c in value):
+        raise ConfigError(f"{what} holds characters an HTTP header cannot carry (only Latin-1 can be sent); "
+                          f"check that it was copied correctly")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -20,9 +21,9 @@ _BODY_ORDER = ("campaignName", "phoneNumber") + tuple(f for f in FIELDS if f not
 _EXT = {"csv": "csv", "xlsx": "xlsx", "json": "json", "jsonl": "jsonl", "xls": "xlsx", "xlsb": "xlsx", "ods": "xlsx"}
 
 
-def split_path(input_name: str, input_format: str) -> Path:
-    """<input stem>.valid.<ext> beside the input, in the input's format (a CSV is written comma-separated)."""
-    return sibling_path(input_name, "valid", _EXT[input_format])
+def split_path(input_name: str, input_format: str, *, stream: bool = False) -> Path:
+    """<input name>.valid.<ext> beside the input, in the input's format (a CSV is written comma-separated)."""
+    return sibling_path(input_name, "valid", _EXT[input_format], stream=stream)
 
 
 def body_columns(cmap: ColumnMap, defaults: dict[str, Any]) -> list[str]:
@@ -64,7 +65,14 @@ class SplitWriter:
                 raise AssertionError(f"request fields {sorted(extra)} are not among the columns {self._columns}")
             values = [body.get(c, "") for c in self._columns]
             if self.fmt == "xlsx":
-                self._ws.append([self._styles.cell(v or None, "@") for v in values])
+                from .fixit import Unstorable  # noqa: PLC0415 — with the workbook writer, an optional extra
+
+                try:
+                    self._ws.append([self._styles.cell(v or None, "@", exact=True) for v in values])
+                except Unstorable as e:  # the valid rows exactly as sent, or no file: never an altered copy
+                    raise ConfigError(f"{self.path}: the valid rows cannot be written as a workbook exactly as they "
+                                      f"would be sent ({str(e).split(' (the input')[0]}); save the input as CSV to "
+                                      f"get them as CSV") from None
             else:
                 self._csv.writerow(values)
 
@@ -92,6 +100,9 @@ class SplitWriter:
                     self._wb.save(self._tmp)
                     os.replace(self._tmp, self.path)
                 else:
+                    if self._wb is not None:  # end the sheet's writer now, not when collected
+                        with contextlib.suppress(Exception):
+                            self._ws.close()
                     self.path.unlink(missing_ok=True)
             except OSError as e:
                 raise ConfigError(f"{self.path}: cannot be written ({e.strerror})") from None

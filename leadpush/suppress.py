@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import _DIGITS_MARK, _PHONE, _PLUS_MARK, _phonenumbers, _read_date, _text, clean_phone
+from .checks import _DIGITS_MARK, _PLUS_MARK, _phonenumbers, _read_date, _text, clean_phone
 from .mapping import build_column_map, normalize
 from .outcomes import ConfigError, LeadpushError, RowOutcome, Status
 from .readers import open_lead_file
@@ -94,7 +94,6 @@ class SuppressionList:
     table: KeyTable | None = None
     entries: int = 0  # numbers read
     expired: int = 0  # rows past their expiry date, left out
-    unreadable: int = 0  # cells that are not phone numbers, left out
 
     def __contains__(self, key: int) -> bool:
         return self.table is not None and key in self.table
@@ -153,67 +152,91 @@ class Suppression:
             skipped = []
             if lst.expired:
                 skipped.append(f"{lst.expired} past their expiry date")
-            if lst.unreadable:
-                skipped.append(f"{lst.unreadable} not phone numbers")
             if skipped:
                 out.append(f"do-not-call list {lst.name}: {lst.entries} numbers; left out "
                            + " and ".join(skipped))
         return out
 
 
-def load_suppression(paths: Sequence[str | Path], *, region: str | None, today: dt.date) -> Suppression | None:
-    """Read every list (CSV, TXT or XLSX). Unreadable input is a ConfigError (exit 2, nothing sent)."""
+def load_suppression(paths: Sequence[str | Path], *, region: str | None, today: dt.date,
+                     date_order: str | None = None) -> Suppression | None:
+    """Read every list (CSV, TXT or XLSX). Unreadable input is a ConfigError (exit 2, nothing sent):
+    a list that cannot be read in full is never applied in part."""
     if not paths:
         return None
     if region:
         region = region.upper()
         if region not in _phonenumbers().SUPPORTED_REGIONS:
             raise ConfigError(f"--region {region!r} is not a known region code (e.g. IN, US, GB)")
-    return Suppression([read_list(str(p), region=region, today=today) for p in paths], region=region)
+    return Suppression([read_list(str(p), region=region, today=today, date_order=date_order) for p in paths],
+                       region=region)
 
 
-def read_list(path: str, *, region: str | None, today: dt.date) -> SuppressionList:
-    if Path(path).suffix.lower() in (".json", ".jsonl", ".ndjson"):
+# A delimiter no text list holds: a TXT list is read one number a line, never split into columns.
+_ONE_COLUMN = "\x1f"
+
+
+def read_list(path: str, *, region: str | None, today: dt.date, date_order: str | None = None) -> SuppressionList:
+    """One list. A table (CSV, XLSX) needs a header naming its phone column; a TXT list, or a file
+    whose first line is a number, is one number a line, read whole (never split on ; or |)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".json", ".jsonl", ".ndjson"):
         raise ConfigError(f"{path}: a do-not-call list must be CSV, TXT (one number a line) or XLSX")
+    workbook = suffix in (".xlsx", ".xlsm")
+    lead_file = _open(path, "xlsx" if workbook else "csv", None if workbook or suffix != ".txt" else _ONE_COLUMN)
+    lst = SuppressionList(name=path, keys=array("q"))
     try:
-        lead_file = open_lead_file(path, fmt="xlsx" if path.lower().endswith(".xlsx") else "csv")
-    except LeadpushError as e:
-        raise ConfigError(f"do-not-call list {e}") from None
-    with lead_file:
         keys = lead_file.keys or []
         cmap = build_column_map(keys, {}, source=path)
-        lst = SuppressionList(name=path, keys=array("q"))
+        phone_col: int | None = None
         expiry_col = next((i for i, k in enumerate(keys) if normalize(k.strip()) in EXPIRY_HEADERS), None)
         if cmap.has_phone:
             phone_col = keys.index(cmap.fields["phoneNumber"])
-        elif keys and clean_phone(keys[0])[0] is not None:
-            # No header: the first line is already a number (a plain TXT list).
-            phone_col, expiry_col = 0, None
-            _add(lst, keys[0], region)
-        else:
-            raise ConfigError(f"{path}: no phone number column in the do-not-call list (columns: "
-                              f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phone' or "
-                              f"give one number a line")
+        elif not workbook and lead_file.delimiter != _ONE_COLUMN and len(keys) == 1:
+            # One column and no phone header: one number a line. Read again as whole lines, so
+            # that no later line is split on a delimiter the first line happened to suggest.
+            lead_file.close()
+            lead_file = _open(path, "csv", _ONE_COLUMN)
+            keys = lead_file.keys or []
+        if phone_col is None:
+            expiry_col = None
+            if keys and clean_phone(keys[0])[0] is not None:
+                phone_col = 0  # no header: the first line is already a number
+                _add(lst, keys[0], region, path, 1)
+            elif len(keys) == 1 and build_column_map(keys, {}, source=path).has_phone:
+                phone_col = 0  # a one-word header such as 'phone'
+            elif suffix == ".txt" and keys:
+                _add(lst, keys[0], region, path, 1)  # says what the first line holds, and stops
+            else:
+                raise ConfigError(f"{path}: no phone number column in the do-not-call list (columns: "
+                                  f"{', '.join(k.strip() for k in keys) or 'none'}); name one 'phone' or "
+                                  f"give one number a line")
         dates: dict[Any, dt.date | None] = {}
-        add, append = _add, lst.keys.append
+        add, clean, append = _add, clean_phone, lst.keys.append
         try:
             row: Any
             for line, row in lead_file.rows():
                 if expiry_col is not None:
-                    until = _until(dates, row[expiry_col], path, line, keys[expiry_col])
+                    until = _until(dates, row[expiry_col], path, line, keys[expiry_col], date_order)
                     if until is not None and until < today:
                         lst.expired += 1
                         continue
                 raw = row[phone_col]
-                # The common case, a clean number without a region, takes the shortest way.
-                if region is None and raw.__class__ is str and _PHONE.fullmatch(raw):
-                    append(int(raw[1:]) + _PLUS_MARK[len(raw) - 1] if raw[0] == "+"
-                           else int(raw) + _DIGITS_MARK[len(raw)])
+                phone = None if region else clean(raw)[0]
+                if phone is None:
+                    add(lst, raw, region, path, line)  # a region, an empty cell or a problem: the long way
+                else:  # plain_key, inlined: once per number of a 5,000,000-number list
+                    append(int(phone[1:]) + _PLUS_MARK[len(phone) - 1] if phone[0] == "+"
+                           else int(phone) + _DIGITS_MARK[len(phone)])
                     lst.entries += 1
-                else:
-                    add(lst, raw, region)
+            # The reader sets aside trailing rows that look like a report's footer; in a list
+            # they are entries it cannot read, and stop the run as any other.
+            for line, _kind, text in lead_file.not_lead_rows:
+                add(lst, text, region, path, line)
         except LeadpushError as e:
-            raise ConfigError(f"do-not-call list {e}") from None
+            raise ConfigError(str(e) if str(e).startswith("do-not-call list") else f"do-not-call list {e}") from None
+    finally:
+        lead_file.close()
     lst.table = KeyTable(lst.keys)
     lst.keys = array("q")
     if not lst.entries:
@@ -221,18 +244,40 @@ def read_list(path: str, *, region: str | None, today: dt.date) -> SuppressionLi
     return lst
 
 
-def _add(lst: SuppressionList, raw: Any, region: str | None) -> None:
-    phone, _problem = clean_phone(raw)
-    key = None if phone is None else region_key(phone, region) if region else plain_key(phone)
+def _open(path: str, fmt: str, delimiter: str | None) -> Any:
+    try:
+        return open_lead_file(path, fmt=fmt, delimiter=delimiter)
+    except LeadpushError as e:
+        raise ConfigError(f"do-not-call list {e}") from None
+
+
+def list_key(raw: Any, region: str | None) -> tuple[int | None, str | None]:
+    """A list cell's key, cleaned by exactly the function that cleans a lead's phone (so a cell
+    "9876543210\n" or "98765 43210" is the lead 9876543210): (key, None), (None, None) for an
+    empty cell, or (None, why it is not a number)."""
+    phone, problem = clean_phone(raw)
+    if phone is None:
+        return None, None if problem is None else str(problem)
+    key = region_key(phone, region) if region else plain_key(phone)
     if key is None:
-        if _text(raw):
-            lst.unreadable += 1
-        return
+        return None, f"phone number {_text(raw)!r} cannot be read as a number of region {region}"
+    return key, None
+
+
+def _add(lst: SuppressionList, raw: Any, region: str | None, path: str, line: int) -> None:
+    key, problem = list_key(raw, region)
+    if key is None:
+        if problem is None:
+            return  # an empty cell
+        # A number this cannot read may be one that must not be dialled: the run stops.
+        raise ConfigError(f"do-not-call list {path}: line {line}: {problem}; fix or remove it (a list that "
+                          f"cannot be read in full is not applied)")
     lst.keys.append(key)
     lst.entries += 1
 
 
-def _until(memo: dict[Any, dt.date | None], raw: Any, path: str, line: int, column: str) -> dt.date | None:
+def _until(memo: dict[Any, dt.date | None], raw: Any, path: str, line: int, column: str,
+           date_order: str | None = None) -> dt.date | None:
     if isinstance(raw, dt.datetime):
         return raw.date()
     if isinstance(raw, dt.date):
@@ -242,7 +287,7 @@ def _until(memo: dict[Any, dt.date | None], raw: Any, path: str, line: int, colu
     text = _text(raw)
     day = None
     if text:
-        day, problem = _read_date(text, None)
+        day, problem = _read_date(text, date_order)
         if problem:
             said = problem.replace("expiry date", "date")
             raise ConfigError(f"{path}: line {line}, column {column.strip()!r}: {said}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import threading
@@ -9,7 +10,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ from .cloudagent import (
     parse_answer,
 )
 from .journal import Journal, JournalChoice, JournalState, open_journal, read_journal
-from .ledger import Ledger, RunLog, default_data_dir, local_time
-from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for, scrub
+from .ledger import EXISTS_AFTER_ATTEMPT, Ledger, RunLog, default_data_dir, local_time, safe_url
+from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, clip, exit_code_for, scrub
 from .pacing import Pacer
 from .records import Recorder, ResultsWriter, RunSummary, TableMode
 from .upload import UploadSettings, _abort, _Stop, _Workers
@@ -45,14 +46,21 @@ _CAMPAIGN = ("campaign should not be null are empty", "passed campaign are inval
 
 @dataclass
 class UndoPlan:
-    """What an undo will delete: the leads a run added, less those an earlier undo deleted."""
+    """What an undo will delete: the leads a run added that are still its own, as far as the ledger
+    knows (not deleted since, not added again by a later run)."""
 
     source: str  # "run 17" or the journal's path, for messages
     digest: str  # ties the undo's own journal to its source
     leads: list[RowOutcome]  # in the order they were added
     run: dict[str, Any] | None = None  # the ledger's run, when undoing one
-    already: int = 0  # deleted by an earlier undo
+    already: int = 0  # deleted since (by an earlier undo of the run id or of its journal)
     existed: int = 0  # found already there by the run: never deleted
+    # `exists` after the run's own attempt (an answer lost, or a killed run's row resent):
+    # perhaps this run's lead, perhaps there before. Left alone unless --include-probable.
+    probable: list[RowOutcome] = field(default_factory=list)
+    include_probable: bool = False
+    readded: dict[int, int] = field(default_factory=dict)  # later run -> leads it added again: left alone
+    undo_of: int | None = None  # the ledger run undone (a journal's, where the ledger has exactly one)
 
     def per_campaign(self) -> Counter[str]:
         return Counter(o.campaign for o in self.leads)
@@ -66,52 +74,100 @@ class UndoPlan:
                  + "".join(f"\n  {campaign}: {n}" for campaign, n in sorted(self.per_campaign().items()))]
         if self.already:
             lines.append(f"{self.already} already deleted by an earlier undo")
+        for run, n in sorted(self.readded.items()):
+            lines.append(f"{n} added again by the later run {run} and left alone (undo {run} first to delete "
+                         f"{'it' if n == 1 else 'them'})")
         if self.existed:
             lines.append(f"{self.existed} were there before the run (exists) and are left alone")
+        if self.probable:
+            n = len(self.probable)
+            lines.append(f"{n} found already there after the run's own attempt (an answer lost, or a stopped run's "
+                         f"row sent again): perhaps added by this run, perhaps there before; "
+                         + ("included (--include-probable)" if self.include_probable
+                            else "left alone (--include-probable deletes them too)"))
         return "\n".join(lines)
 
 
-def plan_undo(target: str, ledger: Ledger, conn: Connection) -> UndoPlan:
-    """The plan for `leadpush undo TARGET`: a ledger run id, or a journal file."""
-    if target.isdigit():
+def plan_undo(target: str, ledger: Ledger, conn: Connection, *, include_probable: bool = False) -> UndoPlan:
+    """The plan for `leadpush undo TARGET`: a ledger run id, or a journal file.
+
+    Either way the ledger decides what is still the run's own: a lead deleted since (by any undo
+    of this account, of a run id or of a journal) is not deleted again, and a lead another run
+    added again later is left alone (deleting it would take that run's lead)."""
+    if target.isascii() and target.isdigit():
         run = ledger.run(int(target))
         if run is None:
             raise ConfigError(f"no run {target} in the ledger {ledger.path}")
         if run["command"] != "upload":
             raise ConfigError(f"run {target} is an {run['command']}, not an upload; only uploads can be undone")
-        if (run["base_url"], run["username"]) != (conn.base_url, conn.username):
+        if (run["base_url"], run["username"]) != (safe_url(conn.base_url), conn.username):
             raise ConfigError(f"run {target} loaded its leads as {run['username']} at {run['base_url']}; "
                               f"connect as that user (--base-url, --username) to undo it")
-        leads = ledger.leads(int(target))
-        done = ledger.deleted(int(target))
-        added = [RowOutcome(lead["row"] or 0, Status.VALID, "", lead["phone"], lead["campaign"])
-                 for lead in leads if lead["status"] == Status.ADDED.value]
-        todo = [o for o in added if (o.campaign, o.phone) not in done]
-        return UndoPlan(f"run {target}", f"undo-run-{target}", todo, run=run, already=len(added) - len(todo),
-                        existed=sum(lead["status"] == Status.EXISTS.value for lead in leads))
-    path = Path(target)
-    if not path.is_file():
-        raise ConfigError(f"{target}: neither a run id of the ledger (see leadpush history) nor a journal file")
-    state = read_journal(path)
-    if state.empty:
-        raise ConfigError(f"{target}: not a leadpush journal (no run recorded in it)")
-    found: dict[tuple[str, str], RowOutcome] = {}
-    existed = 0
+        found = [(lead["status"], lead["row"] or 0, lead["campaign"], lead["phone"], float(lead["at"]))
+                 for lead in ledger.leads(int(target))]
+        plan = UndoPlan(f"run {target}", f"undo-run-{target}", [], run=run, undo_of=int(target))
+        own = {int(target)}
+    else:
+        path = Path(target)
+        if not path.is_file():
+            raise ConfigError(f"{target}: neither a run id of the ledger (see leadpush history) nor a journal file")
+        state = read_journal(path)
+        if state.empty:
+            raise ConfigError(f"{target}: not a leadpush journal (no run recorded in it)")
+        found, digests = _journal_rows(path)
+        own = {run for digest in digests for run in ledger.runs_of_input(digest, conn.base_url, conn.username)}
+        # The ledger knows which of the journal's `exists` came after the run's own attempt.
+        after_attempt = {(lead["campaign"], lead["phone"]) for run in own for lead in ledger.leads(run)
+                         if lead["status"] == EXISTS_AFTER_ATTEMPT}
+        found = [(EXISTS_AFTER_ATTEMPT if status == Status.EXISTS.value and (c, p) in after_attempt else status,
+                  row, c, p, at) for status, row, c, p, at in found]
+        plan = UndoPlan(str(path), "undo-journal-" + str(path.resolve()), [],
+                        undo_of=next(iter(own)) if len(own) == 1 else None)
+    plan.include_probable = include_probable
+    seen: set[tuple[str, str]] = set()
+    for status, row, campaign, phone, at in found:
+        if status == Status.EXISTS.value:
+            plan.existed += 1
+            continue
+        if status not in (Status.ADDED.value, EXISTS_AFTER_ATTEMPT) or (campaign, phone) in seen:
+            continue
+        seen.add((campaign, phone))
+        fate, by = ledger.fate(conn.base_url, conn.username, campaign, phone, at, own)
+        if fate == "deleted":
+            plan.already += 1
+        elif fate == "added again" and by is not None:
+            plan.readded[by] = plan.readded.get(by, 0) + 1
+        elif status == EXISTS_AFTER_ATTEMPT:
+            plan.probable.append(RowOutcome(row, Status.VALID, "", phone, campaign))
+        else:
+            plan.leads.append(RowOutcome(row, Status.VALID, "", phone, campaign))
+    if include_probable:
+        plan.leads += plan.probable
+    return plan
+
+
+def _journal_rows(path: Path) -> tuple[list[tuple[str, int, str, str, float]], set[str]]:
+    """(status, row, campaign, phone, when) of a journal's rows, and the input digests it names."""
+    rows: list[tuple[str, int, str, str, float]] = []
+    digests: set[str] = set()
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("type") != "row":
+            if isinstance(rec, dict) and rec.get("input"):
+                digests.add(str(rec["input"]))
+            if not isinstance(rec, dict) or rec.get("type") != "row":
                 continue
-            if rec.get("status") == Status.ADDED.value:
-                key = (str(rec.get("campaign", "")), str(rec.get("phone", "")))
-                found.setdefault(key, RowOutcome(int(rec.get("row", 0)), Status.VALID, "", key[1], key[0]))
-            elif rec.get("status") == Status.EXISTS.value:
-                existed += 1
-    digest = "undo-journal-" + str(path.resolve())
-    return UndoPlan(str(path), digest, list(found.values()), existed=existed)
+            try:
+                # The journal's times are whole seconds: the lead was added within the second after.
+                at = dt.datetime.fromisoformat(str(rec.get("at"))).timestamp()
+            except ValueError:
+                at = 0.0  # no time: everything the ledger saw counts as after it
+            rows.append((str(rec.get("status", "")), int(rec.get("row") or 0), str(rec.get("campaign", "")),
+                         str(rec.get("phone", "")), at))
+    return rows, digests
 
 
 def default_undo_journal(plan: UndoPlan) -> Path:
@@ -132,8 +188,9 @@ def open_undo_journal(stack: ExitStack, plan: UndoPlan,
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{path.parent}: cannot be created ({e.strerror})") from None
-    journal, resume, note = open_journal(stack, path, plan.digest, choice, plan.source)
-    return journal, None if resume is None else resume.state, note
+    # The undo's journal belongs to its plan: no input file of its own, the plan's digest as its "user".
+    journal, resume, notes = open_journal(stack, path, plan.digest, (None, "undo", plan.digest), choice, plan.source)
+    return journal, None if resume is None else resume.state, "; ".join(notes) or None
 
 
 # ---------------------------------------------------------------------------- one delete
@@ -158,7 +215,7 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
         return Verdict("account", _ACCOUNT[key], status)
     if key in _CAMPAIGN:
         return Verdict("campaign", message, status)
-    return Verdict("rejected", message or f"unexpected answer: {' '.join(text.split())[:200]}", status)
+    return Verdict("rejected", message or f"unexpected answer: {clip(text)}", status)
 
 
 def delete_lead(session: requests.Session, conn: Connection, payload: bytes, token: str, timeout: float) -> Verdict:
@@ -173,7 +230,8 @@ def delete_lead(session: requests.Session, conn: Connection, payload: bytes, tok
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
         return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
-    verdict = classify_delete(reply.status, "" if reply.oversized else scrub(reply.text, secrets), reply.headers)
+    unread = reply.oversized or bool(reply.undecodable)
+    verdict = classify_delete(reply.status, "" if unread else scrub(reply.text, secrets), reply.headers)
     verdict.message = scrub(verdict.message, secrets)
     return verdict
 
@@ -214,6 +272,12 @@ class Deleter(Sender):
             if verdict.kind == "no-record":
                 return Sent(Status.SKIPPED, f"not in the campaign any more ({verdict.message}): nothing to delete",
                             attempts, last_status, cause="row.gone")
+            if verdict.kind == "rejected" and maybe_done:
+                # An answer undo does not know, after an attempt that may have deleted the lead: the
+                # outcome is unknown, and the ledger is not told `deleted`.
+                return Sent(Status.FAILED, f"outcome unknown: {verdict.message} (on a resend, after an attempt "
+                                           f"whose answer was lost; the lead may or may not have been deleted: "
+                                           f"undo again to be sure)", attempts, last_status, cause="send.unknown")
             if verdict.kind == "rejected":
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
             if verdict.kind in ("account", "campaign"):
@@ -282,9 +346,9 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
     recorder = Recorder(results=ResultsWriter(output.results) if output.results else None, table=output.table)
     summary = RunSummary(command="undo", file=plan.source, file_format="ledger" if plan.run else "journal",
                          recorder=recorder)
+    run_log.start()  # first: a locked ledger stops the undo before its journal says it started
     if journal:
         journal.start(file=plan.source, rows=len(plan.leads), resume=resume is not None)
-    run_log.start()
 
     def send(o: RowOutcome) -> RowOutcome:
         reason = why_not(o.campaign)
@@ -305,7 +369,8 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
         # The ledger first: it then holds at least what the journal does. A lead already gone
         # (No Record Found: deleted by an attempt a kill cut short, or by hand) is gone all the same:
         # the ledger counts it deleted, so no later undo or --skip-loaded-within counts it present.
-        run_log.row(replace(o, status=Status.DELETED) if o.status is Status.SKIPPED else o)
+        if not run_log.row(replace(o, status=Status.DELETED) if o.status is Status.SKIPPED else o):
+            stop.run("ledger", run_log.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts:
             journal.row(o)
         return o
@@ -354,5 +419,5 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
                                       interrupted=stop.interrupt.is_set(),
                                       terminated=getattr(stop.interrupt, "terminated", False))
     run_log.end(recorder.counts, summary.exit_code)
-    summary.run, summary.undo_of = run_log.run_id, plan.run["id"] if plan.run else None
+    summary.run, summary.undo_of = run_log.run_id, plan.undo_of
     return summary

@@ -19,13 +19,32 @@ from typing import IO, Any
 
 import requests
 
-from .causes import Problem
+from .causes import UNKNOWN_CAUSES, Problem, causes_of
 from .checks import Checker
 from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
-from .jobs import InputOptions, log_end, note_suppression, open_input, reading_notes, recording
-from .journal import Journal, JournalChoice, Resume, default_journal_path, input_lock, keeps_journal, open_journal
+from .files import identity
+from .jobs import (
+    InputOptions,
+    check_paths,
+    log_end,
+    note_suppression,
+    open_input,
+    reading_notes,
+    recording,
+)
+from .journal import (
+    Journal,
+    JournalChoice,
+    Resume,
+    default_journal_path,
+    input_lock,
+    journal_of_file,
+    keeps_journal,
+    open_journal,
+    remember_journal,
+)
 from .ledger import RunLog, SkipScope, open_ledger
-from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, exit_code_for
+from .outcomes import AccountRefusal, ConfigError, ExitCode, InputError, OutputError, RowOutcome, Status, exit_code_for
 from .pacing import Pacer, Rate
 from .readers import LeadFile
 from .records import RunSummary
@@ -41,7 +60,30 @@ class UploadSettings:
     timeout: float = 30.0
     skip_loaded_within: dt.timedelta | None = None  # skip rows the ledger saw added this lately
     skip_scope: SkipScope = SkipScope.CAMPAIGN
+    resend_unknown: bool = False  # send rows a failures file marks "outcome unknown" even with checkDuplicate FALSE
     limit: int | None = None  # --limit: send only the first N valid rows (a canary run)
+
+
+# What a failures file (CSV, JSON Lines or workbook) says of a row whose lead CloudAgent may hold.
+_UNKNOWN_WORDS = ("outcome unknown", "may or may not", "may have stored")
+
+
+def earlier_outcome_unknown(source: list[Any] | dict[str, Any] | None, keys: list[str] | None) -> str:
+    """The leadpush_error of a row that an earlier run's failures file marks as failed with an
+    unknown outcome (its lead may be in CloudAgent), or '' for any other row."""
+    if source is None:
+        return ""
+    if isinstance(source, dict):
+        cells = {str(k).strip().lower(): v for k, v in source.items()}
+    else:
+        cells = {str(k).strip().lower(): source[i] for i, k in enumerate(keys or []) if i < len(source)}
+    if str(cells.get("leadpush_status") or "").strip().lower() != "failed":
+        return ""
+    error = " ".join(str(cells.get("leadpush_error") or "").split())
+    cause = str(cells.get("leadpush_cause") or "")
+    if any(c in UNKNOWN_CAUSES for c in causes_of(cause)) or any(w in error.lower() for w in _UNKNOWN_WORDS):
+        return f"leadpush_error: {error[:160]}" if error else "leadpush_status: failed"
+    return ""
 
 
 class Interrupt(threading.Event):
@@ -165,16 +207,26 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
     sender = Sender(session, settings.conn, tokens, pacer, clock=clock, sleep=sleep, timeout=settings.timeout,
                     retries=settings.retries, rng=rng, on_wait=getattr(progress, "waiting", None))
     probably_ours = 0
+    ours_lock = threading.Lock()
+    if ledger:
+        ledger.start()  # first: a locked ledger stops the run before its journal says it started
     if journal:
         journal.start(file=lead_file.name, rows=total, resume=resume is not None)
-    if ledger:
-        ledger.start()
+
+    sent_any = threading.Event()
 
     def send(outcome: RowOutcome, body: dict[str, str]) -> RowOutcome:
         nonlocal probably_ours
         reason = stop.why_not(outcome.campaign)
         if reason:
             return _abort(outcome, reason)
+        if journal:
+            try:
+                journal.sending(outcome)  # no request goes out that the journal does not know of
+            except OutputError as e:
+                stop.run("output", str(e))
+                return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
+        sent_any.set()
         try:
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
@@ -187,17 +239,27 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             stop.run("account", sent.message)
         elif sent.stop == "campaign":
             stop.campaign(outcome.campaign, sent.message)
-        if sent.probably_ours:
-            probably_ours += 1
+        # `exists` after an attempt of this run whose answer was lost, or, in a resumed run, for a
+        # row the stopped run may have sent before it was killed: perhaps this run's own lead.
+        after_attempt = sent.probably_ours or (resume is not None and sent.status is Status.EXISTS)
+        if after_attempt:
+            with ours_lock:  # workers count at once: `+=` on a shared int loses increments
+                probably_ours += 1
         # A row the sender gave up on because of a stop says which stop.
         why = stop.why_not(outcome.campaign) if sent.status is Status.ABORTED else None
         outcome.status, outcome.message = sent.status, why or sent.message
         outcome.cause = why.cause if why else sent.cause
         outcome.attempts, outcome.http_status = sent.attempts, sent.http_status
-        if ledger and not quitting:
-            ledger.row(outcome)  # before the journal: the ledger holds at least what the journal does
+        outcome.maybe_stored = sent.maybe_stored and sent.status is Status.FAILED
+        # The ledger before the journal (it then holds at least what the journal does), but the
+        # journal whatever befalls the ledger: a ledger that cannot be written stops dispatching.
+        if ledger and not quitting and not ledger.row(outcome, after_attempt=after_attempt):
+            stop.run("ledger", ledger.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts and not quitting:
-            journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
+            try:
+                journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
+            except OutputError as e:
+                stop.run("output", str(e))  # the row itself is still recorded in results and failures
         return outcome
 
     def quit_now() -> bool:
@@ -227,48 +289,91 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                             pass
                         continue
                     pending.popleft()
-                    recorder.record(item.result() if isinstance(item, Future) else item)
+                    try:
+                        recorder.record(item.result() if isinstance(item, Future) else item)
+                    except OutputError as e:  # the row went to every file that still works
+                        stop.run("output", str(e))
                     progress.advance()
 
             # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
             slots = threading.BoundedSemaphore(settings.workers * 2)
             pool = _Workers(settings.workers, "leadpush-send")
-            try:
-                for outcome, body in Checker(opts.checks, today=today).check_file(lead_file):
-                    if quit_now():
-                        break
-                    if body is not None and opts.suppression and opts.suppression.screen(outcome):
-                        body = None
-                    if body is not None and resume and resume.done(outcome):
-                        outcome.status, outcome.message = Status.SKIPPED, "uploaded in an earlier run"
-                        outcome.cause = "row.done_earlier"
-                        body = None
-                    if body is not None and ledger and settings.skip_loaded_within:
-                        lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope)
-                        if lately:
-                            outcome.status, outcome.message, body = Status.SKIPPED, lately, None
-                            outcome.cause = "row.loaded_lately"
-                    reason = stop.why_not(outcome.campaign) if body is not None else None
-                    if body is not None and not reason and settings.limit is not None \
-                            and dispatched >= settings.limit:
-                        reason, limited = Problem("not_sent.limit", "not sent: --limit"), True
-                    if body is None or reason:
-                        pending.append(_abort(outcome, reason) if reason else outcome)
+
+            def _dispatch(outcome: RowOutcome, body: dict[str, str] | None) -> None:
+                """One row: recorded at once (not sent), or handed to a worker when a slot is free."""
+                nonlocal dispatched, limited
+                reason = stop.why_not(outcome.campaign) if body is not None else None
+                if body is not None and not reason and settings.limit is not None \
+                        and dispatched >= settings.limit:
+                    reason, limited = Problem("not_sent.limit", "not sent: --limit"), True
+                if body is None or reason:
+                    pending.append(_abort(outcome, reason) if reason else outcome)
+                else:
+                    while not slots.acquire(timeout=0.1):
+                        flush()
+                        reason = stop.why_not(outcome.campaign)
+                        if reason:  # a stop while this row waited for a worker: it is not sent
+                            pending.append(_abort(outcome, reason))
+                            break
                     else:
-                        while not slots.acquire(timeout=0.1):
-                            flush()
-                            reason = stop.why_not(outcome.campaign)
-                            if reason:  # a stop while this row waited for a worker: it is not sent
-                                pending.append(_abort(outcome, reason))
-                                break
-                        else:
-                            dispatched += 1
-                            future = pool.submit(send, outcome, body)
-                            future.add_done_callback(lambda _f: slots.release())
-                            in_flight[id(future)] = outcome
-                            pending.append(future)
-                    flush()
+                        dispatched += 1
+                        future = pool.submit(send, outcome, body)
+                        future.add_done_callback(lambda _f: slots.release())
+                        in_flight[id(future)] = outcome
+                        pending.append(future)
+                flush()
+
+            read = 0
+            try:
+                try:
+                    rows = Checker(opts.checks, today=today).check_file(lead_file)
+                    for outcome, body in rows:
+                        if quit_now():
+                            break
+                        read += 1
+                        if read > total:  # rows the check never saw: not sent
+                            stop.run("input", f"{lead_file.name} changed during the upload: it now has more "
+                                              f"than the {total} rows checked; the rows after them were not sent")
+                            break
+                        if body is not None and opts.suppression and opts.suppression.screen(outcome):
+                            body = None
+                        if body is not None and not settings.resend_unknown \
+                                and body.get("checkDuplicate", "TRUE") != "TRUE":
+                            said = earlier_outcome_unknown(outcome.source, lead_file.keys)
+                            if said:  # a failures file fed back: its row may already be in CloudAgent
+                                outcome.status, outcome.cause = Status.FAILED, "send.unknown"
+                                outcome.message = (
+                                    f"not sent: an earlier run could not tell whether CloudAgent stored this row "
+                                    f"({said}); check the campaign in CloudAgent, then clear this row's "
+                                    f"leadpush_status to send it, or pass --resend-unknown (checkDuplicate is "
+                                    f"FALSE: a resend could add it twice)")
+                                body = None
+                        if body is not None and resume:
+                            earlier = resume.verdict(outcome, body)
+                            if earlier:
+                                outcome.status, outcome.message, outcome.cause = earlier
+                                body = None
+                        if body is not None and ledger and settings.skip_loaded_within:
+                            lately = ledger.loaded_lately(outcome, settings.skip_loaded_within, settings.skip_scope,
+                                                          opts.checks.region)
+                            if lately:
+                                outcome.status, outcome.message, body = Status.SKIPPED, lately, None
+                                outcome.cause = "row.loaded_lately"
+                        _dispatch(outcome, body)
+                except InputError as e:
+                    # The file changed under us after the check: what was sent stays sent and on record.
+                    stop.run("input", f"{lead_file.name} changed during the upload after {read} of {total} rows "
+                                      f"({e}); the rows not reached were not sent")
+                if not quit_now() and stop.kind != "input" and read < total:
+                    stop.run("input", f"{lead_file.name} changed during the upload: {read} rows read where the "
+                                      f"check found {total}")
                 flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
+            except Exception:
+                # A bug of ours: nothing more is sent, and the rows in flight finish (journal, ledger)
+                # before the files and the ledger are closed under them.
+                stop.run("error", "an internal error")
+                pool.shutdown(wait=True)
+                raise
             finally:
                 pool.shutdown(wait=False)
             if quit_now():
@@ -285,15 +390,35 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 f"--limit {settings.limit}: sent the first {dispatched} valid rows; --resume sends the rest"
                 if limited else None)
             summary.exists_after_our_attempt = probably_ours
+        counts = recorder.counts
         if journal:
-            journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited)
-        summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
-                                          interrupted=stop.interrupt.is_set(),
-                                          terminated=getattr(stop.interrupt, "terminated", False))
+            try:
+                journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited,
+                            unsettled=counts.get(Status.FAILED, 0) + counts.get(Status.ABORTED, 0))
+            except OutputError as e:
+                if stop.kind != "output":
+                    recorder.errors.append(str(e))
+        if resume and resume.state.in_flight:
+            summary.in_flight_earlier = len(resume.state.in_flight)
+        code = exit_code_for(counts, account_refused=stop.kind == "account", interrupted=stop.interrupt.is_set(),
+                             terminated=getattr(stop.interrupt, "terminated", False))
+        if (stop.kind in ("input", "output") or recorder.errors) and code == ExitCode.OK:
+            code = ExitCode.ROW_FAILURES  # rows not reached, or a file not written: never "all went through"
+        summary.exit_code = code
+        log_end(summary)
+        for error in recorder.errors:
+            if error not in (summary.stop_reason or ""):
+                summary.stop_reason = f"{summary.stop_reason}; {error}" if summary.stop_reason else error
+        if stop.kind == "output" or recorder.errors:
+            # A file could not be written: exit 2 if nothing was sent, else never 0.
+            if not sent_any.is_set():
+                code = ExitCode.USAGE
+            elif code == ExitCode.OK:
+                code = ExitCode.ROW_FAILURES
+        summary.exit_code = code
         if ledger:
             ledger.end(recorder.counts, summary.exit_code)
             summary.run = ledger.run_id
-        log_end(summary)
         return summary
     finally:
         stop.interrupt.polled = False  # type: ignore[attr-defined]
@@ -339,21 +464,40 @@ class PreparedRun:
 
 
 def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, cache_dir: Path,
-                sandbox: bool, stdin: IO[bytes] | None) -> PreparedRun:
+                sandbox: bool, stdin: IO[bytes] | None, conn: Connection | None = None) -> PreparedRun:
     """Open the input, take the one-run-at-a-time lock, and open the journal by the journal rule.
 
+    The input, outputs and journal must be different files (checked before anything is written).
+    No lock or journal is made beside stdin, a pipe or a device: only a --journal named one.
     Everything opened here is closed (and every lock dropped) by `stack`.
     """
     keep_journal = keeps_journal(choice, sandbox=sandbox)  # usage errors come before reading
     lead_file = stack.enter_context(open_input(opts, stdin=stdin))
     run = PreparedRun(lead_file, notes=reading_notes(lead_file))
-    if opts.file != "-":
-        stack.enter_context(input_lock(cache_dir, opts.file, lead_file.name))
+    ident = None
+    if not lead_file.spooled:
+        key = identity(opts.file)
+        ident = (int(key[1]), int(key[2])) if key[0] == "inode" else None  # type: ignore[call-overload]
+    path = None
     if keep_journal:
-        path = choice.path or default_journal_path(lead_file.name)
-        run.journal, run.resume, note = open_journal(stack, path, lead_file.digest(), choice, lead_file.name)
-        if note:
-            run.notes.append(note)
+        path = choice.path or default_journal_path(lead_file.name, stream=lead_file.spooled)
+        if path is None and choice.resume:
+            raise ConfigError(f"--resume needs --journal for {lead_file.name} (input from stdin or a pipe has "
+                              f"no journal of its own)")
+        if path is not None and choice.path is None and ident:
+            path, note = journal_of_file(cache_dir, ident, path)  # the same file under another name
+            if note:
+                run.notes.append(note)
+    check_paths(opts, lead_file, path)
+    if ident:
+        stack.enter_context(input_lock(cache_dir, ident, lead_file.name))
+    if path is not None:
+        if ident:
+            remember_journal(cache_dir, ident, path)
+        owner = (None if choice.by_name else ident, conn.base_url if conn else "", conn.username if conn else "")
+        run.journal, run.resume, notes = open_journal(stack, path, lead_file.digest(), owner, choice,
+                                                      lead_file.name)
+        run.notes.extend(notes)
     return run
 
 
@@ -378,5 +522,5 @@ def open_run_log(stack: ExitStack, run: PreparedRun, conn: Connection, profile: 
             raise ConfigError("--skip-loaded-within needs the run ledger, which --sandbox runs do not keep")
         return None
     ledger = stack.enter_context(closing(open_ledger()))
-    digest = run.journal.digest if run.journal else run.lead_file.digest
+    digest = run.journal.digest if run.journal else run.lead_file.digest()
     return RunLog(ledger, "upload", conn.base_url, conn.username, profile, run.lead_file.name, digest)

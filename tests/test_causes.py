@@ -78,7 +78,7 @@ def test_results_files_carry_the_cause(cli, tmp_path):
     assert [r["cause"] for r in read_csv(tmp_path / "r.csv")] == expected
     assert [r["cause"] for r in read_jsonl(tmp_path / "r.jsonl")] == expected
     # The CSV/JSONL failures files are as they were: no new column.
-    assert list(read_csv(tmp_path / "leads.failures.csv")[0]) == ["phone", "campaign", "priority", "leadpush_row",
+    assert list(read_csv(tmp_path / "leads.csv.failures.csv")[0]) == ["phone", "campaign", "priority", "leadpush_row",
                                                                   "leadpush_status", "leadpush_error"]
 
 

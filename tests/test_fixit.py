@@ -66,12 +66,12 @@ def fixed(cli, tmp_path):
     src = make_input(tmp_path / "leads.xlsx", ROWS)
     r = cli("validate", src, "--table", "none", "--results", tmp_path / "results.csv")
     assert r.exit_code == 1, r.output
-    return src, tmp_path / "leads.failures.xlsx", r
+    return src, tmp_path / "leads.xlsx.failures.xlsx", r
 
 
 def test_xlsx_input_gets_a_workbook_with_each_bad_cell_marked(fixed):
     _, path, r = fixed
-    assert "Failures file:" in r.stdout and "leads.failures.xlsx" in r.stdout
+    assert "Failures file:" in r.stdout and "leads.xlsx.failures.xlsx" in r.stdout
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["Leads", "Summary"] and wb.active.title == "Leads"
     ws = wb["Leads"]
@@ -158,17 +158,17 @@ def test_fixed_cells_go_through(fixed, cli, tmp_path):
     wb.save(path)
     r = cli("validate", path, "--table", "none", "-q", "--keep-duplicates")
     assert r.exit_code == 0, r.output
-    assert not (tmp_path / "leads.failures.failures.xlsx").exists()
+    assert not (tmp_path / "leads.xlsx.failures.xlsx.failures.xlsx").exists()
 
 
 def test_csv_failures_stay_csv_and_can_be_chosen_for_xlsx(cli, tmp_path):
     src = make_input(tmp_path / "leads.xlsx", ROWS)
     r = cli("validate", src, "--table", "none", "--failures-format", "csv")
-    assert r.exit_code == 1 and (tmp_path / "leads.failures.csv").exists()
-    assert not (tmp_path / "leads.failures.xlsx").exists()
+    assert r.exit_code == 1 and (tmp_path / "leads.xlsx.failures.csv").exists()
+    assert not (tmp_path / "leads.xlsx.failures.xlsx").exists()
     csv_in = write_csv(tmp_path / "plain.csv", [["phone", "campaign"], ["12", "demo"], ["007", "demo"]])
     r = cli("validate", csv_in, "--table", "none")
-    assert (tmp_path / "plain.failures.csv").exists() and not (tmp_path / "plain.failures.xlsx").exists()
+    assert (tmp_path / "plain.csv.failures.csv").exists() and not (tmp_path / "plain.csv.failures.xlsx").exists()
     r = cli("validate", csv_in, "--table", "none", "--failures", tmp_path / "fixes.xlsx")
     ws = openpyxl.load_workbook(tmp_path / "fixes.xlsx").worksheets[0]
     assert ws.title == "Leads" and [c.value for c in ws[2]][:2] == ["12", "demo"] and ws["A2"].data_type == "s"
@@ -183,7 +183,7 @@ def test_json_input_to_a_workbook_gathers_every_key(cli, tmp_path):
                    ' {"phone": 9.87654E+9, "campaign": "demo", "city": "Pune", "tags": ["a", "b"]}]')
     r = cli("validate", src, "--table", "none", "--failures-format", "xlsx")
     assert r.exit_code == 1
-    ws = openpyxl.load_workbook(tmp_path / "leads.failures.xlsx").worksheets[0]
+    ws = openpyxl.load_workbook(tmp_path / "leads.json.failures.xlsx").worksheets[0]
     rows = [[c.value for c in row] for row in ws.iter_rows()]
     assert rows[0] == ["phone", "campaign", "id", "city", "tags", "leadpush_row", "leadpush_status",
                        "leadpush_error", "leadpush_cause"]
@@ -250,9 +250,9 @@ def test_round_trip_alters_no_value(tmp_path_factory, rows):
 
 def test_no_failures_leaves_no_workbook(cli, tmp_path):
     src = make_input(tmp_path / "ok.xlsx", [ROWS[0]])
-    (tmp_path / "ok.failures.xlsx").write_bytes(b"old")
+    (tmp_path / "ok.xlsx.failures.xlsx").write_bytes(b"old")
     r = cli("validate", src, "--table", "none")
-    assert r.exit_code == 0 and not (tmp_path / "ok.failures.xlsx").exists()
+    assert r.exit_code == 0 and not (tmp_path / "ok.xlsx.failures.xlsx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

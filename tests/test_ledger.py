@@ -80,7 +80,7 @@ def test_kill_9_loses_nothing_the_journal_keeps(sb, tmp_path, env, data_dir):
     wait_for(lambda: sum(stored(sb).values()) >= 15)
     proc.kill()
     proc.wait()
-    journal = {(r["campaign"], r["phone"]) for r in read_jsonl(tmp_path / "leads.leadpush-journal.jsonl")
+    journal = {(r["campaign"], r["phone"]) for r in read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
                if r.get("type") == "row" and r["status"] == "added"}
     in_ledger = ledger_leads(data_dir, run=1)
     assert len(journal) >= 10

@@ -87,7 +87,7 @@ def test_webhook_gets_the_json_summary_and_a_text_line_without_secrets(cli, tmp_
     printed = json.loads(r.stdout)
     assert {k: v for k, v in sent.items() if k != "text"} == printed  # the --json object, exactly
     assert sent["text"] == f"leadpush upload {p}: 3 rows: 2 added, 1 invalid; failures file " \
-                           f"{tmp_path / 'l.failures.csv'}; exit 1"
+                           f"{tmp_path / 'l.csv.failures.csv'}; exit 1"
     for seen in hook.requests:
         raw = seen.body.decode() + json.dumps(seen.headers)
         assert KEY not in raw and "apiKey" not in raw and "Authorization" not in raw

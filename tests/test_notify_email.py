@@ -103,8 +103,8 @@ def test_the_mail_that_arrives(cli, tmp_path, run_env, smtp):
     assert "Top causes of failure:" in body
     assert "\n       1  phone number '12' has 2 digits" in body
     (attachment,) = list(msg.iter_attachments())
-    assert attachment.get_filename() == "tonight.failures.csv"
-    assert attachment.get_payload(decode=True) == (tmp_path / "tonight.failures.csv").read_bytes()
+    assert attachment.get_filename() == "tonight.csv.failures.csv"
+    assert attachment.get_payload(decode=True) == (tmp_path / "tonight.csv.failures.csv").read_bytes()
     raw = mailbox.raw[0].decode("utf-8", "replace")
     assert KEY not in raw and SMTP_PASSWORD not in raw
 
@@ -117,7 +117,7 @@ def test_a_failures_file_over_the_limit_is_named_not_attached(cli, tmp_path, run
     assert r.exit_code == 1
     (msg,) = mailbox.messages
     assert not list(msg.iter_attachments())
-    assert f"Not attached (over 1 KB): {tmp_path / 'big.failures.csv'}" in msg.get_body(("plain",)).get_content()
+    assert f"Not attached (over 1 KB): {tmp_path / 'big.csv.failures.csv'}" in msg.get_body(("plain",)).get_content()
 
 
 def test_an_smtp_host_that_refuses_is_a_warning_and_nothing_is_lost(cli, tmp_path, run_env, sb):

@@ -22,7 +22,7 @@ def test_a_key_echoed_by_cloudagent_reaches_neither_the_webhook_nor_the_failures
                "LEADPUSH_CACHE_DIR": str(tmp_path / "cache")}
         r = cli("upload", p, "--notify", hook.url + "/hook", "--json", env=env)
     assert r.exit_code == 1, r.stderr
-    failures = read_csv(tmp_path / "l.failures.csv")
+    failures = read_csv(tmp_path / "l.csv.failures.csv")
     assert [f["phone"] for f in failures] == ["9300000001"]
     assert "bad request from key ***" in failures[0]["leadpush_error"]  # it was echoed, and scrubbed
     sent = hook.requests[0].body.decode()

@@ -237,7 +237,7 @@ def test_huge_numbers_are_row_problems_not_crashes(cli, tmp_path, number):
     r = cli("validate", p, "--json")
     assert r.exit_code == 1, r.output
     assert json.loads(r.stdout)["counts"]["invalid"] == 2
-    lines = (tmp_path / "a.failures.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (tmp_path / "a.json.failures.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line, parse_int=str, parse_float=str)["phone"] for line in lines][1] == "9876543210"
 
 
@@ -251,7 +251,7 @@ def test_a_json_array_or_object_where_text_is_expected_is_an_invalid_row(tmp_pat
     r = cli("validate", p, "--map", "tags=", "--json")
     summary = json.loads(r.stdout)
     assert r.exit_code == 1 and summary["counts"] == {**summary["counts"], "valid": 2, "invalid": 2}
-    failures = read_jsonl(tmp_path / "a.failures.jsonl")
+    failures = read_jsonl(tmp_path / "a.json.failures.jsonl")
     assert "'campaign' holds an array ([\"C1\"]), not a text" in failures[0]["leadpush_error"]
     assert "'name' holds an object" in failures[1]["leadpush_error"]
     r = cli("validate", p, "--json", "--no-failures")  # tags sent as an extra field: refused too
@@ -309,7 +309,7 @@ def test_feeding_a_failures_file_back_to_upload_rewrites_it_with_the_first_row_n
         env = {"LEADPUSH_BASE_URL": sb.base_url, "LEADPUSH_USERNAME": "u", "LEADPUSH_API_KEY": key,
                "LEADPUSH_CACHE_DIR": str(tmp_path / "cache")}
         assert cli("upload", p, "--no-journal", "--rate", "6000/min", env=env).exit_code == 1
-        failures = tmp_path / "x.failures.csv"
+        failures = tmp_path / "x.csv.failures.csv"
         assert [f["leadpush_row"] for f in read_csv(failures)] == ["3", "4"]
         # validate leaves a failures file given as input as it is (its valid rows would be lost)
         before = failures.read_bytes()
@@ -321,12 +321,12 @@ def test_feeding_a_failures_file_back_to_upload_rewrites_it_with_the_first_row_n
             f"{r['phone']},{r['campaign']},{r['leadpush_row']},{r['leadpush_status']},x\n" for r in rows))
         r = cli("upload", failures, "--no-journal", "--rate", "6000/min", env=env)
         assert r.exit_code == 1, r.output
-        assert not (tmp_path / "x.failures.failures.csv").exists()
+        assert not (tmp_path / "x.csv.failures.csv.failures.csv").exists()
         assert [(f["leadpush_row"], f["phone"]) for f in read_csv(failures)] == [("4", "9876543211")]
         # the last row fixed: everything went through, and the failures file is gone like any other
         failures.write_text("phone,campaign,leadpush_row\n9876543213,Main,4\n")
         assert cli("upload", failures, "--no-journal", "--rate", "6000/min", env=env).exit_code == 0
-        assert not failures.exists() and not (tmp_path / "x.failures.failures.csv").exists()
+        assert not failures.exists() and not (tmp_path / "x.csv.failures.csv.failures.csv").exists()
 
 
 def test_workbook_header_row_option_and_title_rows(tmp_path):

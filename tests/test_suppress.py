@@ -58,7 +58,7 @@ def test_validate_reports_suppressed_rows_per_list_and_exits_0(cli, tmp_path):
     assert rows["4"]["status"] == "valid"  # its entry expired in 2020
     assert rows["5"]["message"] == f"on do-not-call list {csv_list}"
     assert "1 past their expiry date" in r.stderr
-    assert not (tmp_path / "leads.failures.csv").exists()  # suppressed is not a failure
+    assert not (tmp_path / "leads.csv.failures.csv").exists()  # suppressed is not a failure
 
 
 def test_the_table_and_summary_name_the_list(cli, tmp_path):
@@ -123,7 +123,7 @@ def test_suppress_in_a_profile(cli, tmp_path, sb):
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
     ("name,city\nAsha,Pune\n", "no phone number column in the do-not-call list"),
-    ("phone\nnot a number\n", "holds no phone numbers"),
+    ("phone\nnot a number\n", "line 2: phone number 'not a number' is not valid"),
     ("phone,until\n9876543210,01/02/2030\n", "line 2, column 'until': date '01/02/2030' is ambiguous"),
 ])
 def test_a_bad_list_stops_before_anything_is_sent(cli, tmp_path, sb, content, message):
@@ -146,7 +146,7 @@ def test_the_key_table_holds_exactly_its_keys():
     assert all(k in table for k in keys)
     others = {plain_key(str(rng.randrange(10**9, 10**10))) for _ in range(5000)} - set(keys)
     assert not any(k in table for k in others)
-    assert plain_key("0123") != plain_key("123") != plain_key("+123")
+    assert len({plain_key("0123"), plain_key("123"), plain_key("+123")}) == 3  # each pair differs
 
 
 def test_screen_touches_only_valid_rows(tmp_path):
@@ -173,4 +173,4 @@ def test_a_suppressed_row_is_not_among_the_split_valid_rows(cli, tmp_path):
     (tmp_path / "dnc.txt").write_text("9876543210\n")
     r = cli("validate", p, "--suppress", tmp_path / "dnc.txt", "--split")
     assert r.exit_code == 0, r.output
-    assert [row["phoneNumber"] for row in read_csv(tmp_path / "leads.valid.csv")] == ["9876543211"]
+    assert [row["phoneNumber"] for row in read_csv(tmp_path / "leads.csv.valid.csv")] == ["9876543211"]

@@ -131,10 +131,10 @@ def test_sigterm_finishes_in_flight_rows_and_exits_143(sb, tmp_path, env):
     results = read_jsonl(tmp_path / "r.jsonl")
     added = [r for r in results if r["status"] == "added"]
     assert len(results) == 40 and len(added) == sum(stored(sb).values())
-    failures = read_csv(tmp_path / "leads.failures.csv")
+    failures = read_csv(tmp_path / "leads.csv.failures.csv")
     assert len(failures) == 40 - len(added)
     assert {f["leadpush_error"] for f in failures} == {"not sent: interrupted"}
-    journal = read_jsonl(tmp_path / "leads.leadpush-journal.jsonl")
+    journal = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
     assert journal[-1]["type"] == "end" and journal[-1]["complete"] is False
     assert sum(1 for j in journal if j["type"] == "row") == len(added)
 

@@ -88,7 +88,7 @@ def test_undo_asks_first_and_refuses_without_a_terminal(cli, sb, tmp_path, env):
 def test_undo_from_a_journal_file(cli, sb, tmp_path, env):
     p = write_csv(tmp_path / "leads.csv", rows(5))
     assert cli("upload", p, "--rate", "6000/min", env=env).exit_code == 0
-    r = cli("undo", tmp_path / "leads.leadpush-journal.jsonl", "--yes", "--json", env=env)
+    r = cli("undo", tmp_path / "leads.csv.leadpush-journal.jsonl", "--yes", "--json", env=env)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["counts"]["deleted"] == 4 and out["command"] == "undo" and out["run"] == 2

@@ -105,7 +105,7 @@ def test_every_row_outcome_end_to_end(tmp_path, clock):
         ("13", "added", "SuccessFully Updated Other Campaign"),
     ]
     assert s.exit_code == 1
-    failures = read_csv(tmp_path / "leads.failures.csv")
+    failures = read_csv(tmp_path / "leads.csv.failures.csv")
     assert [f["leadpush_row"] for f in failures] == ["4", "5", "7", "8", "9", "10", "11"]
     results = read_csv(tmp_path / "results.csv")
     assert results[0]["attempts"] == "1" and results[0]["http_status"] == "200"
@@ -121,7 +121,7 @@ def test_account_refusal_stops_the_run_with_exit_3(tmp_path, clock):
     assert results[0]["status"] == "rejected"
     assert {r["status"] for r in results[1:]} == {"aborted"}
     assert all("not TOKEN_AUTH" in r["message"] for r in results[1:])
-    assert len(read_csv(tmp_path / "leads.failures.csv")) == 5
+    assert len(read_csv(tmp_path / "leads.csv.failures.csv")) == 5
 
 
 def test_wrong_key_stops_before_sending(tmp_path, clock):
@@ -252,7 +252,7 @@ def test_interrupt_stops_dispatching_and_aborts_the_rest(tmp_path, clock):
     added = [r for r in results if r["status"] == "added"]
     assert 3 <= len(added) < 30 and len(stored) == len(added)
     assert {r["message"] for r in results if r["status"] == "aborted"} == {"not sent: interrupted"}
-    assert len(read_csv(tmp_path / "leads.failures.csv")) == 30 - len(added)
+    assert len(read_csv(tmp_path / "leads.csv.failures.csv")) == 30 - len(added)
 
 
 def test_pacing_holds_under_the_rate_in_real_time(tmp_path):
@@ -309,7 +309,7 @@ def test_secrets_appear_nowhere(cli, tmp_path, live):
     r = cli("upload", p, "--rate", "6000/min", "--results", tmp_path / "out.jsonl", env=env_for(live, tmp_path))
     token = json.loads(next((tmp_path / "cache" / "tokens").glob("*.json")).read_text())["token"]
     texts = [r.stdout, r.stderr, (tmp_path / "out.jsonl").read_text(),
-             (tmp_path / "leads.failures.csv").read_text()]
+             (tmp_path / "leads.csv.failures.csv").read_text()]
     r2 = cli("upload", p, "--rate", "6000/min", "--json", env={**env_for(live, tmp_path), "LEADPUSH_USERNAME": "basic",
                                                               "LEADPUSH_API_KEY": "basic-key"})
     texts += [r2.stdout, r2.stderr]
@@ -348,7 +348,7 @@ def test_upload_sandbox_flag_runs_the_whole_job(cli, tmp_path, monkeypatch):
     assert r.exit_code == 1, r.output
     assert "3 rows: 2 added, 1 rejected" in r.stdout
     assert "built-in sandbox" in r.stderr
-    [failure] = read_csv(tmp_path / "leads.failures.csv")
+    [failure] = read_csv(tmp_path / "leads.csv.failures.csv")
     assert failure["leadpush_error"] == "The selected campaign is not outbound"
 
 
@@ -370,7 +370,7 @@ def test_ctrl_c_in_a_real_process(tmp_path, live):
     added = [r for r in results if r["status"] == "added"]
     assert len(added) == len(leads_in(live, "Main")) and 5 <= len(added) < 40
     assert {r["status"] for r in results} == {"added", "aborted"}
-    assert len(read_csv(tmp_path / "leads.failures.csv")) == 40 - len(added)
+    assert len(read_csv(tmp_path / "leads.csv.failures.csv")) == 40 - len(added)
 
 
 def test_achieved_rate_counts_intervals_not_requests(tmp_path, clock):

@@ -22,7 +22,7 @@ def test_clean_file_exits_0_and_shows_every_row(cli, tmp_path):
     assert "9876543210" in r.stdout and "9876543211" in r.stdout
     assert "Passed through as extra fields: address" in r.stdout
     assert r.stderr == ""
-    assert not (tmp_path / "leads.failures.csv").exists()
+    assert not (tmp_path / "leads.csv.failures.csv").exists()
 
 
 def test_problem_rows_exit_1_and_land_in_a_failures_file_that_round_trips(cli, tmp_path):
@@ -33,7 +33,7 @@ def test_problem_rows_exit_1_and_land_in_a_failures_file_that_round_trips(cli, t
     r = cli("validate", p)
     assert r.exit_code == 1
     assert "5 rows: 2 valid, 1 skipped, 2 invalid" in r.stdout
-    failures = tmp_path / "leads.failures.csv"
+    failures = tmp_path / "leads.csv.failures.csv"
     got = read_csv(failures)
     assert [f["leadpush_row"] for f in got] == ["4", "5"]
     # the original columns and values exactly as read, in the original order, then leadpush's
@@ -55,16 +55,16 @@ def test_problem_rows_exit_1_and_land_in_a_failures_file_that_round_trips(cli, t
 def test_fixing_the_rows_removes_the_old_failures_file(cli, tmp_path):
     p = write_csv(tmp_path / "leads.csv", GOOD + [["12", "x", "demo_progressive", "", "", ""]])
     assert cli("validate", p).exit_code == 1
-    assert (tmp_path / "leads.failures.csv").exists()
+    assert (tmp_path / "leads.csv.failures.csv").exists()
     write_csv(p, GOOD)
     assert cli("validate", p).exit_code == 0
-    assert not (tmp_path / "leads.failures.csv").exists()
+    assert not (tmp_path / "leads.csv.failures.csv").exists()
 
 
 def test_error_cells_cannot_run_as_formulas_but_user_values_stay(cli, tmp_path):
     p = write_csv(tmp_path / "leads.csv", [["phone", "campaign", "note"], ["=1+2", "c", "=HYPERLINK(1)"]])
     cli("validate", p, "--map", "note=")
-    [row] = read_csv(tmp_path / "leads.failures.csv")
+    [row] = read_csv(tmp_path / "leads.csv.failures.csv")
     assert row["phone"] == "=1+2" and row["note"] == "=HYPERLINK(1)"  # untouched
     assert row["leadpush_error"].startswith("phone number '=1+2'")
     # a message of leadpush's own that starts with a trigger is defused
@@ -78,11 +78,11 @@ def test_json_input_gets_a_jsonl_failures_file_with_exact_values(cli, tmp_path):
     p.write_text('[{"phone": 9876543210, "campaign": "c"}, {"phone": 9.87654E+9, "campaign": "c", "n": 1.50}]')
     r = cli("validate", p)
     assert r.exit_code == 1
-    text = (tmp_path / "leads.failures.jsonl").read_text()
+    text = (tmp_path / "leads.json.failures.jsonl").read_text()
     assert '"phone": 9.87654E+9' in text and '"n": 1.50' in text  # the literal, not a rounded float
-    [row] = read_jsonl(tmp_path / "leads.failures.jsonl")
+    [row] = read_jsonl(tmp_path / "leads.json.failures.jsonl")
     assert row["leadpush_row"] == 2 and "scientific notation" in row["leadpush_error"]
-    r2 = cli("validate", tmp_path / "leads.failures.jsonl", "--no-failures")
+    r2 = cli("validate", tmp_path / "leads.json.failures.jsonl", "--no-failures")
     assert r2.exit_code == 1 and "1 invalid" in r2.stdout
 
 
@@ -93,7 +93,7 @@ def test_json_summary_and_results_file(cli, tmp_path):
     summary = json.loads(r.stdout)
     assert summary["rows"] == 3 and summary["counts"]["valid"] == 2 and summary["counts"]["invalid"] == 1
     assert summary["exit_code"] == 1 and summary["columns"]["passthrough"] == ["address"]
-    assert summary["failures_file"].endswith("leads.failures.csv")
+    assert summary["failures_file"].endswith("leads.csv.failures.csv")
     results = read_jsonl(tmp_path / "out.jsonl")
     assert [(x["row"], x["status"], x["phoneNumber"]) for x in results] == [
         (2, "valid", "9876543210"), (3, "valid", "9876543211"), (4, "invalid", "12")]
@@ -134,7 +134,7 @@ def test_encoding_note_goes_to_stderr(cli, tmp_path):
     (["ok.csv", "--map", "oops"], "phone\n123\n", "Error: --map 'oops': write it as"),
     (["ok.csv", "--phone-format", "e164"], "phone\n123\n", "Error: --phone-format e164/national needs --region"),
     (["ok.csv", "--dayfirst", "--monthfirst"], "phone\n123\n", "Error: --dayfirst and --monthfirst exclude"),
-    (["ok.csv", "--failures", "ok.csv"], "phone\n123\n", "the failures file would overwrite the input"),
+    (["ok.csv", "--failures", "ok.csv"], "phone\n123\n", "--failures (ok.csv) and the input (ok.csv) are the same"),
 ])
 def test_bad_input_is_one_line_exit_2_no_traceback(cli, tmp_path, monkeypatch, args, content, message):
     monkeypatch.chdir(tmp_path)

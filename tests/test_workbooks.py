@@ -106,10 +106,10 @@ def test_older_formats_get_xlsx_failures_and_split_files(cli, tmp_path, ext):
     shutil.copy(FIXTURES / f"leads.{ext}", tmp_path)
     r = cli("validate", tmp_path / f"leads.{ext}", "--split")
     assert r.exit_code == (1 if ext == "xlsb" else 0), r.output
-    _, valid = rows_of(tmp_path / "leads.valid.xlsx")
+    _, valid = rows_of(tmp_path / f"leads.{ext}.valid.xlsx")
     assert [v["phoneNumber"] for _, v in valid] == (PHONES if ext != "xlsb" else [PHONES[0], PHONES[3]])
     if ext == "xlsb":
-        _, failed = rows_of(tmp_path / "leads.failures.xlsx")
+        _, failed = rows_of(tmp_path / f"leads.{ext}.failures.xlsx")
         assert [v["Phone"] for _, v in failed] == [PHONES[1], PHONES[2], PHONES[4], PHONES[5]]
 
 
