@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from leadpush.pacing import parse_rate  # noqa: E402
+from leadpush.pacing import parse_rate
 
 
 def start_sandbox(rate_per_min: float, latency: float, jitter: float) -> tuple[subprocess.Popen, str]:

@@ -168,7 +168,7 @@ def main() -> None:
             runs.append(measure(cmd))
         bare_wall, bare_cpu, bare_rss, _ = min(bare_runs)
         wall, cpu, rss, out = min(runs)
-        ratios = sorted(r[0] / b[0] for r, b in zip(runs, bare_runs))
+        ratios = sorted(r[0] / b[0] for r, b in zip(runs, bare_runs, strict=True))
         peaks[rows] = rss
         print(f"\n{rows:,} rows ({size / 1e6:.1f} MB): {' '.join(cmd[1:])}")
         print(f"  bare csv.reader pass : {bare_wall:6.2f} s  {rows / bare_wall:12,.0f} rows/s  peak {bare_rss / 1e6:6.1f} MB")

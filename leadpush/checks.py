@@ -301,13 +301,13 @@ def _read_date(raw: str, date_order: str | None) -> tuple[dt.date | None, Proble
     if _NUMBER.match(raw):
         return None, Problem("date.serial", f"expiry date {raw!r} is a number, not a date (an Excel date "
                                             f"serial?); write it as YYYY-MM-DD")
-    readings = {}
+    readings: dict[str, dt.date] = {}
     for order in ([date_order] if date_order else ["day", "month"]):
         reading = _dateutil_read(raw, dayfirst=(order == "day"))
         if reading == "incomplete":
             return None, Problem("date.incomplete",
                                  f"expiry date {raw!r} is incomplete: give day, month and year (YYYY-MM-DD)")
-        if reading is not None:
+        if isinstance(reading, dt.date):
             readings[order] = reading
     distinct = set(readings.values())
     if not distinct:
@@ -566,8 +566,9 @@ class Checker:
         last_keys: Any = None
         for row, values in lead_file.rows():
             # JSON objects may each have their own keys.
-            if values.keys() != last_keys:
-                last_keys = values.keys()
+            keys = values.keys()  # type: ignore[union-attr]  # JSON rows are objects, never lists
+            if keys != last_keys:
+                last_keys = keys
                 plan = self._plan(self.column_map_for(lead_file, tuple(last_keys)))
             yield check_row(row, values, plan)
 

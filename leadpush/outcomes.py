@@ -6,13 +6,13 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """What became of one row. Every row ends with exactly one."""
 
     VALID = "valid"  # dry run: would be sent
@@ -25,9 +25,6 @@ class Status(str, Enum):
     ABORTED = "aborted"  # never sent because the run, or its campaign, stopped
     SUPPRESSED = "suppressed"  # on a do-not-call list: never sent, and not a failure
     DELETED = "deleted"  # undo: CloudAgent deleted the lead a run had added
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Rows with these statuses go to the failures file and make the exit code 1.

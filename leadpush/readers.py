@@ -138,7 +138,7 @@ def open_lead_file(path: str | Path, *, fmt: str | None = None, encoding: str | 
 
         def opener() -> IO[bytes]:
             spool.seek(0)
-            return _NoClose(spool)
+            return _NoClose(spool)  # type: ignore[return-value]  # a raw stream standing in for the file
     else:
         name = path
         p = Path(path)

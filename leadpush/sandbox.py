@@ -830,7 +830,7 @@ class Sandbox:
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     def log_request(self, method: str, path: str, raw: bytes, answer: Answer) -> None:
         if self._log is None:

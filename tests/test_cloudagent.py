@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 
 import pytest
-import requests
 
-from leadpush.cloudagent import (Connection, TokenKeeper, TokenStore, check_base_url, check_secret, classify,
-                                 jwt_times, make_session, parse_answer)
+from leadpush.cloudagent import (
+    Connection,
+    TokenKeeper,
+    TokenStore,
+    check_base_url,
+    check_secret,
+    classify,
+    jwt_times,
+    make_session,
+    parse_answer,
+)
 from leadpush.outcomes import AccountRefusal, ConfigError
 from leadpush.pacing import HEADROOM, Pacer, parse_rate
 from leadpush.sandbox import Sandbox

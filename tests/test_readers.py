@@ -16,7 +16,7 @@ from leadpush.readers import open_lead_file
 def rows_of(path, **kw):
     """The rows with their values by column name (CSV/XLSX rows are lists in column order)."""
     with open_lead_file(path, **kw) as f:
-        return f, [(row, values if isinstance(values, dict) else dict(zip(f.keys or [], values)))
+        return f, [(row, values if isinstance(values, dict) else dict(zip(f.keys or [], values, strict=False)))
                    for row, values in f.rows()]
 
 
