@@ -70,6 +70,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     # message names the cell; the whole row is marked, since the cell may feed any field).
     Cause("cell.no_value", None, "a formula saved without its result",
           "open the file in a spreadsheet and save it again, or paste the values"),
+    Cause("cell.spreadsheet_error", None, "a cell holding a spreadsheet error (#DIV/0!, #N/A ...)",
+          "fix the formula, or paste the values, and save again"),
+    Cause("cell.inexact_number", None, "a number beyond the digits a spreadsheet keeps exactly",
+          "format the column as text and type the number again"),
     # Rows deliberately not sent (`skipped`): nothing to fix.
     Cause("row.duplicate", None, "same campaign and phone as an earlier row", "nothing: the first one is sent"),
     Cause("row.done_earlier", None, "uploaded in an earlier run (--resume)", "nothing"),

@@ -556,10 +556,16 @@ class Checker:
         if lead_file.keys is not None:
             # CSV and XLSX rows are lists in the header's order: one map, by position.
             cmap = self.column_map_for(lead_file, tuple(lead_file.keys)).positional(lead_file.keys)
-            if lead_file.cell_problems:
-                yield from self._check_cell_problems(lead_file, cmap)
-                return
             plan = self._plan(cmap)
+            problems = lead_file.cell_problems
+            if problems is not None:  # a workbook: it learns of more cells as its rows are read
+                cell_problems = self._cell_problems
+                for row, values in lead_file.rows():
+                    outcome, body = check_row(row, values, plan)
+                    if problems and (bad := problems.get(row)):
+                        body = cell_problems(outcome, body, bad, cmap)
+                    yield outcome, body
+                return
             for row, values in lead_file.rows():
                 yield check_row(row, values, plan)
             return
@@ -572,25 +578,27 @@ class Checker:
                 plan = self._plan(self.column_map_for(lead_file, tuple(last_keys)))
             yield check_row(row, values, plan)
 
-    def _check_cell_problems(self, lead_file: LeadFile,
-                             cmap: ColumnMap) -> Iterator[tuple[RowOutcome, dict[str, str] | None]]:
-        """check_row, and a row that takes a field from a cell without a value (a workbook formula
-        saved without its result) is invalid, saying so: it must not go out with the cell empty."""
-        problems = lead_file.cell_problems or {}
+    @staticmethod
+    def _cell_problems(outcome: RowOutcome, body: dict[str, str] | None, bad: dict[int, str],
+                       cmap: ColumnMap) -> dict[str, str] | None:
+        """A workbook row with cells leadpush cannot take a value from as written (a formula saved
+        without its result, an error cell, a number beyond a float's exact whole numbers): when
+        the row sends one, it is invalid, saying so, and its body (returned) is None."""
         used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
-        plan = self._plan(cmap)
-        for row, values in lead_file.rows():
-            outcome, body = self.check_row(row, values, plan)
-            bad = problems.get(row)
-            said = [Problem("cell.no_value", m) for col, m in sorted(bad.items()) if col in used] if bad else []
-            if said:
-                # What the check said about the same cell ("phone number is empty") is said better.
-                rest = [] if outcome.status is not _INVALID else [
-                    p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]  # type: ignore[operator]
-                outcome.status, outcome.problems, body = _INVALID, tuple(said + rest), None
-                outcome.message = "; ".join(outcome.problems)
-                outcome.cause = ";".join(p.cause for p in outcome.problems)
-            yield outcome, body
+        phone = cmap.fields.get("phoneNumber")
+        # An error cell or an inexact number in the phone column: the phone check refuses it
+        # with its own cause (phone.spreadsheet_error, phone.scientific).
+        said = [m if isinstance(m, Problem) else Problem("cell.no_value", m) for col, m in sorted(bad.items())
+                if col in used and not (col == phone and getattr(m, "cause", "") != "cell.no_value")]
+        if not said:
+            return body
+        # What the check said about the same cell ("phone number is empty") is said better.
+        rest = [] if outcome.status is not _INVALID else [
+            p for p in outcome.problems if cmap.fields.get(describe(p.cause).field or "") not in bad]
+        outcome.status, outcome.problems = _INVALID, tuple(said + rest)
+        outcome.message = "; ".join(outcome.problems)
+        outcome.cause = ";".join(p.cause for p in outcome.problems)
+        return None
 
     def check_row(self, row: int, values: list[Any] | dict[str, Any],
                   plan: _RowPlan) -> tuple[RowOutcome, dict[str, str] | None]:

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,12 +97,27 @@ class _WatchedAdapter(HTTPAdapter):
 
 # ---------------------------------------------------------------------------- answers
 
+class VerdictKind(StrEnum):
+    """What kind of answer one HTTP exchange was (Delete Campaign Data adds its own two)."""
+
+    ADDED = "added"
+    EXISTS = "exists"
+    REJECTED = "rejected"  # the row refused, with CloudAgent's words
+    TOKEN_EXPIRED = "token-expired"
+    ACCOUNT = "account"  # the account refused: nothing more can be sent
+    CAMPAIGN = "campaign"  # the campaign refused: none of its rows can be sent
+    TRANSIENT = "transient"  # certainly nothing done (429, 503, never connected): resend
+    AMBIGUOUS = "ambiguous"  # perhaps stored (read timeout, 502, 504): resend only with checkDuplicate
+    UNRECOGNISED = "unrecognised"  # never added, never resent
+    DELETED = "deleted"
+    NO_RECORD = "no-record"
+
+
 @dataclass
 class Verdict:
     """What one HTTP exchange means for the row."""
 
-    # added | exists | rejected | token-expired | account | campaign | transient | ambiguous | unrecognised
-    kind: str
+    kind: VerdictKind
     message: str
     http_status: int | None = None
     retry_after: float | None = None
@@ -228,52 +244,56 @@ def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdic
     """
     snippet = clip(text)  # callers pass text already scrubbed: cut only after
     if 300 <= status < 400:
-        return Verdict("account", _redirect(status, headers), status)
+        return Verdict(VerdictKind.ACCOUNT, _redirect(status, headers), status)
     body = parse_answer(text)
     outcome = str(body.get("status", "")).strip().lower() if body else ""
     message = " ".join(str(body.get("message") or "").split()) if body else ""
     key = message.lower().rstrip(".! ")
     if body is not None:
         if key == "token expired":
-            return Verdict("token-expired", message, status)
+            return Verdict(VerdictKind.TOKEN_EXPIRED, message, status)
         if key in _ACCOUNT:
-            return Verdict("account", _ACCOUNT[key], status)
+            return Verdict(VerdictKind.ACCOUNT, _ACCOUNT[key], status)
         if key in _CAMPAIGN:
-            return Verdict("campaign", message, status)
+            return Verdict(VerdictKind.CAMPAIGN, message, status)
         if key in _ROW_REFUSALS:
-            return Verdict("rejected", message, status)
+            return Verdict(VerdictKind.REJECTED, message, status)
     if status == 429:
-        return Verdict("transient", "HTTP 429 Too Many Requests", status, retry_after(headers.get("Retry-After")))
+        return Verdict(VerdictKind.TRANSIENT, "HTTP 429 Too Many Requests", status,
+                       retry_after(headers.get("Retry-After")))
     if status == 503:
-        return Verdict("transient", "HTTP 503 from CloudAgent (nothing stored)", status,
+        return Verdict(VerdictKind.TRANSIENT, "HTTP 503 from CloudAgent (nothing stored)", status,
                        retry_after(headers.get("Retry-After")))
     if status >= 500:
         # A gateway (502, 504) or the server (500) may have failed after the lead was stored.
-        return Verdict("ambiguous", f"HTTP {status} from CloudAgent", status, retry_after(headers.get("Retry-After")))
+        return Verdict(VerdictKind.AMBIGUOUS, f"HTTP {status} from CloudAgent", status,
+                       retry_after(headers.get("Retry-After")))
     if status in (401, 403):
-        return Verdict("account", f"CloudAgent answered HTTP {status} ({snippet or 'no body'}); check the API key "
-                                  f"and the account's API settings", status)
+        return Verdict(VerdictKind.ACCOUNT, f"CloudAgent answered HTTP {status} ({snippet or 'no body'}); "
+                                            f"check the API key and the account's API settings", status)
     if status in (404, 405):
-        return Verdict("account", f"CloudAgent answered HTTP {status} for {ADD_PATH}; check the base URL", status)
-    unrecognised = Verdict("unrecognised", f"unrecognised answer (HTTP {status}): {snippet or 'empty body'}", status)
+        return Verdict(VerdictKind.ACCOUNT, f"CloudAgent answered HTTP {status} for {ADD_PATH}; check the base URL",
+                       status)
+    unrecognised = Verdict(VerdictKind.UNRECOGNISED,
+                           f"unrecognised answer (HTTP {status}): {snippet or 'empty body'}", status)
     if body is None or status != 200:
         if status < 400 or body is None or outcome == "success" or "success" in key:
             return unrecognised  # a 4xx that says success says two things: neither is trusted
-        return Verdict("rejected", message or snippet, status)
+        return Verdict(VerdictKind.REJECTED, message or snippet, status)
     if outcome == "success":
         if key in _EXISTS:
-            return Verdict("exists", message, status)
+            return Verdict(VerdictKind.EXISTS, message, status)
         if stored(key, campaign):
-            return Verdict("added", message, status)
+            return Verdict(VerdictKind.ADDED, message, status)
         if "success" not in key and _NEGATION.search(key):
-            return Verdict("rejected", message, status)  # "Number is in DND list, not added"
+            return Verdict(VerdictKind.REJECTED, message, status)  # "Number is in DND list, not added"
         return unrecognised  # a success text with more to it says two things: neither is trusted
     if outcome == "false":
         # Every documented "false" answer is about the account or the token: so is an unknown one.
-        return Verdict("account", f"CloudAgent refused the request: {message or snippet} (an undocumented "
+        return Verdict(VerdictKind.ACCOUNT, f"CloudAgent refused the request: {message or snippet} (an undocumented "
                                   f"answer with status false; every documented one concerns the account)", status)
     if outcome in _FAIL_WORDS and message:
-        return Verdict("rejected", message, status)
+        return Verdict(VerdictKind.REJECTED, message, status)
     return unrecognised
 
 
@@ -614,7 +634,7 @@ class TokenKeeper:
                 self.store.save({"token": token, "generations": recent})
                 self._token, self._unused = token, True
                 return token
-            if kind == "ambiguous":
+            if kind is VerdictKind.AMBIGUOUS:
                 # The server may have issued (and counted) a token whose answer was lost.
                 recent.append(now)
                 self.store.save({"token": kept, "generations": recent} if kept else {"generations": recent})
@@ -634,7 +654,7 @@ class TokenKeeper:
                                            f"before a retry")
                 self.sleep(min(left, 0.25))
 
-    def _ask(self) -> tuple[str, str, float | None, str | None]:
+    def _ask(self) -> tuple[VerdictKind | None, str, float | None, str | None]:
         """One Generate Token request: (fault kind, reason, Retry-After, token or None)."""
         self.pacer.wait()
         self.requests += 1
@@ -646,7 +666,8 @@ class TokenKeeper:
             raise AccountRefusal("TLS verification of CloudAgent's certificate failed; check the base URL "
                                  "or REQUESTS_CA_BUNDLE") from None
         except requests.RequestException as e:
-            return ("transient" if _never_reached(e) else "ambiguous"), _transport_reason(e), None, None
+            kind = VerdictKind.TRANSIENT if _never_reached(e) else VerdictKind.AMBIGUOUS
+            return kind, _transport_reason(e), None, None
         status = reply.status
         if 300 <= status < 400:
             raise AccountRefusal(scrub(_redirect(status, reply.headers), self.conn.secrets))
@@ -656,12 +677,12 @@ class TokenKeeper:
             if not sendable_token(token):
                 raise AccountRefusal("CloudAgent sent a token that cannot be sent back in an HTTP header (not a "
                                      "JWT of plain ASCII characters); it was neither used nor kept")
-            return "", "", None, token
+            return None, "", None, token
         wait = retry_after(reply.headers.get("Retry-After"))
         if status in (429, 503):
-            return "transient", f"HTTP {status}", wait, None
+            return VerdictKind.TRANSIENT, f"HTTP {status}", wait, None
         if status >= 500:
-            return "ambiguous", f"HTTP {status}", wait, None
+            return VerdictKind.AMBIGUOUS, f"HTTP {status}", wait, None
         # Scrubbed before anything is cut: a key straddling the cut would otherwise leave its start.
         text = scrub(reply.text, self.conn.secrets)
         message = scrub(str(body.get("message") or "").strip(), self.conn.secrets) or (
@@ -706,15 +727,16 @@ def post_lead(session: requests.Session, conn: Connection, payload: bytes, token
     try:
         reply = exchange(session, conn.base_url + ADD_PATH, payload, headers, timeout)
     except requests.exceptions.SSLError:
-        return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
+        return Verdict(VerdictKind.ACCOUNT, "TLS verification of CloudAgent's certificate failed; check the base URL "
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
-        return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
+        return Verdict(VerdictKind.TRANSIENT if _never_reached(e) else VerdictKind.AMBIGUOUS, _transport_reason(e))
     if reply.oversized or reply.undecodable:
         verdict = classify(reply.status, "", reply.headers)
-        if verdict.kind in ("unrecognised", "rejected"):
+        if verdict.kind in (VerdictKind.UNRECOGNISED, VerdictKind.REJECTED):
             why = reply.undecodable or f"longer than {BODY_CAP} bytes, not read"
-            verdict = Verdict("unrecognised", f"unrecognised answer (HTTP {reply.status}): {why}", reply.status)
+            verdict = Verdict(VerdictKind.UNRECOGNISED, f"unrecognised answer (HTTP {reply.status}): {why}",
+                              reply.status)
         return verdict
     verdict = classify(reply.status, scrub(reply.text, secrets), reply.headers, campaign)
     verdict.message = scrub(verdict.message, secrets)  # a secret JSON-escaped in the raw text is plain here
@@ -729,7 +751,7 @@ class Sent:
     message: str
     attempts: int
     http_status: int | None = None
-    stop: str | None = None  # None, "account" or "campaign"
+    stop: VerdictKind | None = None  # None, ACCOUNT or CAMPAIGN
     cause: str = ""  # a code of leadpush.causes, for rows that did not go through
     probably_ours: bool = False  # `exists` after an attempt of this run whose answer was lost
     maybe_stored: bool = False  # an attempt may have stored the lead (no verdict came back)
@@ -783,7 +805,7 @@ class Sender:
                 self.requests += 1
             verdict = self._exchange(payload, token, campaign)
             last_status = verdict.http_status
-            if verdict.kind == "token-expired":
+            if verdict.kind is VerdictKind.TOKEN_EXPIRED:
                 token_resends += 1
                 if token_resends > TOKEN_RESENDS:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens "
@@ -792,25 +814,25 @@ class Sender:
                 self.tokens.expired(token)
                 continue
             self.tokens.used(token)
-            if verdict.kind == "added":
+            if verdict.kind is VerdictKind.ADDED:
                 return Sent(Status.ADDED, verdict.message, attempts, last_status)
-            if verdict.kind == "exists":
+            if verdict.kind is VerdictKind.EXISTS:
                 if maybe_stored:
                     return Sent(Status.EXISTS, f"stored; an earlier attempt of this run probably added it "
                                                f"(CloudAgent: {verdict.message})", attempts, last_status,
                                 probably_ours=True)
                 return Sent(Status.EXISTS, verdict.message, attempts, last_status)
-            if verdict.kind == "rejected":
+            if verdict.kind is VerdictKind.REJECTED:
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
-            if verdict.kind in ("account", "campaign"):
+            if verdict.kind in (VerdictKind.ACCOUNT, VerdictKind.CAMPAIGN):
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
                             cause=f"cloudagent.{verdict.kind}")
-            if verdict.kind == "unrecognised":
+            if verdict.kind is VerdictKind.UNRECOGNISED:
                 return Sent(Status.FAILED, f"{verdict.message}; not counted as added, and not resent (the lead "
                                            f"may or may not have been stored)", attempts, last_status,
                             cause="cloudagent.unrecognised")
-            maybe_stored = maybe_stored or verdict.kind == "ambiguous"
-            if verdict.kind == "ambiguous" and not dedup:
+            maybe_stored = maybe_stored or verdict.kind is VerdictKind.AMBIGUOUS
+            if verdict.kind is VerdictKind.AMBIGUOUS and not dedup:
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message}; the lead may or may not have "
                                            f"been stored, and it was not resent because checkDuplicate is FALSE "
                                            f"(a resend could add it twice)", attempts, last_status,
@@ -872,16 +894,17 @@ def auth_check(session: requests.Session, conn: Connection, cache_dir: Path, *,
         for _ in range(2):
             token = tokens.current()
             verdict = post_lead(session, conn, payload, token, 30.0)
-            if verdict.kind != "token-expired":
+            if verdict.kind is not VerdictKind.TOKEN_EXPIRED:
                 break
             tokens.expired(token)
     except TokenUnavailable as e:
         raise AccountRefusal(f"could not confirm the account: {e}") from None
-    if verdict.kind == "account":
+    if verdict.kind is VerdictKind.ACCOUNT:
         raise AccountRefusal(verdict.message)
-    if verdict.kind == "token-expired":
+    if verdict.kind is VerdictKind.TOKEN_EXPIRED:
         raise AccountRefusal("could not confirm the account: CloudAgent answered 'Token Expired' to a fresh token")
-    if not (verdict.kind == "rejected" and verdict.message.lower().rstrip(". ") == "please provide campaign details"):
+    expected = verdict.message.lower().rstrip(". ") == "please provide campaign details"
+    if not (verdict.kind is VerdictKind.REJECTED and expected):
         raise AccountRefusal(f"could not confirm the account: CloudAgent did not give the expected answer "
                              f"('Please provide campaign details') but (HTTP {verdict.http_status}): {verdict.message}")
     _, exp = jwt_times(token)

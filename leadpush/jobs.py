@@ -15,6 +15,7 @@ from .mapping import maps_phone
 from .outcomes import ConfigError, OutputError, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
+    FAILURE_COLUMNS,
     FailuresFormat,
     FailuresWriter,
     LogWriter,
@@ -97,6 +98,11 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     the end. Files that could not be written are in `recorder.errors` afterwards."""
     check_paths(opts, lead_file)
     recorder = Recorder(table=opts.table)
+    if lead_file.keys is None:  # JSON: any object may carry it
+        recorder.first_row_at = FAILURE_COLUMNS[0]
+    else:
+        recorder.first_row_at = next((i for i, k in enumerate(lead_file.keys)
+                                      if k.strip().lower() == FAILURE_COLUMNS[0]), None)
     try:
         if opts.log_file:
             recorder.log = LogWriter(opts.log_file, opts.secrets)

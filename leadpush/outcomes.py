@@ -100,6 +100,9 @@ class RowOutcome:
     # through as on others; the message says the same in words.
     note: str = ""
     maybe_stored: bool = False  # an attempt may have stored the lead although no verdict came back
+    # A failures file fed back in: the row in the file the row first came from (its leadpush_row),
+    # which the table and --json show; `row` stays the line of the file being read.
+    first_row: int | None = None
 
 
 def exit_code_for(counts: dict[Status, int], *, account_refused: bool = False,

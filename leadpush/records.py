@@ -349,6 +349,22 @@ def sibling_path(input_name: str, tag: str, ext: str, *, stream: bool = False) -
     return p.with_name(f"{p.name}.{tag}.{ext}")
 
 
+def first_row_of(source: list[Any] | dict[str, Any] | None, at: int | str) -> int | None:
+    """The leadpush_row a failures file gave a row (the row of the file it first came from)."""
+    if isinstance(source, dict) and isinstance(at, str):
+        value = source.get(at)
+    elif isinstance(source, list) and isinstance(at, int) and at < len(source):
+        value = source[at]
+    else:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else None
+
+
 class Recorder:
     """Takes each row's outcome once, in row order, and hands it to everything that keeps it."""
 
@@ -366,6 +382,8 @@ class Recorder:
         self.notes: Counter[str] = Counter()  # rows per note code (a cell leadpush rewrote to read it)
         self.errors: list[str] = []  # outputs that could not be written, one line each
         self.broken: set[Path] = set()  # their paths
+        # A failures file fed back in: where each row's leadpush_row is (column index, or JSON key).
+        self.first_row_at: int | str | None = None
 
     @property
     def counts(self) -> Counter[Status]:
@@ -402,6 +420,8 @@ class Recorder:
             except OutputError as e:
                 broken = self._broke("failures", e)
         if self.table_mode != "none":
+            if self.first_row_at is not None:
+                o.first_row = first_row_of(o.source, self.first_row_at)
             self._table(o, failed)
         if not failed:
             o.source = None  # the failures file was its only use

@@ -67,7 +67,7 @@ def print_table(console: Console, summary: RunSummary) -> None:
     table.add_column("message", overflow="fold")
     for o in sorted(rec.table_rows, key=lambda o: o.row):
         style = STATUS_STYLES.get(o.status, "")
-        table.add_row(str(o.row), shown(o.phone), shown(o.campaign),
+        table.add_row(str(o.first_row or o.row), shown(o.phone), shown(o.campaign),
                       f"[{style}]{o.status.value}[/]", shown(o.message))
     console.print(table)
     if rec.table_dropped:
@@ -108,7 +108,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         if cmap.ignored:
             console.print("Not sent: " + ", ".join(shown(c) for c in cmap.ignored))
     if summary.not_lead_rows:
-        listed = [f"line {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
+        unit = "line" if summary.file_format in ("csv", "json", "jsonl") else "row"  # a sheet has rows
+        listed = [f"{unit} {line} {kind} {text!r}" for line, kind, text in summary.not_lead_rows[:8]]
         more = len(summary.not_lead_rows) - len(listed)
         console.print("Not lead rows (neither sent nor counted): " + shown("; ".join(listed))
                       + (f"; and {more} more" if more > 0 else ""))
@@ -169,7 +170,10 @@ def summary_object(summary: RunSummary) -> dict[str, Any]:
                     "hint": describe(code).hint} for code, n in summary.cause_items()],
         "notes": [{"note": code, "rows": n, "label": describe(code).label} for code, n in summary.note_items()],
         # The rows to look at (as in the table: at most 1,000; the results file has every row).
-        "problem_rows": [{"row": o.row, "status": o.status.value, "cause": o.cause, "message": str(o.message),
+        # A failures file fed back in: "row" is the row of the file the row first came from, and
+        # "file_row" its row in the file read.
+        "problem_rows": [{"row": o.first_row or o.row, **({"file_row": o.row} if o.first_row else {}),
+                          "status": o.status.value, "cause": o.cause, "message": str(o.message),
                           "phoneNumber": o.phone, "campaignName": o.campaign}
                          for o in sorted(rec.table_rows, key=lambda o: o.row) if o.status in FAILURE_STATUSES],
         "problem_rows_omitted": rec.table_dropped,

@@ -27,6 +27,7 @@ from .cloudagent import (
     TokenStore,
     TokenUnavailable,
     Verdict,
+    VerdictKind,
     _never_reached,
     _transport_reason,
     classify,
@@ -38,7 +39,7 @@ from .ledger import EXISTS_AFTER_ATTEMPT, Ledger, RunLog, default_data_dir, loca
 from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, clip, exit_code_for, scrub
 from .pacing import Pacer
 from .records import Recorder, ResultsWriter, RunSummary, TableMode
-from .upload import UploadSettings, _abort, _Stop, _Workers
+from .upload import StopKind, UploadSettings, _abort, _Stop, _Workers
 
 DELETE_PATH = "/ca_apis/deleteCampaignData"
 _CAMPAIGN = ("campaign should not be null are empty", "passed campaign are invalid")
@@ -206,16 +207,16 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
     message = str(body.get("message") or "").strip()
     key = message.lower().rstrip(".! ")
     if key == "deleted successfully":
-        return Verdict("deleted", message, status)
+        return Verdict(VerdictKind.DELETED, message, status)
     if key == "no record found":
-        return Verdict("no-record", message, status)
+        return Verdict(VerdictKind.NO_RECORD, message, status)
     if key == "token expired":
-        return Verdict("token-expired", message, status)
+        return Verdict(VerdictKind.TOKEN_EXPIRED, message, status)
     if key in _ACCOUNT:
-        return Verdict("account", _ACCOUNT[key], status)
+        return Verdict(VerdictKind.ACCOUNT, _ACCOUNT[key], status)
     if key in _CAMPAIGN:
-        return Verdict("campaign", message, status)
-    return Verdict("rejected", message or f"unexpected answer: {clip(text)}", status)
+        return Verdict(VerdictKind.CAMPAIGN, message, status)
+    return Verdict(VerdictKind.REJECTED, message or f"unexpected answer: {clip(text)}", status)
 
 
 def delete_lead(session: requests.Session, conn: Connection, payload: bytes, token: str, timeout: float) -> Verdict:
@@ -226,10 +227,10 @@ def delete_lead(session: requests.Session, conn: Connection, payload: bytes, tok
     try:
         reply = exchange(session, conn.base_url + DELETE_PATH, payload, headers, timeout, method="DELETE")
     except requests.exceptions.SSLError:
-        return Verdict("account", "TLS verification of CloudAgent's certificate failed; check the base URL "
+        return Verdict(VerdictKind.ACCOUNT, "TLS verification of CloudAgent's certificate failed; check the base URL "
                                   "or REQUESTS_CA_BUNDLE")
     except requests.RequestException as e:
-        return Verdict("transient" if _never_reached(e) else "ambiguous", _transport_reason(e))
+        return Verdict(VerdictKind.TRANSIENT if _never_reached(e) else VerdictKind.AMBIGUOUS, _transport_reason(e))
     unread = reply.oversized or bool(reply.undecodable)
     verdict = classify_delete(reply.status, "" if unread else scrub(reply.text, secrets), reply.headers)
     verdict.message = scrub(verdict.message, secrets)
@@ -255,7 +256,7 @@ class Deleter(Sender):
                 self.requests += 1
             verdict = delete_lead(self.session, self.conn, payload, token, self.timeout)
             last_status = verdict.http_status
-            if verdict.kind == "token-expired":
+            if verdict.kind is VerdictKind.TOKEN_EXPIRED:
                 token_resends += 1
                 if token_resends > TOKEN_RESENDS:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens",
@@ -263,29 +264,29 @@ class Deleter(Sender):
                 self.tokens.expired(token)
                 continue
             self.tokens.used(token)
-            if verdict.kind == "deleted":
+            if verdict.kind is VerdictKind.DELETED:
                 return Sent(Status.DELETED, verdict.message, attempts, last_status)
-            if verdict.kind == "no-record" and maybe_done:
+            if verdict.kind is VerdictKind.NO_RECORD and maybe_done:
                 # An earlier attempt went unanswered: it is the one that deleted the lead.
                 return Sent(Status.DELETED, f"{verdict.message} on a resend: an earlier attempt whose answer was "
                                             f"lost deleted it", attempts, last_status)
-            if verdict.kind == "no-record":
+            if verdict.kind is VerdictKind.NO_RECORD:
                 return Sent(Status.SKIPPED, f"not in the campaign any more ({verdict.message}): nothing to delete",
                             attempts, last_status, cause="row.gone")
-            if verdict.kind == "rejected" and maybe_done:
+            if verdict.kind is VerdictKind.REJECTED and maybe_done:
                 # An answer undo does not know, after an attempt that may have deleted the lead: the
                 # outcome is unknown, and the ledger is not told `deleted`.
                 return Sent(Status.FAILED, f"outcome unknown: {verdict.message} (on a resend, after an attempt "
                                            f"whose answer was lost; the lead may or may not have been deleted: "
                                            f"undo again to be sure)", attempts, last_status, cause="send.unknown")
-            if verdict.kind == "rejected":
+            if verdict.kind is VerdictKind.REJECTED:
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, cause="cloudagent.rejected")
-            if verdict.kind in ("account", "campaign"):
+            if verdict.kind in (VerdictKind.ACCOUNT, VerdictKind.CAMPAIGN):
                 return Sent(Status.REJECTED, verdict.message, attempts, last_status, stop=verdict.kind,
                             cause=f"cloudagent.{verdict.kind}")
             # Anything else is resent (a delete sent twice deletes once); an answer that may
             # have come after the delete was done makes a later "No Record Found" ours.
-            maybe_done = maybe_done or verdict.kind in ("ambiguous", "unrecognised")
+            maybe_done = maybe_done or verdict.kind in (VerdictKind.AMBIGUOUS, VerdictKind.UNRECOGNISED)
             if retries >= self.retries:
                 return Sent(Status.FAILED, f"{verdict.message}; gave up after {attempts} attempts"
                             + ("; the lead may or may not have been deleted (undo again to be sure)"
@@ -357,11 +358,11 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
         try:
             sent = deleter.delete(o.campaign, o.phone, stop.is_set)
         except (AccountRefusal, TokenUnavailable) as e:
-            stop.run("account" if isinstance(e, AccountRefusal) else "token", str(e))
+            stop.run(StopKind.ACCOUNT if isinstance(e, AccountRefusal) else StopKind.TOKEN, str(e))
             return _abort(o, Problem("not_sent.stopped", f"not deleted: {e}"))
-        if sent.stop == "account":
-            stop.run("account", sent.message)
-        elif sent.stop == "campaign":
+        if sent.stop is VerdictKind.ACCOUNT:
+            stop.run(StopKind.ACCOUNT, sent.message)
+        elif sent.stop is VerdictKind.CAMPAIGN:
             stop.campaign(o.campaign, sent.message)
         why = why_not(o.campaign) if sent.status is Status.ABORTED else None  # which stop, if one
         o.status, o.message, o.cause = sent.status, why or sent.message, why.cause if why else sent.cause
@@ -370,7 +371,7 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
         # (No Record Found: deleted by an attempt a kill cut short, or by hand) is gone all the same:
         # the ledger counts it deleted, so no later undo or --skip-loaded-within counts it present.
         if not run_log.row(replace(o, status=Status.DELETED) if o.status is Status.SKIPPED else o):
-            stop.run("ledger", run_log.failure_note(journal.path if journal else None) or "")
+            stop.run(StopKind.LEDGER, run_log.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts:
             journal.row(o)
         return o
@@ -415,7 +416,7 @@ def undo(plan: UndoPlan, settings: UploadSettings, *, session: requests.Session,
     summary.stop_reason = stop.reason
     if journal:
         journal.end(complete=stop.reason is None and not stop.interrupt.is_set())
-    summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind == "account",
+    summary.exit_code = exit_code_for(recorder.counts, account_refused=stop.kind is StopKind.ACCOUNT,
                                       interrupted=stop.interrupt.is_set(),
                                       terminated=getattr(stop.interrupt, "terminated", False))
     run_log.end(recorder.counts, summary.exit_code)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +22,7 @@ import requests
 
 from .causes import UNKNOWN_CAUSES, Problem, causes_of
 from .checks import Checker
-from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable
+from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable, VerdictKind
 from .files import identity
 from .jobs import (
     InputOptions,
@@ -151,20 +152,31 @@ class _Workers:
                 t.join()
 
 
+class StopKind(StrEnum):
+    """What stopped a run before its last row."""
+
+    ACCOUNT = "account"  # CloudAgent refused the account (exit 3)
+    TOKEN = "token"  # no token could be had
+    LEDGER = "ledger"  # the run ledger could not be written
+    OUTPUT = "output"  # an output file could not be written
+    INPUT = "input"  # the input changed during the upload
+    ERROR = "error"  # a bug of leadpush's own
+
+
 class _Stop:
     """Why sending stopped, for the whole run or one campaign; shared by the workers."""
 
     def __init__(self, interrupt: threading.Event) -> None:
         self.interrupt = interrupt  # set from outside (Ctrl-C, SIGTERM)
         self.reason: str | None = None
-        self.kind: str | None = None  # account | token
+        self.kind: StopKind | None = None
         self.campaigns: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def is_set(self) -> bool:
         return self.reason is not None or self.interrupt.is_set()
 
-    def run(self, kind: str, reason: str) -> None:
+    def run(self, kind: StopKind, reason: str) -> None:
         with self._lock:
             if self.reason is None:
                 self.reason, self.kind = reason, kind
@@ -224,20 +236,20 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             try:
                 journal.sending(outcome)  # no request goes out that the journal does not know of
             except OutputError as e:
-                stop.run("output", str(e))
+                stop.run(StopKind.OUTPUT, str(e))
                 return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         sent_any.set()
         try:
             sent = sender.send(body, stop.is_set)
         except AccountRefusal as e:
-            stop.run("account", str(e))
+            stop.run(StopKind.ACCOUNT, str(e))
             return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
         except TokenUnavailable as e:
-            stop.run("token", str(e))
+            stop.run(StopKind.TOKEN, str(e))
             return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
-        if sent.stop == "account":
-            stop.run("account", sent.message)
-        elif sent.stop == "campaign":
+        if sent.stop is VerdictKind.ACCOUNT:
+            stop.run(StopKind.ACCOUNT, sent.message)
+        elif sent.stop is VerdictKind.CAMPAIGN:
             stop.campaign(outcome.campaign, sent.message)
         # `exists` after an attempt of this run whose answer was lost, or, in a resumed run, for a
         # row the stopped run may have sent before it was killed: perhaps this run's own lead.
@@ -254,12 +266,12 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         # The ledger before the journal (it then holds at least what the journal does), but the
         # journal whatever befalls the ledger: a ledger that cannot be written stops dispatching.
         if ledger and not quitting and not ledger.row(outcome, after_attempt=after_attempt):
-            stop.run("ledger", ledger.failure_note(journal.path if journal else None) or "")
+            stop.run(StopKind.LEDGER, ledger.failure_note(journal.path if journal else None) or "")
         if journal and sent.attempts and not quitting:
             try:
                 journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
             except OutputError as e:
-                stop.run("output", str(e))  # the row itself is still recorded in results and failures
+                stop.run(StopKind.OUTPUT, str(e))  # the row itself is still recorded in results and failures
         return outcome
 
     def quit_now() -> bool:
@@ -292,7 +304,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                     try:
                         recorder.record(item.result() if isinstance(item, Future) else item)
                     except OutputError as e:  # the row went to every file that still works
-                        stop.run("output", str(e))
+                        stop.run(StopKind.OUTPUT, str(e))
                     progress.advance()
 
             # Rows go out in file order as far as the workers allow; at most 2 per worker wait.
@@ -332,7 +344,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                             break
                         read += 1
                         if read > total:  # rows the check never saw: not sent
-                            stop.run("input", f"{lead_file.name} changed during the upload: it now has more "
+                            stop.run(StopKind.INPUT, f"{lead_file.name} changed during the upload: it now has more "
                                               f"than the {total} rows checked; the rows after them were not sent")
                             break
                         if body is not None and opts.suppression and opts.suppression.screen(outcome):
@@ -362,16 +374,16 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                         _dispatch(outcome, body)
                 except InputError as e:
                     # The file changed under us after the check: what was sent stays sent and on record.
-                    stop.run("input", f"{lead_file.name} changed during the upload after {read} of {total} rows "
+                    stop.run(StopKind.INPUT, f"{lead_file.name} changed during the upload after {read} of {total} rows "
                                       f"({e}); the rows not reached were not sent")
-                if not quit_now() and stop.kind != "input" and read < total:
-                    stop.run("input", f"{lead_file.name} changed during the upload: {read} rows read where the "
+                if not quit_now() and stop.kind is not StopKind.INPUT and read < total:
+                    stop.run(StopKind.INPUT, f"{lead_file.name} changed during the upload: {read} rows read where the "
                                       f"check found {total}")
                 flush(wait=True)  # in-flight requests finish; workers waiting for a slot see a stop at once
             except Exception:
                 # A bug of ours: nothing more is sent, and the rows in flight finish (journal, ledger)
                 # before the files and the ledger are closed under them.
-                stop.run("error", "an internal error")
+                stop.run(StopKind.ERROR, "an internal error")
                 pool.shutdown(wait=True)
                 raise
             finally:
@@ -396,20 +408,20 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
                 journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited,
                             unsettled=counts.get(Status.FAILED, 0) + counts.get(Status.ABORTED, 0))
             except OutputError as e:
-                if stop.kind != "output":
+                if stop.kind is not StopKind.OUTPUT:
                     recorder.errors.append(str(e))
         if resume and resume.state.in_flight:
             summary.in_flight_earlier = len(resume.state.in_flight)
-        code = exit_code_for(counts, account_refused=stop.kind == "account", interrupted=stop.interrupt.is_set(),
+        code = exit_code_for(counts, account_refused=stop.kind is StopKind.ACCOUNT, interrupted=stop.interrupt.is_set(),
                              terminated=getattr(stop.interrupt, "terminated", False))
-        if (stop.kind in ("input", "output") or recorder.errors) and code == ExitCode.OK:
+        if (stop.kind in (StopKind.INPUT, StopKind.OUTPUT) or recorder.errors) and code == ExitCode.OK:
             code = ExitCode.ROW_FAILURES  # rows not reached, or a file not written: never "all went through"
         summary.exit_code = code
         log_end(summary)
         for error in recorder.errors:
             if error not in (summary.stop_reason or ""):
                 summary.stop_reason = f"{summary.stop_reason}; {error}" if summary.stop_reason else error
-        if stop.kind == "output" or recorder.errors:
+        if stop.kind is StopKind.OUTPUT or recorder.errors:
             # A file could not be written: exit 2 if nothing was sent, else never 0.
             if not sent_any.is_set():
                 code = ExitCode.USAGE

@@ -17,8 +17,19 @@ from itertools import islice
 from typing import IO, Any
 from xml.etree import ElementTree
 
+from .causes import Problem
 from .outcomes import InputError
-from .readers import LeadFile, SourceRow, _column_keys, find_header, title_note, title_rows, without_footers
+from .readers import (
+    ABOVE_HEADER,
+    LeadFile,
+    SourceRow,
+    _column_keys,
+    above_header_row,
+    find_header,
+    title_note,
+    title_rows,
+    without_footers,
+)
 
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the container of .xls (and of password-protected .xlsx)
 
@@ -118,10 +129,19 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         raise InputError(f"{name}: {which} is empty {others}")
     top, left = ws.start
     width = ws.width
+    # Cells leadpush cannot take a value from as written, by sheet row and column (0 = the first
+    # column read): a formula without its result and an error cell (from the scan above), and a
+    # number beyond a float's exact integers (found as rows are read). A row that sends one is
+    # refused with the message (checks.Checker._check_cell_problems).
+    problems: dict[int, dict[int, str]] = {}
+    for number, cols in special.items():
+        for col, v in cols.items():
+            if isinstance(v, (CellProblem, ErrorCell)):
+                problems.setdefault(number, {})[col - left] = v.message
 
     def grid() -> Iterator[tuple[int, list[Any]]]:
         """(sheet row, cells) for rows with a value, from the first row of the sheet's values."""
-        number = top
+        number, exact = top, _EXACT
         for cells in islice(ws.iter_rows(), top, None):  # iter_rows starts at row 1 with empties
             number += 1
             if cells.count("") == width:
@@ -130,6 +150,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             for i, v in enumerate(cells):
                 if v.__class__ is not str:
                     cells[i] = _cell(v)
+                    if v.__class__ is float and not -exact < v < exact:
+                        problems.setdefault(number, {})[i] = _inexact(v, f"{_col_letters(left + i + 1)}{number}")
             extra = special.get(number)
             if extra:
                 for col, value in extra.items():
@@ -149,6 +171,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     else:
         for number, cells in grid():
             if header_row is not None and number < header_row:
+                titles.append(([v if v.__class__ is str else _header_text(v) for v in cells], number))
                 continue
             if header_row is not None and number > header_row:
                 raise InputError(f"{name}: row {header_row} of {which} is empty; it cannot be the header")
@@ -156,6 +179,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             break
     if header is None:
         raise InputError(f"{name}: {which} has no header row {others}")
+    if header_row is not None:
+        above_header_row(name, titles, header_row, "row")
     while header and header[-1] == "":
         header.pop()
     keys = _column_keys(name, header_number, header)
@@ -164,11 +189,13 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
     fills = sorted((r0 + 1, r1 + 1, c0 - left, c1 - left) for (r0, c0), (r1, c1) in merges
                    if r0 + 1 > header_number and c0 - left < n)
 
-    not_lead_rows = title_rows(titles)
+    not_lead_rows = title_rows(titles, ABOVE_HEADER if header_row is not None else "title")
+
+    spread: list[int] = []  # the columns of the row last read that a merged range filled
 
     def rows() -> Iterator[SourceRow]:
         del not_lead_rows[len(titles):]  # footers are found again on each pass
-        yield from without_footers(sheet_rows(), not_lead_rows)
+        yield from without_footers(sheet_rows(), not_lead_rows, spread)
 
     def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
         pending = list(fills)  # by first row
@@ -177,6 +204,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             if number <= header_number:
                 continue
             if pending or active:
+                spread.clear()
                 active = [a for a in active if a[0] >= number]
                 while pending and pending[0][0] <= number:
                     r0, r1, c0, c1 = pending.pop(0)
@@ -186,6 +214,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                     for c in range(c0, c1 + 1):
                         if cells[c] == "":
                             cells[c] = value
+                            spread.append(c)
             if len(cells) > n:
                 extra = [v for v in cells[n:] if v != ""]
                 if extra:
@@ -196,11 +225,10 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 cells += [""] * (n - len(cells))
             yield number, cells
 
-    problems = {number: {col - left: v.message for col, v in cols.items() if isinstance(v, CellProblem)}
-                for number, cols in special.items()}
     return LeadFile(name=name, format=fmt, columns=header, keys=keys, _rows=rows,
-                    sheet_note=sheet_note, cell_problems={k: v for k, v in problems.items() if v} or None,
-                    notes=title_note(titles, header_number, "row"), not_lead_rows=not_lead_rows)
+                    sheet_note=sheet_note, cell_problems=problems,
+                    notes=title_note(titles, header_number, "row", chosen=header_row is not None),
+                    not_lead_rows=not_lead_rows)
 
 
 _DONE = b"\x00leadpush: calamine returned\x00"
@@ -251,6 +279,30 @@ class CellProblem(str):
         self = super().__new__(cls, "")
         self.message = message
         return self
+
+
+class ErrorCell(str):
+    """A cell holding a spreadsheet's error value (#DIV/0!, #N/A ...): reads as that text, so the
+    phone check names it; a row that sends it from another column is refused with `message`."""
+
+    message: str
+
+    def __new__(cls, text: str, ref: str) -> ErrorCell:
+        self = super().__new__(cls, text)
+        self.message = Problem("cell.spreadsheet_error",
+                               f"cell {ref} holds {text}, a spreadsheet's error value (a formula that failed), "
+                               f"not a value: fix the formula or paste the values, and save the file again")
+        return self
+
+
+_EXACT = 2.0 ** 53  # a float holds every whole number below this, and not all above
+
+
+def _inexact(v: float, ref: str) -> Problem:
+    return Problem("cell.inexact_number",
+                   f"cell {ref} holds the number {v!r}, beyond the digits a spreadsheet keeps exactly (its last "
+                   f"digits are already lost), so it cannot be sent as written: format the column as text, "
+                   f"type the number again and save the file")
 
 
 def _zip_kind(data: bytes, fmt: str) -> str:
@@ -693,8 +745,8 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
         if b't="e"' in attrs:
             v = _VALUE.search(body)
             if v:
-                special.setdefault(int(digits), {})[_col_number(letters) - 1] = \
-                    html.unescape(v.group(1).decode("utf-8", "replace"))
+                special.setdefault(int(digits), {})[_col_number(letters) - 1] = ErrorCell(
+                    html.unescape(v.group(1).decode("utf-8", "replace")), letters.decode() + digits.decode())
             continue
         f = _FORMULA.search(body)
         if f is None or _VALUE.search(body) or b't="str"' in attrs:
@@ -702,10 +754,10 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
         formula = html.unescape((f.group(1) or b"").decode("utf-8", "replace"))
         shown = f" (={formula[:40]})" if formula else ""
         ref = letters.decode() + digits.decode()
-        special.setdefault(int(digits), {})[_col_number(letters) - 1] = CellProblem(
-            f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
+        special.setdefault(int(digits), {})[_col_number(letters) - 1] = CellProblem(Problem(
+            "cell.no_value", f"cell {ref} holds a formula{shown} saved without its result (the program that wrote "
             f"the file did not calculate it); open the file in a spreadsheet and save it again, or "
-            f"paste the values")
+            f"paste the values"))
 
 
 _ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"

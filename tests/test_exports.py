@@ -52,10 +52,10 @@ def sent(sb) -> list[dict[str, str]]:
 
 
 def assert_sent_exactly(sb, leads: list[dict[str, str]]) -> None:
-    got = sorted(sent(sb), key=lambda lead: lead["phoneNumber"])  # workers send in parallel
+    got = sorted(({k: v for k, v in lead.items() if k != "received_at"}  # the sandbox's own stamp
+                  for lead in sent(sb)), key=lambda lead: lead["phoneNumber"])  # workers send in parallel
     leads = sorted(leads, key=lambda lead: lead["phoneNumber"])
-    assert len(got) == len(leads)
-    assert [{k: stored.get(k) for k in want} for stored, want in zip(got, leads, strict=True)] == leads
+    assert got == leads  # the whole lead: a field the expected file does not list fails it too
 
 
 def test_salesforce_report_title_block_and_footers(cli, tmp_path, sandbox):
