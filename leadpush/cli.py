@@ -195,7 +195,7 @@ ResendUnknownOpt = Annotated[bool, typer.Option(
          "them twice).")]
 NotifyOpt = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL", rich_help_panel=UNATTENDED,
-    help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via [smtp] "
+    help="At the end, POST the summary to this webhook, or e-mail it to mailto:ADDRESS via \\[smtp] "
          "(repeatable; replaces the profile's notify list).")]
 HeartbeatOpt = Annotated[str | None, typer.Option(
     metavar="URL", rich_help_panel=UNATTENDED,
@@ -388,8 +388,9 @@ def _run(env: Environment, body: Callable[[], ExitCode]) -> None:
 
 
 def _watched(env: Environment, s: RunSettings, profile: Any, a: LeadFileArgs, command: str,
-             job: Callable[[Any], ExitCode]) -> ExitCode:
-    """Run a job between its heartbeat pings, and send its notifications after it, whatever its outcome."""
+             job: Callable[[Any], ExitCode], *, start: bool = True) -> ExitCode:
+    """Run a job between its heartbeat pings, and send its notifications after it, whatever its outcome.
+    Without `start`, the job sends the start ping itself (the inbox: once it holds its lock)."""
     if not s.notify and not s.heartbeat:
         return job(None)
     import requests  # noqa: PLC0415
@@ -399,7 +400,8 @@ def _watched(env: Environment, s: RunSettings, profile: Any, a: LeadFileArgs, co
     watch = Watch(heartbeat=s.heartbeat, notify=s.notify, smtp_table=profile.smtp, env=os.environ,
                   session_factory=requests.Session, warn=env.say, where=str(profile.path or default_config_path()))
     watch.log_file = a.log_file
-    watch.started()
+    if start:
+        watch.started()
     code, error = ExitCode.USAGE, None
     try:
         code = job(watch)
@@ -545,9 +547,12 @@ def _inbox(env: Environment, a: LeadFileArgs, u: UploadArgs, s: RunSettings, pro
         upload_one = upload_with(session, settings, today=env.today(), progress=progress, interrupt=interrupt,
                                  clock=time.monotonic, wall_clock=time.time, sleep=time.sleep, sandbox=u.sandbox,
                                  profile=profile.name, skip_loaded_within=s.skip_loaded_within)
-        result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt)
+        result = run_inbox(where, opts, upload_one, now=time.time, interrupted=interrupt,
+                           on_lock=watch.started if watch else None)
     if result.busy:
         env.say(f"Nothing to do: {result.busy}")
+        if watch:
+            watch.silent = True  # not a run: no ping, no notification (the running one reports)
     if watch:
         from .notify import RunReport  # noqa: PLC0415
 
@@ -692,7 +697,8 @@ def inbox(
     def body() -> ExitCode:
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), a, c, u, WatchArgs(notify, heartbeat))
         a.file = str(folder)
-        return _watched(env, s, loaded, a, "inbox", lambda watch: _inbox(env, a, u, s, loaded, where, watch))
+        return _watched(env, s, loaded, a, "inbox", lambda watch: _inbox(env, a, u, s, loaded, where, watch),
+                        start=False)
     _run(env, body)
 
 

@@ -364,6 +364,9 @@ class JournalChoice:
     resume: bool = False
     restart: bool = False
     resend_unknown: bool = False  # --resend-unknown (implies --resume)
+    # The inbox: the journal follows the file's name, not its inode (a sender re-delivering the file
+    # replaces it); the run is still owned by one base URL and user.
+    by_name: bool = False
 
 
 def keeps_journal(choice: JournalChoice, *, sandbox: bool) -> bool:

@@ -26,7 +26,11 @@ def check_url(url: str, where: str, *, mail: bool) -> str:
     """A webhook or heartbeat URL (https; plain http only to this machine), or with `mail` a mailto: address."""
     from .settings import is_loopback  # noqa: PLC0415 (settings imports this module lazily)
 
-    parts = urlsplit(str(url).strip())
+    try:
+        parts = urlsplit(str(url).strip())
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {shown_url(str(url))!r} is not a URL ({e})") from None
     if mail and parts.scheme == "mailto":
         if "@" not in parts.path:
             raise ConfigError(f"{where}: {url!r} is not an address such as mailto:ops@example.com")
@@ -41,8 +45,18 @@ def check_url(url: str, where: str, *, mail: bool) -> str:
 
 def shown_url(url: str) -> str:
     """A URL as warnings show it: scheme, host and port only (a webhook's path is often its key)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.partition("://")[0] + "://…"
+    hidden = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], hidden, "", ""))
+
+
+def with_suffix(url: str, suffix: str) -> str:
+    """URL with /start or /fail added to its path, before any ?query or #fragment."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "/…" if parts.path.strip("/") else "", "", ""))
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
 
 
 class SecretInNotification(Exception):
@@ -83,7 +97,7 @@ class Heartbeat:
 
     def __init__(self, url: str, session: Any, *, timeout: float, warn: Callable[[str], None],
                  secrets: tuple[str, ...] = ()) -> None:
-        self.url = url.rstrip("/")
+        self.url = url
         self.session = session
         self.timeout = timeout
         self.warn = warn
@@ -91,12 +105,14 @@ class Heartbeat:
         self._start: threading.Thread | None = None
 
     def start(self) -> None:
-        self._start = self._ping(self.url + "/start")
+        self._start = self._ping(with_suffix(self.url, "/start"))
 
     def finish(self, exit_code: int) -> None:
+        if self._start is None:  # a run that stopped before its start was due (the inbox: before its lock)
+            self.start()
         if self._start is not None:
             self._start.join(self.timeout)
-        self._ping(self.url if exit_code == 0 else self.url + "/fail").join(self.timeout)
+        self._ping(self.url if exit_code == 0 else with_suffix(self.url, "/fail")).join(self.timeout)
 
     def _ping(self, url: str) -> threading.Thread:
         def ping() -> None:
@@ -281,6 +297,7 @@ class Watch:
         self.heartbeat = Heartbeat(heartbeat, self.session, timeout=timeout, warn=self.warn,
                                    secrets=self.secrets) if heartbeat else None
         self.report: RunReport | None = None
+        self.silent = False  # a run that did not run (the inbox was busy): no ping, no notification
 
     def add_secrets(self, secrets: tuple[str, ...]) -> None:
         self.secrets = tuple(dict.fromkeys(self.secrets + secrets))
@@ -307,6 +324,10 @@ class Watch:
     def finished(self, exit_code: int, fallback: RunReport) -> None:
         """After the run: the heartbeat's last ping, then each notification, once."""
         report = self.report or fallback
+        if self.silent:
+            if self.session is not None:
+                self.session.close()
+            return
         if self.heartbeat:
             self.heartbeat.finish(exit_code)
         for target in self.notify:

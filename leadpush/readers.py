@@ -47,6 +47,7 @@ _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx", ".xlsm": "xlsx",
     ".xls": "xls", ".xlsb": "xlsb", ".ods": "ods",
 }
+LEAD_EXTENSIONS = tuple(_EXTENSIONS)  # the suffixes leadpush reads by itself (the inbox takes these)
 _DELIMITERS = (",", ";", "\t", "|")
 _QUOTED = re.compile(r'"[^"]*"')
 _CHUNK = 1 << 20

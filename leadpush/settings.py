@@ -352,6 +352,12 @@ def resolve_api_key(profile: Profile, env: Mapping[str, str]) -> Setting | None:
 def masked(name: str, value: Any) -> str:
     if name == SECRET or name.endswith("token"):
         return "(set, hidden)" if value else "(not set)"
+    if name in ("notify", "heartbeat") and value:
+        from .notify import shown_url  # noqa: PLC0415
+
+        # A webhook's path and a monitor's query string are often its key: shown as the warnings show them.
+        value = [u if str(u).startswith("mailto:") else shown_url(str(u))
+                 for u in (value if isinstance(value, list) else [value])]
     if isinstance(value, dict):
         return ", ".join(f'"{header}={target}"' for header, target in value.items()) or "(none)"
     if isinstance(value, list):
@@ -388,7 +394,11 @@ def connection(settings: RunSettings, api_key: Setting | None, env: Mapping[str,
 
 def check_base_url(url: str) -> str:
     """https only, except plain http to this machine (the sandbox)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not a URL such as {DEFAULT_BASE_URL}")
     if "@" in parts.netloc or parts.query or parts.fragment or url.strip().endswith(("?", "#")):

@@ -28,7 +28,9 @@ def template_columns(s: RunSettings) -> list[tuple[str, str]]:
     """
     columns = [(header, field_name(target)) for header, target in s.map_options.items() if target]
     have = {field for _, field in columns}
-    needed = ["phoneNumber", "Name"]
+    dropped = {header for header, target in s.map_options.items() if not target}
+    # Name is only a nicety: not added when the profile's map drops a column of that name.
+    needed = ["phoneNumber"] + ([] if "Name" in dropped else ["Name"])
     if not s.campaign:
         needed.append("campaignName")
     if s.campaign_type == CampaignType.AGENT_WISE and not s.agent_id:
@@ -75,19 +77,40 @@ def write_template(path: Path, fmt: TemplateFormat, s: RunSettings, *, today: dt
     example = [example_value(field, s, today) for _, field in columns]
     if path.exists():
         raise ConfigError(f"{path}: already exists; choose another with -o")
+    above: list[list[str]] = [[] for _ in range((s.header_row or 1) - 1)]  # blank rows above the header
     try:
         if fmt is TemplateFormat.CSV:
-            # utf-8-sig: Excel opens non-ASCII headers correctly; leadpush's reader strips the BOM.
-            with open(path, "x", encoding="utf-8-sig", newline="") as f:
-                csv.writer(f).writerows([headers, example])
+            # The profile's encoding and delimiter, so the file passes the profile it was made from;
+            # otherwise utf-8-sig: Excel opens non-ASCII headers correctly; leadpush's reader strips the BOM.
+            delimiter = {"tab": "\t", "\\t": "\t"}.get((s.delimiter or ",").lower(), s.delimiter or ",")
+            try:
+                text = _csv_text(above + [headers, example], delimiter)
+                data = text.encode(s.encoding or "utf-8-sig")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{path}: the headers cannot be written in the profile's encoding "
+                                  f"{s.encoding}") from None
+            except LookupError:
+                raise ConfigError(f"{path}: unknown encoding {s.encoding!r}") from None
+            with open(path, "xb") as f:
+                f.write(data)
         else:
-            _write_xlsx(path, headers, example, [i for i, (_, fl) in enumerate(columns) if fl == "phoneNumber"])
+            _write_xlsx(path, headers, example, [i for i, (_, fl) in enumerate(columns) if fl == "phoneNumber"],
+                        sheet=s.sheet, above=len(above))
     except OSError as e:
         raise ConfigError(f"{path}: cannot be written ({e.strerror})") from None
     return headers
 
 
-def _write_xlsx(path: Path, headers: list[str], example: list[str], text_columns: list[int]) -> None:
+def _csv_text(rows: list[list[str]], delimiter: str) -> str:
+    import io  # noqa: PLC0415
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter).writerows(rows)
+    return out.getvalue()
+
+
+def _write_xlsx(path: Path, headers: list[str], example: list[str], text_columns: list[int], *,
+                sheet: str | None = None, above: int = 0) -> None:
     try:
         import openpyxl  # noqa: PLC0415 — optional extra
         from openpyxl.styles import Font  # noqa: PLC0415
@@ -97,17 +120,19 @@ def _write_xlsx(path: Path, headers: list[str], example: list[str], text_columns
                           f"(or use --format csv)") from None
     wb = openpyxl.Workbook()
     ws = wb.active
-    ws.title = "Leads"
+    ws.title = sheet or "Leads"  # the profile's sheet, so the template is read from where the profile looks
+    for _ in range(above):
+        ws.append([])
     ws.append(headers)
     ws.append(example)
-    for cell in ws[1]:
+    for cell in ws[above + 1]:
         cell.font = Font(bold=True)
     for i in text_columns:
         letter = get_column_letter(i + 1)
         ws.column_dimensions[letter].number_format = TEXT  # cells typed in later, beyond the rows below
         ws.column_dimensions[letter].width = 18
-        for row in range(2, TEXT_ROWS + 2):
+        for row in range(above + 2, above + TEXT_ROWS + 2):
             ws.cell(row=row, column=i + 1).number_format = TEXT
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = f"A{above + 2}"
     with open(path, "xb") as f:  # never over a file that appeared meanwhile
         wb.save(f)

@@ -506,7 +506,7 @@ def prepare_run(stack: ExitStack, opts: InputOptions, choice: JournalChoice, *, 
     if path is not None:
         if ident:
             remember_journal(cache_dir, ident, path)
-        owner = (ident, conn.base_url if conn else "", conn.username if conn else "")
+        owner = (None if choice.by_name else ident, conn.base_url if conn else "", conn.username if conn else "")
         run.journal, run.resume, notes = open_journal(stack, path, lead_file.digest(), owner, choice,
                                                       lead_file.name)
         run.notes.extend(notes)
