@@ -9,16 +9,9 @@ from collections import Counter
 
 import pytest
 
-from leadpush.sandbox import Sandbox
-
 from .conftest import read_csv, write_csv
-from .test_unattended import CONFIG, KEY, leadpush, rows, stored, wait_for
-
-
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
+from .test_unattended import CONFIG as CONFIG  # the accounts the shared `sb` fixture serves
+from .test_unattended import KEY, leadpush, rows, stored, wait_for
 
 
 @pytest.fixture

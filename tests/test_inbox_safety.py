@@ -14,17 +14,11 @@ import time
 import pytest
 
 from leadpush.journal import RunLock, input_lock
-from leadpush.sandbox import Sandbox
 
 from .listener import Listener
 from .test_inbox import drop, layout
-from .test_unattended import CONFIG, KEY, leadpush, rows, stored, wait_for
-
-
-@pytest.fixture
-def sb():
-    with Sandbox(CONFIG, rate_limit=0) as server:
-        yield server
+from .test_unattended import CONFIG as CONFIG  # the accounts the shared `sb` fixture serves
+from .test_unattended import KEY, leadpush, rows, stored, wait_for
 
 
 @pytest.fixture
