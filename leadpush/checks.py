@@ -16,6 +16,7 @@ from .causes import Problem, describe
 from .mapping import ColumnMap, build_column_map, missing_columns
 from .outcomes import ConfigError, InputError, RowOutcome, Status
 from .readers import LeadFile, column_label
+from .records import cell_text
 
 
 class PhoneFormat(StrEnum):
@@ -87,18 +88,8 @@ class CheckSettings:
 # ---------------------------------------------------------------------------- single fields
 
 def _text(value: Any) -> str:
-    """A cell as text, trimmed; None is empty."""
-    if isinstance(value, str):
-        return value.strip()
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    return str(value).strip()
+    """A cell as text (records.cell_text's one rule), trimmed."""
+    return value.strip() if isinstance(value, str) else cell_text(value).strip()
 
 
 _MAPS_MAX = 4096  # distinct JSON key sets whose column map is remembered

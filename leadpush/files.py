@@ -166,3 +166,13 @@ def printable(text: str) -> str:
     """Text for a terminal or a log line: control characters and lone surrogates escaped, so a
     cell can neither repaint the terminal nor forge a line."""
     return _UNPRINTABLE.sub(_escape, text) if _UNPRINTABLE.search(text) else text
+
+
+def sibling_path(input_name: str, tag: str, ext: str, *, stream: bool = False) -> Path:
+    """<input name>.<tag>.<ext> beside the input: the input's full name is kept, so inputs that share
+    a stem (leads.csv, leads.tsv) never share an output. stdin.<tag>.<ext> in the current folder for
+    standard input, a pipe or a device (nothing is ever written beside those)."""
+    if stream or input_name == "<stdin>":
+        return Path(f"stdin.{tag}.{ext}")
+    p = Path(input_name)
+    return p.with_name(f"{p.name}.{tag}.{ext}")

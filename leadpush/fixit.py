@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import pickle
 import re
@@ -11,7 +10,6 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
@@ -19,6 +17,7 @@ from xml.sax.saxutils import escape as xml_escape
 from .causes import UNKNOWN_CAUSES, causes_of, describe
 from .mapping import IGNORED_PREFIX, build_column_map
 from .outcomes import STATUS_ORDER, ConfigError, InputError, RowOutcome, Status
+from .records import cell_text
 
 UNKNOWN_NOTE = ("Outcome unknown: CloudAgent may already hold this lead. Check the campaign in CloudAgent before "
                 "sending this row again (delete the row if the number is there); fed back as it is, leadpush "
@@ -245,13 +244,7 @@ def _as_cell(value: Any, is_date_column: bool) -> tuple[Any, str]:
             # XML turns a CR into a line feed on reading; say so here rather than leave it to the parser.
             value = value.replace("\r\n", "\n").replace("\r", "\n")
         return value, TEXT_FORMAT
-    if isinstance(value, bool):
-        return ("TRUE" if value else "FALSE"), TEXT_FORMAT
-    if isinstance(value, Decimal):
-        return str(value), TEXT_FORMAT  # a JSON number's exact literal
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str), TEXT_FORMAT
-    return str(value), TEXT_FORMAT
+    return cell_text(value), TEXT_FORMAT  # booleans TRUE/FALSE, a JSON number's exact literal
 
 
 class FixitWriter:

@@ -13,12 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .files import open_private, regular_or_absent
+from .files import open_private, regular_or_absent, sibling_path
 from .outcomes import ConfigError, LeadpushError, OutputError, RowOutcome, Status
 
 DONE = frozenset({Status.ADDED.value, Status.EXISTS.value, Status.DELETED.value})  # deleted: by an undo
 STATUSES = frozenset(s.value for s in Status)
-JOURNAL_SUFFIX = ".leadpush-journal.jsonl"
 FORMAT = 2  # the "journal" field of a start record
 
 # Who a run belongs to: (the input file's (device, inode), or None for stdin; base URL; user).
@@ -31,8 +30,7 @@ def default_journal_path(input_name: str, *, stream: bool = False) -> Path | Non
     (nothing is ever created beside a device: name one with --journal)."""
     if stream or input_name == "<stdin>":
         return None
-    p = Path(input_name)
-    return p.with_name(p.name + JOURNAL_SUFFIX)
+    return sibling_path(input_name, "leadpush-journal", "jsonl")
 
 
 @dataclass

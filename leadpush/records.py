@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .causes import causes_of
-from .files import open_in_place, output_target, printable
+from .files import open_in_place, output_target, printable, sibling_path
 from .mapping import IGNORED_PREFIX, ColumnMap
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
@@ -55,9 +55,20 @@ def json_object(pairs: dict[str, Any]) -> str:
 
 
 def cell_text(value: Any) -> str:
+    """A value as read, as text, exactly (the one rule for every file leadpush writes and every check):
+    None is empty, a boolean TRUE/FALSE as a spreadsheet shows it, dates ISO, a JSON array or object
+    its JSON, a Decimal its exact literal."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
-    return "" if value is None else str(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
 
 
 def open_output(path: Path, flags: int) -> IO[bytes]:
@@ -337,16 +348,6 @@ def default_failures_path(input_name: str, input_format: str, fmt: str | None = 
 
 def is_failures_file(path: Path, ext: str) -> bool:
     return path.name.lower().endswith(f".failures.{ext}")
-
-
-def sibling_path(input_name: str, tag: str, ext: str, *, stream: bool = False) -> Path:
-    """<input name>.<tag>.<ext> beside the input: the input's full name is kept, so inputs that share
-    a stem (leads.csv, leads.tsv) never share an output. stdin.<tag>.<ext> in the current folder for
-    standard input, a pipe or a device (nothing is ever written beside those)."""
-    if stream or input_name == "<stdin>":
-        return Path(f"stdin.{tag}.{ext}")
-    p = Path(input_name)
-    return p.with_name(f"{p.name}.{tag}.{ext}")
 
 
 def first_row_of(source: list[Any] | dict[str, Any] | None, at: int | str) -> int | None:

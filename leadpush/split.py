@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .files import sibling_path
 from .mapping import FIELDS, ColumnMap
 from .outcomes import ConfigError
-from .records import _AtomicFile, sibling_path
+from .records import _AtomicFile
 
 # Every request carries these; the other fields only where a column or a default gives them.
 _ALWAYS = ("campaignName", "phoneNumber", "checkDuplicate")

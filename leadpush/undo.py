@@ -34,6 +34,7 @@ from .cloudagent import (
     exchange,
     parse_answer,
 )
+from .files import sibling_path
 from .journal import Journal, JournalChoice, JournalState, open_journal, read_journal
 from .ledger import EXISTS_AFTER_ATTEMPT, Ledger, RunLog, default_data_dir, local_time, safe_url
 from .outcomes import AccountRefusal, ConfigError, RowOutcome, Status, clip, exit_code_for, scrub
@@ -174,8 +175,7 @@ def _journal_rows(path: Path) -> tuple[list[tuple[str, int, str, str, float]], s
 def default_undo_journal(plan: UndoPlan) -> Path:
     if plan.run is not None:
         return default_data_dir() / "undo" / f"run-{plan.run['id']}.leadpush-journal.jsonl"
-    p = Path(plan.source)
-    return p.with_name(p.name + ".undo.jsonl")
+    return sibling_path(plan.source, "undo", "jsonl")
 
 
 def open_undo_journal(stack: ExitStack, plan: UndoPlan,

@@ -104,3 +104,15 @@ def test_the_command_line_does_not_import_requests_until_it_sends():
     code = "import sys, leadpush.cli; print('requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("value, text", [
+    (True, "TRUE"), (False, "FALSE"), (None, ""), ({"a": "é"}, '{"a": "é"}'), ([1, 2], "[1, 2]"),
+    (__import__("decimal").Decimal("9.87654E+9"), "9.87654E+9"), (__import__("datetime").date(2030, 1, 2), "2030-01-02"),
+])
+def test_one_rule_turns_a_value_into_text_for_checks_and_every_file(value, text):
+    from leadpush.checks import _text
+    from leadpush.records import cell_text
+
+    assert cell_text(value) == text
+    assert _text(value) == text.strip()  # the checks read the same text, trimmed
