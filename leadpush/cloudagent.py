@@ -235,6 +235,20 @@ def _redirect(status: int, headers: Any) -> str:
             f"set the base URL to that address if you trust it")
 
 
+def common_verdict(key: str, message: str, status: int,
+                   campaign_refusals: tuple[str, ...] = _CAMPAIGN) -> Verdict | None:
+    """The answers the token-auth APIs share (Add and Delete Campaign Data alike): a dead token, an
+    account refusal, a campaign refusal (each API words its own). `key` is the message lowercased,
+    end punctuation off."""
+    if key == "token expired":
+        return Verdict(VerdictKind.TOKEN_EXPIRED, message, status)
+    if key in _ACCOUNT:
+        return Verdict(VerdictKind.ACCOUNT, _ACCOUNT[key], status)
+    if key in campaign_refusals:
+        return Verdict(VerdictKind.CAMPAIGN, message, status)
+    return None
+
+
 def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdict:
     """Every documented Add Campaign Data answer (and the undocumented ones) as a Verdict.
 
@@ -250,12 +264,9 @@ def classify(status: int, text: str, headers: Any, campaign: str = "") -> Verdic
     message = " ".join(str(body.get("message") or "").split()) if body else ""
     key = message.lower().rstrip(".! ")
     if body is not None:
-        if key == "token expired":
-            return Verdict(VerdictKind.TOKEN_EXPIRED, message, status)
-        if key in _ACCOUNT:
-            return Verdict(VerdictKind.ACCOUNT, _ACCOUNT[key], status)
-        if key in _CAMPAIGN:
-            return Verdict(VerdictKind.CAMPAIGN, message, status)
+        common = common_verdict(key, message, status)
+        if common:
+            return common
         if key in _ROW_REFUSALS:
             return Verdict(VerdictKind.REJECTED, message, status)
     if status == 429:

@@ -18,7 +18,6 @@ import requests
 
 from .causes import Problem
 from .cloudagent import (
-    _ACCOUNT,
     TOKEN_RESENDS,
     Connection,
     Sender,
@@ -31,6 +30,7 @@ from .cloudagent import (
     _never_reached,
     _transport_reason,
     classify,
+    common_verdict,
     exchange,
     parse_answer,
 )
@@ -210,13 +210,8 @@ def classify_delete(status: int, text: str, headers: Any) -> Verdict:
         return Verdict(VerdictKind.DELETED, message, status)
     if key == "no record found":
         return Verdict(VerdictKind.NO_RECORD, message, status)
-    if key == "token expired":
-        return Verdict(VerdictKind.TOKEN_EXPIRED, message, status)
-    if key in _ACCOUNT:
-        return Verdict(VerdictKind.ACCOUNT, _ACCOUNT[key], status)
-    if key in _CAMPAIGN:
-        return Verdict(VerdictKind.CAMPAIGN, message, status)
-    return Verdict(VerdictKind.REJECTED, message or f"unexpected answer: {clip(text)}", status)
+    return common_verdict(key, message, status, _CAMPAIGN) or Verdict(
+        VerdictKind.REJECTED, message or f"unexpected answer: {clip(text)}", status)
 
 
 def delete_lead(session: requests.Session, conn: Connection, payload: bytes, token: str, timeout: float) -> Verdict:
