@@ -6,6 +6,10 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -105,3 +109,35 @@ def sb(request):
     """
     with Sandbox(getattr(request.module, "CONFIG", None), rate_limit=0) as server:
         yield server
+
+
+# ---------------------------------------------------------------------------- shared by the process tests
+
+def stored(sb, campaign="Nightly", user="ops"):
+    """How many times the sandbox holds each phone of one campaign."""
+    leads = sb.state.leads_view()["accounts"][user]["campaigns"][campaign]["leads"]
+    return Counter(lead["phoneNumber"] for lead in leads)
+
+
+def rows(n, start=9300000000, campaign="Nightly"):
+    """A lead file's rows: a header and n numbered leads of one campaign."""
+    return [["phone", "campaign"]] + [[str(start + i), campaign] for i in range(n)]
+
+
+def leadpush(*args, env, wait=True, input=None, cwd=None):
+    """leadpush as a real process: (exit code, stdout, stderr), or the process when wait=False."""
+    proc = subprocess.Popen([sys.executable, "-m", "leadpush", *map(str, args)],
+                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    if not wait:
+        return proc
+    out, err = proc.communicate(input, timeout=120)
+    return proc.returncode, out, err
+
+
+def wait_for(predicate, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)

@@ -6,16 +6,13 @@ import datetime as dt
 import json
 import os
 import sqlite3
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
 
 from leadpush.ledger import LEDGER_NAME, SCHEMA_VERSION, Ledger, LedgerError, RunLog, parse_window
 from leadpush.outcomes import RowOutcome, Status
-from tests.conftest import FakeClock, read_csv, read_jsonl, write_csv
+from tests.conftest import FakeClock, leadpush, read_csv, read_jsonl, rows, stored, wait_for, write_csv
 
 KEY = "ledger-key-9d2"
 CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH", "campaigns": [
@@ -25,13 +22,6 @@ CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH"
 
 
 
-def stored(sb, campaign="Nightly"):
-    leads = sb.state.leads_view()["accounts"]["ops"]["campaigns"][campaign]["leads"]
-    return Counter(lead["phoneNumber"] for lead in leads)
-
-
-def rows(n, start=9300000000, campaign="Nightly"):
-    return [["phone", "campaign"]] + [[str(start + i), campaign] for i in range(n)]
 
 
 @pytest.fixture
@@ -41,21 +31,6 @@ def env(sb, tmp_path, home, data_dir):
             "NO_COLOR": "1", "COLUMNS": "250", "LEADPUSH_DATA_DIR": str(data_dir)}
 
 
-def leadpush(*args, env, wait=True):
-    proc = subprocess.Popen([sys.executable, "-m", "leadpush", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out, err
-
-
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 def ledger_leads(data_dir, run=None, status="added"):

@@ -8,14 +8,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 
 from leadpush.ledger import LEDGER_NAME
 from leadpush.sandbox import Sandbox
-from tests.conftest import read_jsonl, write_csv
+from tests.conftest import leadpush, read_jsonl, rows, stored, wait_for, write_csv
 
 KEY = "ledger-proc-3c8"
 CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH", "campaigns": [
@@ -28,13 +27,6 @@ HOLD = ("import sqlite3, sys, time\n"
         "db.execute('ROLLBACK')\n")
 
 
-def stored(sb):
-    leads = sb.state.leads_view()["accounts"]["ops"]["campaigns"]["Nightly"]["leads"]
-    return Counter(lead["phoneNumber"] for lead in leads)
-
-
-def rows(n, start=9300000000):
-    return [["phone", "campaign"]] + [[str(start + i), "Nightly"] for i in range(n)]
 
 
 @pytest.fixture
@@ -44,14 +36,6 @@ def env(tmp_path, home, data_dir):
             "COLUMNS": "250", "LEADPUSH_DATA_DIR": str(data_dir), "LEADPUSH_LEDGER_WAIT": "0.3"}
 
 
-
-def leadpush(*args, env, wait=True):
-    proc = subprocess.Popen([sys.executable, "-m", "leadpush", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out, err
 
 
 class Holder:
@@ -68,13 +52,6 @@ class Holder:
             self.proc.stdin.close()
             self.proc.wait(timeout=10)
 
-
-def wait_for(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 def journal_rows(path, status="added"):

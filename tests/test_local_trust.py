@@ -20,7 +20,7 @@ from leadpush import journal as journal_module
 from leadpush import records
 from leadpush.journal import RunLocked, input_lock
 from leadpush.sandbox import Sandbox
-from tests.conftest import read_csv, read_jsonl, write_csv
+from tests.conftest import leadpush, read_csv, read_jsonl, stored, write_csv
 
 KEY = "trust-key-51c0"
 CONFIG = {"accounts": [
@@ -33,10 +33,6 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="making device nodes (o
 
 
 
-
-def stored(sb, user="ops"):
-    leads = sb.state.leads_view()["accounts"][user]["campaigns"]["Nightly"]["leads"]
-    return Counter(lead["phoneNumber"] for lead in leads)
 
 
 def rows(n, start=9400000000):
@@ -60,11 +56,6 @@ def penv(sb, tmp_path, home):
             "LEADPUSH_API_KEY": KEY, "LEADPUSH_CACHE_DIR": str(tmp_path / "cache"), "NO_COLOR": "1",
             "COLUMNS": "250"}
 
-
-def leadpush(*args, env, input=None, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "leadpush", *map(str, args)], input=input, capture_output=True,
-                          text=True, env=env, timeout=120, cwd=cwd)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def no_traceback(result):
@@ -511,7 +502,7 @@ def test_resume_does_not_use_a_run_of_another_base_url_or_user(up, sb, tmp_path)
     r = up(p, "--resume", "--json", user="prod")
     assert r.exit_code == 0, r.stderr
     assert "starting afresh" in r.stderr and json.loads(r.stdout)["counts"]["added"] == 3
-    assert len(stored(sb, "prod")) == 3
+    assert len(stored(sb, user="prod")) == 3
 
 
 def test_resume_after_a_finished_run_starts_afresh_and_the_journal_does_not_grow(up, sb, tmp_path):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
 
-from tests.conftest import read_csv, read_jsonl, write_config, write_csv
+from tests.conftest import leadpush, read_csv, read_jsonl, rows, stored, wait_for, write_config, write_csv
 
 KEY = "nightly-key-5e1b"
 CONFIG = {"accounts": [
@@ -24,13 +21,6 @@ CONFIG = {"accounts": [
 
 
 
-def stored(sb):
-    leads = sb.state.leads_view()["accounts"]["ops"]["campaigns"]["Nightly"]["leads"]
-    return Counter(lead["phoneNumber"] for lead in leads)
-
-
-def rows(n, start=9300000000):
-    return [["phone", "campaign"]] + [[str(start + i), "Nightly"] for i in range(n)]
 
 
 @pytest.fixture
@@ -40,21 +30,6 @@ def env(sb, tmp_path, home):
             "NO_COLOR": "1"}
 
 
-def leadpush(*args, env, wait=True):
-    cmd = [sys.executable, "-m", "leadpush", *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out, err
-
-
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 def test_kill_9_then_resume_loses_nothing_and_doubles_nothing(sb, tmp_path, env):

@@ -22,7 +22,7 @@ from leadpush.report import progress_bar
 from leadpush.sandbox import DELETE_PATH, Sandbox
 from leadpush.undo import UndoPlan, classify_delete, undo
 from leadpush.upload import UploadSettings
-from tests.conftest import FakeClock, read_csv, write_csv
+from tests.conftest import FakeClock, read_csv, rows, write_csv
 
 KEY = "undo-key-44a"
 BEFORE = ["9300000003", "9300000007"]  # in the campaign before any run
@@ -43,9 +43,6 @@ def numbers(sb, name="Nightly"):
     return Counter(lead["phoneNumber"] for lead in campaign(sb, name)["leads"])
 
 
-def rows(n, start=9300000000, name="Nightly"):
-    return [["phone", "campaign"]] + [[str(start + i), name] for i in range(n)]
-
 
 @pytest.fixture
 def env(sb, tmp_path, home, data_dir):
@@ -54,7 +51,7 @@ def env(sb, tmp_path, home, data_dir):
 
 
 def test_undo_deletes_exactly_what_the_run_added(cli, sb, tmp_path, env, data_dir):
-    p = write_csv(tmp_path / "leads.csv", rows(10) + rows(3, start=9300000100, name="Morning")[1:])
+    p = write_csv(tmp_path / "leads.csv", rows(10) + rows(3, start=9300000100, campaign="Morning")[1:])
     r = cli("upload", p, "--rate", "6000/min", "--json", env=env)
     assert json.loads(r.stdout)["counts"] == {**json.loads(r.stdout)["counts"], "added": 11, "exists": 2}
     r = cli("undo", "1", "--yes", "--rate", "6000/min", "--results", tmp_path / "undo.csv", env=env)

@@ -13,7 +13,7 @@ import pytest
 from leadpush.ledger import LEDGER_NAME, Ledger, parse_window
 from leadpush.outcomes import ConfigError
 from leadpush.sandbox import Sandbox
-from tests.conftest import read_csv, write_csv
+from tests.conftest import read_csv, stored, write_csv
 
 KEY = "undo-keys-5f1"
 CONFIG = {"accounts": [{"user": "ops", "api_key": KEY, "auth_mode": "TOKEN_AUTH", "campaigns": [
@@ -41,10 +41,6 @@ def sb(env):
     yield server
     server.__exit__(None, None, None)
 
-
-def stored(sb):
-    return Counter(lead["phoneNumber"]
-                   for lead in sb.state.leads_view()["accounts"]["ops"]["campaigns"]["Nightly"]["leads"])
 
 
 def deletions(sb):
