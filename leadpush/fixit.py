@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from .causes import UNKNOWN_CAUSES, causes_of, describe
 from .mapping import IGNORED_PREFIX, build_column_map
-from .outcomes import STATUS_ORDER, ConfigError, InputError, RowOutcome, Status
+from .outcomes import STATUS_ORDER, ConfigError, InputError, RowOutcome, Status, counted
 from .records import cell_text
 
 UNKNOWN_NOTE = ("Outcome unknown: CloudAgent may already hold this lead. Check the campaign in CloudAgent before "
@@ -267,6 +267,7 @@ class FixitWriter:
         self.causes: Counter[str] = Counter()
         self.columns_marked: Counter[str] = Counter()
         self.unknown = 0  # rows whose lead CloudAgent may already hold
+        self.again = 0  # amber rows: not sent, or certainly not acted on
         self.cells_altered = 0  # cells a workbook could not hold exactly (each says so in its comment)
         self._columns = columns
         self._keys = keys
@@ -353,6 +354,8 @@ class FixitWriter:
             if unknown:
                 self.unknown += 1
                 notes[0].insert(0, UNKNOWN_NOTE)
+            elif whole == "again":
+                self.again += 1
         cells = []
         for n, i in enumerate(self._keep):
             value, fmt = _as_cell(values[i] if i < len(values) else None, n == self._date_col)
@@ -434,8 +437,10 @@ class FixitWriter:
         line("leadpush fix-it workbook", header=True)
         line(f"Input: {self.source_name}" if self.source_name else "Input: (not named)")
         line(f"Fix the red cells on the sheet '{self.sheet_title}': point at a cell for the reason.")
-        line("Amber rows were not sent, or CloudAgent certainly did nothing with them: they only need running "
-             "again.")
+        if self.again:
+            line(f"{counted(self.again, 'amber row')} {'was' if self.again == 1 else 'were'} not sent, or CloudAgent "
+                 f"certainly did nothing with {'it' if self.again == 1 else 'them'}: "
+                 f"{'it only needs' if self.again == 1 else 'they only need'} running again.")
         if self.unknown:
             line(f"{self.unknown} red row{'s' if self.unknown != 1 else ''} say 'outcome unknown': CloudAgent may "
                  f"already hold {'them' if self.unknown != 1 else 'it'}. Check the campaign in CloudAgent first and "

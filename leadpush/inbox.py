@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .jobs import InputOptions
 from .journal import JournalChoice, RunLock, RunLocked
-from .outcomes import STATUS_ORDER, ConfigError, ExitCode, LeadpushError
+from .outcomes import STATUS_ORDER, ConfigError, ExitCode, LeadpushError, counted
 from .readers import LEAD_EXTENSIONS
 from .records import RunSummary
 
@@ -139,7 +139,7 @@ class InboxReport:
         by = {k: sum(1 for f in self.files if f.outcome == k) for k in ("done", "failed", "duplicate", "left")}
         files = ", ".join(f"{n} {k}" for k, n in by.items() if n)
         rows = ", ".join(f"{n} {s}" for s, n in self.counts.items())
-        text = f"inbox {self.folder}: {len(self.files)} files" + (f" ({files})" if files else "")
+        text = f"inbox {self.folder}: {counted(len(self.files), 'file')}" + (f" ({files})" if files else "")
         text += f"; rows: {rows}" if rows else ""
         if self.waiting:
             text += f"; {len(self.waiting)} still being written"

@@ -12,7 +12,7 @@ from typing import IO, Any
 from .checks import Checker, CheckSettings
 from .files import check_distinct, identity, output_target
 from .mapping import maps_phone
-from .outcomes import ConfigError, OutputError, exit_code_for
+from .outcomes import ConfigError, OutputError, counted, exit_code_for
 from .readers import LeadFile, open_lead_file
 from .records import (
     FAILURE_COLUMNS,
@@ -205,7 +205,7 @@ def note_suppression(opts: InputOptions, summary: RunSummary) -> None:
 def one_line(summary: RunSummary) -> str:
     """The whole run in one line (for --quiet and the log file)."""
     parts = ", ".join(f"{n} {s.value}" for s, n in summary.count_items())
-    line = f"{summary.file}: {summary.recorder.total} rows" + (f": {parts}" if parts else "")
+    line = f"{summary.file}: {counted(summary.recorder.total, 'row')}" + (f": {parts}" if parts else "")
     if summary.not_lead_rows:
         line += f"; {len(summary.not_lead_rows)} not lead rows (title, footer)"
     if summary.failures_file:

@@ -176,3 +176,8 @@ def internal_error(e: BaseException, *, debug: bool) -> str:
     text = scrub(str(e), secrets)[:200]
     return (f"Internal error: {type(e).__name__}{at}{': ' + text if text else ''} (a bug in leadpush; "
             f"files written so far are complete; run again with LEADPUSH_DEBUG=1 for the traceback)")
+
+
+def counted(n: int, noun: str) -> str:
+    """"1 row", "2 rows": a count with its noun, for every summary line."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from .causes import UNKNOWN_CAUSES, describe
 from .files import printable
-from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status
+from .outcomes import FAILURE_STATUSES, STATUS_ORDER, Status, counted
 from .records import RunSummary
 
 TOP_CAUSES = 5  # causes listed in the terminal summary; --json lists them all
@@ -81,7 +81,7 @@ def print_summary(console: Console, summary: RunSummary) -> None:
              + (f" ({ours} of them probably added by this run: an earlier attempt's answer was lost)"
                 if s is Status.EXISTS and ours else "")
              for s, n in summary.count_items()]
-    console.print(f"{shown(summary.file)}: {rec.total} rows" + (": " + ", ".join(parts) if parts else ""))
+    console.print(f"{shown(summary.file)}: {counted(rec.total, 'row')}" + (": " + ", ".join(parts) if parts else ""))
     causes = summary.cause_items()
     if causes:
         console.print("Causes:")
@@ -90,7 +90,7 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         hint = f" — {cause.hint}" if cause.hint else ""
         console.print(f"  {n} row{'' if n == 1 else 's'}: {shown(cause.label)}{shown(hint)} [dim]({code})[/]")
     if len(causes) > TOP_CAUSES:
-        console.print(f"  ... and {len(causes) - TOP_CAUSES} more causes (--json lists them all)")
+        console.print(f"  ... and {counted(len(causes) - TOP_CAUSES, 'more cause')} (--json lists them all)")
     notes = summary.note_items()
     if notes:
         console.print("Read for you:")

@@ -216,6 +216,9 @@ def test_rows_refused_by_cloudagent_are_marked_whole(tmp_path):
     assert all(fill(c) == BAD_FILL for c in rows[0]) and rows[0][0].comment.text == "CloudAgent: Agent Is Empty!"
     assert all(fill(c) == BAD_FILL for c in rows[1])
     assert all(fill(c) == AGAIN_FILL for c in rows[2]) and "not sent" in rows[2][0].comment.text
+    summary_text = " ".join(str(c.value) for row in openpyxl.load_workbook(tmp_path / "fixes.xlsx")["Summary"]
+                            .iter_rows() for c in row if c.value is not None)
+    assert "1 amber row was not sent" in summary_text  # the advice names only what the sheet holds
 
 
 # Text a spreadsheet likes to change: leading zeros, long digit strings, formula-looking text,
@@ -294,3 +297,12 @@ def test_every_sample_round_trips_through_a_workbook(tmp_path, name):
             pairs = [(g[c], v.replace("\r\n", "\n") if isinstance(v, str) else v)
                      for c, v in zip(columns, values, strict=True)]
         assert all(_same(b, o) for b, o in pairs), pairs
+
+
+def test_the_summary_gives_no_advice_for_rows_it_does_not_hold(cli, tmp_path):
+    src = make_input(tmp_path / "bad.xlsx", ROWS[:3])
+    r = cli("validate", src, "--table", "none")
+    assert r.exit_code == 1, r.output
+    wb = openpyxl.load_workbook(tmp_path / "bad.xlsx.failures.xlsx")
+    text = " ".join(str(c.value) for row in wb["Summary"].iter_rows() for c in row if c.value is not None)
+    assert "amber" not in text.lower() and "outcome unknown" not in text  # invalid rows only: red cells

@@ -83,7 +83,7 @@ def test_a_file_still_being_written_is_left_alone(sb, inbox, env):
     (inbox / "big.csv.part").write_text("phone,campaign\n", encoding="utf-8")
     code, out, err = leadpush("inbox", inbox, "--settle", "30", env=env)
     assert code == 0, err
-    assert out.splitlines()[-1].endswith("1 files (1 done); rows: 1 added; 2 still being written; exit 0")
+    assert out.splitlines()[-1].endswith("1 file (1 done); rows: 1 added; 2 still being written; exit 0")
     assert slow.exists() and (inbox / "big.csv.part").exists()
     # the writer finishes; once it has been quiet for the settle time, the next run takes it
     with open(slow, "a", encoding="utf-8") as f:

@@ -298,7 +298,7 @@ def test_a_file_that_vanishes_before_its_turn_is_skipped(sb, inbox, env):
     second.unlink()  # someone took it back
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "Traceback" not in err and out.splitlines()[-1].endswith("1 files (1 done); rows: 20 added; exit 0")
+    assert "Traceback" not in err and out.splitlines()[-1].endswith("1 file (1 done); rows: 20 added; exit 0")
 
 
 def test_a_file_that_cannot_be_read_goes_to_failed_and_the_inbox_goes_on(tmp_path, monkeypatch):

@@ -116,3 +116,9 @@ def test_one_rule_turns_a_value_into_text_for_checks_and_every_file(value, text)
 
     assert cell_text(value) == text
     assert _text(value) == text.strip()  # the checks read the same text, trimmed
+
+
+def test_counts_of_one_are_singular(cli, tmp_path):
+    p = write_csv(tmp_path / "one.csv", [["phone", "campaign"], ["9876543210", "C"]])
+    r = cli("validate", p, "--quiet", "--no-failures")
+    assert r.exit_code == 0 and f"{p}: 1 row: 1 valid; exit 0" in r.stdout, r.stdout
