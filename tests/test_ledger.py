@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from leadpush.ledger import LEDGER_NAME, SCHEMA_VERSION, Ledger, LedgerError, RunLog, parse_window
+from leadpush.ledger import EXISTS_AFTER_ATTEMPT, LEDGER_NAME, SCHEMA_VERSION, Ledger, LedgerError, RunLog, parse_window
 from leadpush.outcomes import RowOutcome, Status
 from tests.conftest import FakeClock, leadpush, read_csv, read_jsonl, rows, stored, wait_for, write_csv
 
@@ -50,8 +50,10 @@ def test_kill_9_loses_nothing_the_journal_keeps(sb, tmp_path, env, data_dir):
     wait_for(lambda: sum(stored(sb).values()) >= 15)
     proc.kill()
     proc.wait()
-    journal = {(r["campaign"], r["phone"]) for r in read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
-               if r.get("type") == "row" and r["status"] == "added"}
+    lines = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
+    journal = {(r["campaign"], r["phone"]) for r in lines if r.get("type") == "row" and r["status"] == "added"}
+    # Rows the killed run had sent but whose answer it never wrote: the kill may land in that window.
+    in_flight = {("Nightly", p) for p in stored(sb)} - journal
     in_ledger = ledger_leads(data_dir, run=1)
     assert len(journal) >= 10
     assert journal <= set(in_ledger)  # nothing the journal kept is missing from the ledger
@@ -66,8 +68,16 @@ def test_kill_9_loses_nothing_the_journal_keeps(sb, tmp_path, env, data_dir):
 
     code, out, err = leadpush("upload", p, "--rate", "6000/min", "--resume", env=env)
     assert code == 0, err
-    everything = ledger_leads(data_dir)
-    assert set(everything) == {("Nightly", p) for p in stored(sb)} and len(everything) == 60
+    added = ledger_leads(data_dir)
+    # A lead the killed run sent but never journaled is found `exists` on the resend: perhaps the run's
+    # own lead, so the ledger keeps it as `exists_after_attempt`, never as `added` or as there before.
+    # The ledger is written before the journal, so a kill between the two leaves a lead `added` by
+    # run 1 that run 2 finds `exists_after_attempt` too (undo of run 1 still deletes it).
+    window = set(in_ledger) - journal
+    probable = ledger_leads(data_dir, status=EXISTS_AFTER_ATTEMPT)
+    assert set(probable) <= in_flight and set(probable) & set(added) <= window
+    assert set(added) | set(probable) == {("Nightly", p) for p in stored(sb)}
+    assert max(added.values()) == 1
     assert sum(stored(sb).values()) == 60
 
 
