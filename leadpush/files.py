@@ -3,9 +3,13 @@ written in place, or refused), and text made safe to print."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import stat
+import sys
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -152,6 +156,28 @@ def open_private(path: Path, what: str, *, append: bool) -> int:
 # C0 and C1 control characters, DEL, and lone surrogates (from a JSON "\ud800" escape).
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def let_go(error: BaseException | None = None, *begun: object) -> None:
+    """Close, now and quietly, what a failed write left half open (a sheet's row writer in `begun`,
+    openpyxl's zip archive held by the frames of `error`'s traceback). Closing them writes once more
+    to the full disk, and left to their finalizers Python would print an 'Exception ignored'
+    traceback for each; the error itself is the caller's one line."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None
+    try:
+        for thing in begun:
+            close = getattr(thing, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        while error is not None:
+            if error.__traceback__ is not None:
+                traceback.clear_frames(error.__traceback__)
+            error = error.__context__
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def _escape(m: re.Match[str]) -> str:

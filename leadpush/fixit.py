@@ -15,8 +15,9 @@ from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 
 from .causes import UNKNOWN_CAUSES, causes_of, describe
+from .files import let_go
 from .mapping import IGNORED_PREFIX, build_column_map
-from .outcomes import STATUS_ORDER, ConfigError, InputError, RowOutcome, Status, counted
+from .outcomes import STATUS_ORDER, ConfigError, InputError, OutputError, RowOutcome, Status, counted
 from .records import cell_text
 
 UNKNOWN_NOTE = ("Outcome unknown: CloudAgent may already hold this lead. Check the campaign in CloudAgent before "
@@ -272,6 +273,7 @@ class FixitWriter:
         self._columns = columns
         self._keys = keys
         self._wb: Any = None
+        self._ws: Any = None
         self._spool: IO[bytes] | None = None
         self._json_keys: dict[str, None] = {}
         self.keep_existing = False  # set for a failures workbook fed back in: never removed
@@ -285,6 +287,12 @@ class FixitWriter:
 
     def write(self, o: RowOutcome) -> None:
         self.count += 1
+        try:
+            self._write(o)
+        except OSError as e:  # a full disk here or in the temporary folder the parts are built in
+            raise self._failed(e) from None
+
+    def _write(self, o: RowOutcome) -> None:
         source = o.source
         if isinstance(source, dict):
             if self._spool is None:
@@ -297,6 +305,21 @@ class FixitWriter:
         if self._wb is None:
             self._start(list(self._columns or []), list(self._keys or self._columns or []))
         self._row(o.row, o.status, str(o.message), o.cause, _problems(o), list(source or []))
+
+    def _failed(self, e: OSError) -> OutputError:
+        """The one-line error for a workbook that cannot be written; everything begun is dropped."""
+        error = OutputError(f"{self.path}: the failures file cannot be written ({e.strerror or e}; its parts are "
+                            f"built in {tempfile.gettempdir()} first)")
+        self.discard(e)
+        return error
+
+    def discard(self, error: BaseException | None = None) -> None:
+        """Drop the workbook begun: its temporaries go, whatever was at the path stays."""
+        begun = (self._ws, self._spool, getattr(self, "_notes", None))
+        self._wb = self._ws = self._spool = None
+        let_go(error, *begun)
+        self._tmp.unlink(missing_ok=True)
+        self._tmp.with_name(self._tmp.name + ".plain").unlink(missing_ok=True)
 
     def _start(self, columns: list[str], keys: list[str]) -> None:
         from openpyxl.utils import get_column_letter  # noqa: PLC0415
@@ -394,14 +417,12 @@ class FixitWriter:
             self._summary(run_counts or Counter())
             self._wb.active = 0
             saved = self._tmp.with_name(self._tmp.name + ".plain")
-            try:
-                self._wb.save(saved)
-                self._notes.put_into(saved, self._tmp, self._ws.path[1:])
-            except OSError as e:
-                raise ConfigError(f"{self.path}: cannot be written ({e.strerror})") from None
-            finally:
-                saved.unlink(missing_ok=True)
+            self._wb.save(saved)
+            self._notes.put_into(saved, self._tmp, self._ws.path[1:])
+            saved.unlink()
             os.replace(self._tmp, self.path)
+        except OSError as e:  # the file at the path, if any, stays as it was
+            raise self._failed(e) from None
         finally:
             self._tmp.unlink(missing_ok=True)
             if self._spool is not None:

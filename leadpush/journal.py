@@ -230,11 +230,12 @@ class Journal:
                      "identity": None if ident is None else list(ident), "base_url": url, "user": user,
                      "file": file, "rows": rows, "resume": resume, "pid": os.getpid(), "at": _now()})
 
-    def sending(self, o: RowOutcome) -> None:
+    def sending(self, o: RowOutcome, *, durable: bool) -> None:
         """Before a row's first request: after kill -9 this row's outcome is known to be unknown.
-        Written to the kernel at once (that survives the process), not fsynced."""
+        Written to the kernel at once (that survives the process); fsynced too when `durable` (a row
+        sent with checkDuplicate FALSE, which a resend after a power cut would add twice)."""
         self._write({"type": "send", "input": self.digest, "row": o.row, "campaign": o.campaign,
-                     "phone": o.phone}, sync=False)
+                     "phone": o.phone}, sync=durable)
 
     def row(self, o: RowOutcome) -> None:
         self._write({"type": "row", "input": self.digest, "row": o.row, "campaign": o.campaign,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -10,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .files import sibling_path
+from .files import let_go, sibling_path
 from .mapping import FIELDS, ColumnMap
-from .outcomes import ConfigError
+from .outcomes import ConfigError, OutputError
 from .records import _AtomicFile
 
 # Every request carries these; the other fields only where a column or a default gives them.
@@ -44,6 +43,8 @@ class SplitWriter:
         self._columns_of = columns
         self._columns: list[str] = []
         self._wb: Any = None
+        self._ws: Any = None
+        self._discarded = False
         if fmt == "xlsx":
             from .fixit import openpyxl_module  # noqa: PLC0415
 
@@ -53,6 +54,29 @@ class SplitWriter:
             self._out = _AtomicFile(path)
 
     def write(self, body: dict[str, str]) -> None:
+        try:
+            self._write(body)
+        except OSError as e:  # a full disk: here, or in the temporary folder a workbook's sheet is built in
+            raise self._failed(e) from None
+
+    def _failed(self, e: OSError) -> OutputError:
+        """The one-line error for a file that cannot be written; everything begun is dropped."""
+        error = OutputError(f"{self.path}: the valid rows cannot be written ({e.strerror or e})")
+        self.discard(e)
+        return error
+
+    def discard(self, error: BaseException | None = None) -> None:
+        """Drop the file begun: its temporary goes."""
+        if self.fmt == "xlsx":
+            ws, self._wb, self._ws = self._ws, None, None
+            let_go(error, ws)
+            self._tmp.unlink(missing_ok=True)
+        else:
+            self._out.discard()
+            let_go(error)
+        self._discarded = True
+
+    def _write(self, body: dict[str, str]) -> None:
         if self.count == 0:
             self._start()
         self.count += 1
@@ -94,24 +118,19 @@ class SplitWriter:
 
     def close(self, keep: bool = True) -> None:
         """Move the file into place; with no rows (or keep False) there is none, nor one left from before."""
-        keep = keep and self.count > 0
-        if self.fmt == "xlsx":
-            try:
-                if keep:
-                    self._wb.save(self._tmp)
-                    os.replace(self._tmp, self.path)
-                else:
-                    if self._wb is not None:  # end the sheet's writer now, not when collected
-                        with contextlib.suppress(Exception):
-                            self._ws.close()
-                    self.path.unlink(missing_ok=True)
-            except OSError as e:
-                raise ConfigError(f"{self.path}: cannot be written ({e.strerror})") from None
-            finally:
-                self._tmp.unlink(missing_ok=True)
-            return
-        if self.fmt == "json" and keep:
-            self._out.file.write("\n]\n")
-        self._out.commit(keep=keep)
+        keep = keep and self.count > 0 and not self._discarded
         if not keep:
+            if not self._discarded:
+                self.discard()
             self.path.unlink(missing_ok=True)
+            return
+        try:
+            if self.fmt == "xlsx":
+                self._wb.save(self._tmp)
+                os.replace(self._tmp, self.path)
+                return
+            if self.fmt == "json":
+                self._out.file.write("\n]\n")
+        except OSError as e:
+            raise self._failed(e) from None
+        self._out.commit()

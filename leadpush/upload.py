@@ -234,7 +234,9 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
             return _abort(outcome, reason)
         if journal:
             try:
-                journal.sending(outcome)  # no request goes out that the journal does not know of
+                # No request goes out that the journal does not know of; on disk before it goes,
+                # where a resend after a power cut could add the lead twice.
+                journal.sending(outcome, durable=body.get("checkDuplicate", "TRUE") != "TRUE")
             except OutputError as e:
                 stop.run(StopKind.OUTPUT, str(e))
                 return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))

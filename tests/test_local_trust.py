@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 import threading
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from leadpush import journal as journal_module
 from leadpush import records
 from leadpush.journal import RunLocked, input_lock
-from leadpush.sandbox import Sandbox
+from leadpush.sandbox import Campaign, Sandbox
 from tests.conftest import leadpush, read_csv, read_jsonl, stored, write_csv
 
 KEY = "trust-key-51c0"
@@ -713,3 +714,153 @@ def test_an_unexpected_exception_in_a_real_process_exits_70(tmp_path, penv):
     code, out, err = leadpush("validate", p, env=env)
     assert code == 70 and "Internal error: ZeroDivisionError" in err and "LEADPUSH_DEBUG=1" in err
     assert "Traceback" not in err
+
+
+def _file_size_capped(limit: int):
+    """For a child process: every write past `limit` bytes of a file fails (EFBIG), as a full disk does."""
+    def cap() -> None:
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not the default kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return cap
+
+
+def _capped(*args, limit: int, env: dict, tmpdir: Path) -> subprocess.CompletedProcess:
+    tmpdir.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "leadpush", *map(str, args)], env={**env, "TMPDIR": str(tmpdir)},
+                          capture_output=True, text=True, timeout=120, preexec_fn=_file_size_capped(limit))
+
+
+def _one_line_only(err: str) -> None:
+    assert "Traceback" not in err and "Exception ignored" not in err and "Internal error" not in err, err
+
+
+def test_a_full_disk_while_the_fixit_workbook_is_built_is_one_line_and_keeps_the_earlier_file(tmp_path, penv):
+    pytest.importorskip("openpyxl")
+    bad = [["phone", "campaign", "name"]] + [[f"12-x{i}", "Nightly", "n" * 40] for i in range(3000)]
+    p = write_csv(tmp_path / "leads.csv", bad)
+    earlier = tmp_path / "fix.xlsx"
+    earlier.write_bytes(b"yesterday's workbook")
+    r = _capped("validate", p, "--failures", earlier, "--table", "none", limit=150_000, env=penv,
+                tmpdir=tmp_path / "tmp")
+    assert r.returncode == 2, r.stderr
+    assert f"{earlier}: the failures file cannot be written (File too large; its parts are built in" in r.stderr
+    _one_line_only(r.stderr)
+    assert earlier.read_bytes() == b"yesterday's workbook"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["fix.xlsx", "leads.csv", "tmp"]  # no temporaries
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_full_disk_while_the_fixit_workbook_is_saved_is_one_line(tmp_path, penv):
+    """The sheet is built; the save into the failures file's folder hits the full disk."""
+    pytest.importorskip("openpyxl")
+    script = tmp_path / "full_on_save.py"
+    script.write_text(textwrap.dedent("""
+        import errno, io, os, sys
+        real_open = io.open
+
+        class Full:
+            def __init__(self, f):
+                self.f, self.room = f, 2048
+            def write(self, b):
+                if len(b) > self.room:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                self.room -= len(b)
+                return self.f.write(b)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+        def open_(file, mode="r", *args, **kwargs):
+            f = real_open(file, mode, *args, **kwargs)
+            return Full(f) if str(file).endswith(".plain") and "w" in mode else f
+
+        io.open = open_  # zipfile opens the workbook it writes with io.open
+        from leadpush.cli import main
+        sys.argv[0] = "leadpush"
+        main()
+    """))
+    bad = [["phone", "campaign"]] + [[f"12-x{i}", "Nightly"] for i in range(500)]
+    p = write_csv(tmp_path / "leads.csv", bad)
+    earlier = tmp_path / "fix.xlsx"
+    earlier.write_bytes(b"yesterday's workbook")
+    r = subprocess.run([sys.executable, str(script), "validate", str(p), "--failures", str(earlier)], env=penv,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert f"{earlier}: the failures file cannot be written (No space left on device" in r.stderr
+    _one_line_only(r.stderr)
+    assert earlier.read_bytes() == b"yesterday's workbook"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["fix.xlsx", "full_on_save.py", "leads.csv"]
+
+
+def test_a_full_disk_under_the_fixit_workbook_mid_upload_keeps_the_run_exit_code(sb, tmp_path, penv):
+    pytest.importorskip("openpyxl")
+    lines = [["phone", "campaign", "name"]] + [[str(9400000000 + i), "Nightly", "n"] for i in range(20)]
+    lines += [[f"12-x{i}", "Nightly", "n" * 40] for i in range(3000)]
+    p = write_csv(tmp_path / "leads.csv", lines)
+    r = _capped("upload", p, "--rate", "60000/min", "--failures", tmp_path / "fix.xlsx", limit=150_000, env=penv,
+                tmpdir=tmp_path / "tmp")
+    assert r.returncode == 1, r.stderr  # the run's own code (rows invalid), not 2: rows were sent
+    assert "the failures file cannot be written (File too large" in r.stderr
+    _one_line_only(r.stderr)
+    assert not (tmp_path / "fix.xlsx").exists()
+    # A file that cannot be written stops dispatching; what was sent is in the journal, for --resume.
+    journal = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
+    assert Counter(x["phone"] for x in journal if x["type"] == "row" and x["status"] == "added") == stored(sb)
+    assert journal[-1]["type"] == "end" and journal[-1]["complete"] is False
+
+
+@pytest.mark.parametrize("ext", ["csv", "xlsx"])
+def test_a_full_disk_under_the_valid_rows_file_is_one_line(tmp_path, penv, ext):
+    if ext == "xlsx":
+        openpyxl = pytest.importorskip("openpyxl")
+        wb = openpyxl.Workbook()
+        wb.active.append(["phone", "campaign", "name"])
+        for i in range(3000):
+            wb.active.append([str(9400000000 + i), "Nightly", "n" * 40])
+        p = tmp_path / "leads.xlsx"
+        wb.save(p)
+    else:
+        p = write_csv(tmp_path / "leads.csv", [["phone", "campaign", "name"]]
+                      + [[str(9400000000 + i), "Nightly", "n" * 40] for i in range(3000)])
+    r = _capped("validate", p, "--split", "--table", "none", limit=max(p.stat().st_size, 60_000) + 1, env=penv,
+                tmpdir=tmp_path / "tmp")
+    assert r.returncode == 2, r.stderr
+    assert f"{p.name}.valid.{ext}: the valid rows cannot be written (File too large)" in r.stderr
+    _one_line_only(r.stderr)
+    assert sorted(f.name for f in tmp_path.iterdir()) == [p.name, "tmp"]
+
+
+@pytest.mark.parametrize("check_duplicate", [True, False])
+def test_a_send_line_is_on_disk_before_its_request_only_where_a_resend_could_double_the_lead(
+        up, sb, tmp_path, monkeypatch, check_duplicate):
+    """kill -9 loses nothing the kernel has; a power cut loses what is not fsynced. A row sent with
+    checkDuplicate FALSE whose send line were lost would be resent after the cut, and added twice."""
+    p = write_csv(tmp_path / "leads.csv", rows(6))
+    events: list[str] = []
+    real_write_all, real_fsync = journal_module._write_all, os.fsync
+
+    def write_all(fd, data):
+        events.append(json.loads(data)["type"])
+        real_write_all(fd, data)
+
+    def fsync(fd):
+        events.append("fsync")
+        real_fsync(fd)
+
+    real_store = Campaign.store
+
+    def store(campaign, lead):  # the sandbox stores a lead: noted among the journal's events
+        events.append("stored")
+        real_store(campaign, lead)
+
+    monkeypatch.setattr(journal_module, "_write_all", write_all)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Campaign, "store", store)
+    r = up(p, "--workers", "1", *(() if check_duplicate else ("--no-check-duplicate",)))
+    assert r.exit_code == 0, r.stderr
+    sends = [i for i, e in enumerate(events) if e == "send"]
+    assert len(sends) == 6 and events.count("stored") == 6
+    after_send = {events[i + 1] for i in sends}
+    assert after_send == ({"stored"} if check_duplicate else {"fsync"})
+    assert all(events[i + 1] == "fsync" for i, e in enumerate(events) if e == "row")  # verdicts always
