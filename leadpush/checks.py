@@ -370,13 +370,13 @@ class DuplicateIndex:
         """The row that first had `phone` (ASCII digits, optional leading +) in `campaign`:
         `row` itself unless it is a duplicate."""
         if campaign != self._last_campaign:  # rows of one campaign usually come together
-            self._last_campaign = campaign
-            self._last_offset = self._campaigns.setdefault(campaign, len(self._campaigns) * self._CAMPAIGN_STRIDE)
+            offset = self._campaigns.get(campaign)
+            if offset is None:
+                offset = self._campaigns[campaign] = len(self._campaigns) * self._CAMPAIGN_STRIDE
+            self._last_campaign, self._last_offset = campaign, offset
         if phone[0] == "+":
-            key = int(phone[1:]) + self._PLUS[len(phone) - 1]
-        else:
-            key = int(phone) + self._DIGITS[len(phone)]
-        return self._first.setdefault(key + self._last_offset, row)
+            return self._first.setdefault(int(phone[1:]) + self._PLUS[len(phone) - 1] + self._last_offset, row)
+        return self._first.setdefault(int(phone) + self._DIGITS[len(phone)] + self._last_offset, row)
 
 
 # The key's parts, for the do-not-call list (suppress.py), which keys numbers the same way.
