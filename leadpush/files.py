@@ -103,6 +103,38 @@ def output_target(path: Path, what: str) -> tuple[Path, bool]:
     return path, False
 
 
+def temporary_beside(target: Path) -> Path:
+    """The temporary `target` is written to before it is renamed into place: `.<name>.<pid>.tmp`
+    beside it (the fix-it workbook adds `.plain` for a step of its own). Leftovers of earlier runs
+    that could not clean up after themselves (kill -9, a power cut) are removed first: regular
+    files named for this same target whose process is gone."""
+    leftover = re.compile(rf"\.{re.escape(target.name)}\.([1-9][0-9]*)\.tmp(?:\.plain)?")
+    try:
+        with os.scandir(target.parent) as entries:
+            names = [(e.name, int(m.group(1))) for e in entries if (m := leftover.fullmatch(e.name))]
+    except OSError:
+        names = []
+    for name, pid in names:
+        if pid == os.getpid() or _running(pid):  # ours is the caller's; a live one may be writing now
+            continue
+        path = target.parent / name
+        with contextlib.suppress(OSError):  # cleaning never stops a run (a race, no permission)
+            if stat.S_ISREG(os.lstat(path).st_mode):  # a symlink, a device or a folder stays
+                os.unlink(path)
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` exists; when in doubt (another user's, a pid out of range), yes."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
+
+
 def open_in_place(path: str | Path, flags: int) -> int:
     """A descriptor for writing a device, a pipe or /dev/stdout in place. Our own stdout or stderr
     (by any spelling) is shared, not reopened: a reopened `> out.txt` would start at its beginning

@@ -15,7 +15,7 @@ from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 
 from .causes import UNKNOWN_CAUSES, causes_of, describe
-from .files import let_go
+from .files import let_go, temporary_beside
 from .mapping import IGNORED_PREFIX, build_column_map
 from .outcomes import STATUS_ORDER, ConfigError, InputError, OutputError, RowOutcome, Status, counted
 from .records import cell_text
@@ -277,7 +277,7 @@ class FixitWriter:
         self._spool: IO[bytes] | None = None
         self._json_keys: dict[str, None] = {}
         self.keep_existing = False  # set for a failures workbook fed back in: never removed
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._tmp = temporary_beside(path)
         try:  # fail now, before any row is read, if the place cannot be written
             self._tmp.touch()
         except OSError as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .causes import causes_of
-from .files import open_in_place, output_target, printable, sibling_path
+from .files import open_in_place, output_target, printable, sibling_path, temporary_beside
 from .mapping import IGNORED_PREFIX, ColumnMap
 from .outcomes import FAILURE_STATUSES, STATUS_ORDER, ConfigError, ExitCode, OutputError, RowOutcome, Status, scrub
 
@@ -89,7 +89,7 @@ class _AtomicFile:
         self.path = path
         self.what = what
         self.target, self.atomic = output_target(path, what)
-        self.tmp = self.target.with_name(f".{self.target.name}.{os.getpid()}.tmp") if self.atomic else None
+        self.tmp = temporary_beside(self.target) if self.atomic else None
         try:
             if self.tmp is not None:
                 self.tmp.unlink(missing_ok=True)  # a leftover of an earlier process with our pid

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .files import let_go, sibling_path
+from .files import let_go, sibling_path, temporary_beside
 from .mapping import FIELDS, ColumnMap
 from .outcomes import ConfigError, OutputError
 from .records import _AtomicFile
@@ -49,7 +49,7 @@ class SplitWriter:
             from .fixit import openpyxl_module  # noqa: PLC0415
 
             openpyxl_module()
-            self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            self._tmp = temporary_beside(path)
         else:
             self._out = _AtomicFile(path)
 

@@ -21,7 +21,7 @@ from leadpush import journal as journal_module
 from leadpush import records
 from leadpush.journal import RunLocked, input_lock
 from leadpush.sandbox import Campaign, Sandbox
-from tests.conftest import leadpush, read_csv, read_jsonl, stored, write_csv
+from tests.conftest import leadpush, read_csv, read_jsonl, stored, wait_for, write_csv
 
 KEY = "trust-key-51c0"
 CONFIG = {"accounts": [
@@ -680,6 +680,69 @@ def test_sigterm_during_validate_leaves_no_temporary_file(tmp_path, penv):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert not list(tmp_path.glob(".*.tmp")) and "Traceback" not in err
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has come and gone (reaped): no process has it now."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("output", ["results", "failures", "fixit", "split", "split xlsx"])
+def test_leftovers_of_killed_runs_are_removed_when_their_file_is_written_again(cli, tmp_path, output):
+    """Only regular files named for this same target whose process is gone: a live run's
+    temporary, another file's, a symlink (and what it points to), a FIFO or a folder stay."""
+    if output in ("fixit", "split xlsx"):
+        openpyxl = pytest.importorskip("openpyxl")
+    if output == "split xlsx":
+        wb = openpyxl.Workbook()
+        for row in rows(3) + [["12", "Nightly"]]:
+            wb.active.append(row)
+        p = tmp_path / "leads.xlsx"
+        wb.save(p)
+    else:
+        p = write_csv(tmp_path / "leads.csv", rows(3) + [["12", "Nightly"]])
+    args, target = {"results": (["--results", tmp_path / "r.csv"], "r.csv"),
+                    "failures": ([], "leads.csv.failures.csv"),
+                    "fixit": (["--failures", tmp_path / "fix.xlsx"], "fix.xlsx"),
+                    "split": (["--split"], "leads.csv.valid.csv"),
+                    "split xlsx": (["--split"], "leads.xlsx.valid.xlsx")}[output]
+    dead, dead_link, dead_other = _dead_pid(), _dead_pid(), _dead_pid()
+    gone = [f".{target}.{dead}.tmp", f".{target}.{dead}.tmp.plain"]
+    for name in gone:
+        (tmp_path / name).write_text("half a file")
+    stay = [f".{target}.{os.getppid()}.tmp", f".other.csv.{dead}.tmp", f".{target}.{dead}.tmp.old"]
+    for name in stay:
+        (tmp_path / name).write_text("not a leftover of a dead run")
+    (tmp_path / "keep.txt").write_text("the user's")
+    os.symlink(tmp_path / "keep.txt", tmp_path / f".{target}.{dead_link}.tmp")
+    os.mkfifo(tmp_path / f".{target}.{dead_link}.tmp.plain")
+    (tmp_path / f".{target}.{dead_other}.tmp").mkdir()
+    stay += [f".{target}.{dead_link}.tmp", f".{target}.{dead_link}.tmp.plain", f".{target}.{dead_other}.tmp"]
+
+    r = cli("validate", p, *args, "--table", "none")
+    assert r.exit_code == 1, r.stderr
+    left = {f.name for f in tmp_path.iterdir()}
+    assert target in left and not set(gone) & left
+    assert set(stay) <= left
+    assert (tmp_path / f".{target}.{dead_link}.tmp").is_symlink() and (tmp_path / "keep.txt").read_text() == "the user's"
+
+
+def test_a_temporary_left_by_kill_9_is_removed_by_the_next_run(cli, tmp_path, penv):
+    big = write_csv(tmp_path / "big.csv", rows(400_000))
+    proc = leadpush("validate", big, "--results", tmp_path / "r.csv", "--table", "none", env=penv, wait=False)
+    try:
+        wait_for(lambda: list(tmp_path.glob(".r.csv.*.tmp")) or proc.poll() is not None, seconds=30)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert proc.returncode == -9 and [f.name for f in tmp_path.glob(".r.csv.*.tmp")] == [f".r.csv.{proc.pid}.tmp"]
+
+    r = cli("validate", write_csv(tmp_path / "leads.csv", rows(3)), "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.stderr
+    assert not list(tmp_path.glob(".r.csv.*"))  # (big.csv's failures file keeps its own until that is written)
+    assert [x["phoneNumber"] for x in read_csv(tmp_path / "r.csv")] == ["9400000000", "9400000001", "9400000002"]
 
 
 # ---------------------------------------------------------------------------- 15. leadpush's own bugs
