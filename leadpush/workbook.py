@@ -105,7 +105,9 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         if fmt == "xlsx":
             special = _scan_xlsx_sheet(name, data, index, chosen)
         elif fmt == "xlsb":
-            _scan_xlsb_sheet(name, data, index, chosen)
+            special = _scan_xlsb_sheet(name, data, index, chosen)
+        elif fmt == "xls" and data.startswith(_CFB):
+            special = _xls_errors(data, chosen)  # calamine reads an error cell as empty
         try:
             with _rust_quiet(name):
                 ws = wb.get_sheet_by_index(index)
@@ -115,7 +117,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
             raise InputError(f"{name}: sheet {chosen!r} cannot be read ({_reason(e, data)})") from None
         merges = ws.merged_cell_ranges or []
         if fmt == "ods":
-            merges = _ods_merges(data, chosen)  # calamine does not give them for ODS
+            merges, special = _ods_extras(data, chosen)  # calamine gives neither for ODS
     finally:
         wb.close()
     del data
@@ -501,8 +503,10 @@ def _records(stream: bytes) -> Iterator[tuple[int, int, int]]:
         pos += size
 
 
-def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
-    """The size check of _scan_xlsx_sheet for an XLSB sheet: its rows and cells, record by record."""
+def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int, dict[int, Any]]:
+    """The size check of _scan_xlsx_sheet for an XLSB sheet, its rows and cells record by record,
+    and its error cells (which calamine reads as empty)."""
+    special: dict[int, dict[int, Any]] = {}
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             with z.open("xl/_rels/workbook.bin.rels") as f:
@@ -515,13 +519,13 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
                     if length != 0xFFFFFFFF:
                         parts.append(book[start + 12:start + 12 + 2 * length].decode("utf-16-le", "replace"))
             if index >= len(parts) or rels.get(parts[index]) is None:
-                return
+                return special
             stream = z.read("xl/" + rels[parts[index]].lstrip("/").removeprefix("xl/"))
     except _BROKEN:
-        return  # calamine says what is wrong
+        return special  # calamine says what is wrong
     row = max_row = max_col = 0
     far = ""
-    for typ, start, _end in _records(stream):
+    for typ, start, end in _records(stream):
         if typ == 0x0000:  # BrtRowHdr
             row = int.from_bytes(stream[start:start + 4], "little") + 1
         elif 2 <= typ <= 11:  # a cell with a value (1, BrtCellBlank, is kept by no one)
@@ -529,9 +533,23 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> None:
             if row > max_row or col > max_col:
                 far = f"{_col_letters(col)}{row}"
                 max_row, max_col = max(max_row, row), max(max_col, col)
+            if typ in (0x0003, 0x000B) and end - start >= 9:  # BrtCellError, BrtFmlaError: bErr after the cell
+                _error_cell(special, row, col, stream[start + 8])
         elif typ == 0x0092:  # BrtEndSheetData
             break
     _too_big(name, sheet, max_row, max_col, far)
+    return special
+
+
+# An error cell's code in BIFF8 and XLSB (MS-XLS and MS-XLSB, BErr): the text a spreadsheet shows.
+_ERROR_CODES = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?", 0x24: "#NUM!",
+                0x2A: "#N/A", 0x2B: "#GETTING_DATA"}
+
+
+def _error_cell(special: dict[int, dict[int, Any]], row: int, col: int, code: int) -> None:
+    """Note the error cell at 1-based (row, col)."""
+    text = _ERROR_CODES.get(code, "an error value")
+    special.setdefault(row, {})[col - 1] = ErrorCell(text, f"{_col_letters(col)}{row}")
 
 
 _ODS_TABLE_NAME = re.compile(rb'<table:table\s[^>]*?table:name="([^"]*)"')
@@ -709,6 +727,48 @@ def _xls_grids(data: bytes) -> tuple[int, str]:
     return total, biggest[1]
 
 
+def _xls_errors(data: bytes, sheet: str) -> dict[int, dict[int, Any]]:
+    """The error cells of one .xls sheet: BOOLERR records that hold an error, and FORMULA records
+    whose cached result is one (MS-XLS 2.4.24, 2.4.127), found through the sheet's BoundSheet8."""
+    special: dict[int, dict[int, Any]] = {}
+    try:
+        stream = _cfb_stream(data, ("Workbook", "Book"))
+        if stream is None:
+            return special
+        header = struct.Struct("<HH").unpack_from
+        pos, n, start = 0, len(stream), -1
+        while pos + 4 <= n and start < 0:  # the globals: where the sheet's substream begins
+            typ, size = header(stream, pos)
+            at, pos = pos + 4, pos + 4 + size
+            if typ == 0x0085 and size >= 8:  # BoundSheet8: lbPlyPos, state, type, name
+                cch, high = stream[at + 6], stream[at + 7] & 1
+                raw = stream[at + 8:at + 8 + cch * (2 if high else 1)]
+                if raw.decode("utf-16-le" if high else "latin-1", "replace") == sheet:
+                    start = int.from_bytes(stream[at:at + 4], "little")
+            elif typ == 0x000A:  # EOF of the globals: no such sheet
+                break
+        pos, depth = max(start, 0), 0
+        while start >= 0 and pos + 4 <= n:
+            typ, size = header(stream, pos)
+            at, pos = pos + 4, pos + 4 + size
+            if typ == 0x0809:  # BOF: the sheet, or a chart inside it
+                depth += 1
+            elif typ == 0x000A:  # EOF
+                depth -= 1
+                if depth <= 0:
+                    break
+            elif depth == 1 and typ == 0x0205 and size >= 8 and stream[at + 7] == 1:  # BOOLERR, fError
+                row, col = header(stream, at)
+                _error_cell(special, row + 1, col + 1, stream[at + 6])
+            elif depth == 1 and typ == 0x0006 and size >= 14 and stream[at + 6] == 2 \
+                    and stream[at + 12:at + 14] == b"\xff\xff":  # FORMULA whose cached result is an error
+                row, col = header(stream, at)
+                _error_cell(special, row + 1, col + 1, stream[at + 8])
+    except _BROKEN:
+        return special  # calamine says what is wrong
+    return special
+
+
 def _has_value(chunk: bytes, at: int) -> bool:
     """Whether the cell whose start tag is open at `at` holds something (not `<c .../>`, `<c ...></c>`)."""
     end = chunk.find(b">", at)
@@ -763,18 +823,33 @@ def _special_cells(chunk: bytes, special: dict[int, dict[int, Any]]) -> None:
 _ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 
 
-def _ods_merges(data: bytes, sheet: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Merged ranges of one ODS sheet ((first row, first col), (last row, last col)), 0-based as
-    calamine counts: cells with number-rows/columns-spanned, positions counted through repeats."""
+_ODS_CALCEXT = "{urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0}"
+_ODS_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_ODS_ERROR_TEXT = re.compile(r"#(?:NULL!|DIV/0!|VALUE!|REF!|NAME\?|NUM!|N/A)|Err:[0-9]{3}")
+_ODS_REPEATS_MAX = 1024  # an error cell's copies noted, across and down: a sheet of them is refused at any rate
+
+
+def _ods_extras(data: bytes, sheet: str) -> tuple[list[tuple[tuple[int, int], tuple[int, int]]],
+                                                   dict[int, dict[int, Any]]]:
+    """What calamine does not give for an ODS sheet: its merged ranges ((first row, first col),
+    (last row, last col)), 0-based as calamine counts, from number-rows/columns-spanned; and its
+    error cells (calamine reads them as empty), by 1-based row and 0-based column as
+    _scan_xlsx_sheet gives them. Positions are counted through the repeat attributes.
+
+    An error cell is one LibreOffice marks calcext:value-type="error", or a formula whose string
+    result is empty but which shows an error's text (#DIV/0!, Err:502) as other writers save it."""
     merges: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    special: dict[int, dict[int, Any]] = {}
     t = _ODS_TABLE
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             with z.open("content.xml") as f:
-                if not any(b"-spanned=" in chunk for chunk in iter(lambda: f.read(_CHUNK), b"")):
-                    return merges
+                if not any(b"-spanned=" in chunk or b'value-type="error"' in chunk or b'string-value=""' in chunk
+                           for chunk in iter(lambda: f.read(_CHUNK), b"")):
+                    return merges, special
             with z.open("content.xml") as f:
-                inside, row, col = False, -1, 0
+                inside, row, col, cell_col = False, -1, 0, 0
+                row_errors: dict[int, str] = {}  # column -> the error's text, in the row being read
                 for event, e in ElementTree.iterparse(f, events=("start", "end")):
                     tag = e.tag
                     if tag == t + "table":
@@ -787,19 +862,33 @@ def _ods_merges(data: bytes, sheet: str) -> list[tuple[tuple[int, int], tuple[in
                         continue
                     elif tag == t + "table-row":
                         if event == "start":
-                            row, col = row + 1, 0
+                            row, col, row_errors = row + 1, 0, {}
                         else:
-                            row += int(e.get(t + "number-rows-repeated") or 1) - 1
+                            repeats = int(e.get(t + "number-rows-repeated") or 1)
+                            for r in range(row + 1, row + 1 + min(repeats, _ODS_REPEATS_MAX)):
+                                for c, shown in row_errors.items():
+                                    special.setdefault(r, {})[c] = ErrorCell(shown, f"{_col_letters(c + 1)}{r}")
+                            row += repeats - 1
                             e.clear()
-                    elif event == "start" and tag in (t + "table-cell", t + "covered-table-cell"):
-                        rows = int(e.get(t + "number-rows-spanned") or 1)
-                        cols = int(e.get(t + "number-columns-spanned") or 1)
-                        if rows > 1 or cols > 1:
-                            merges.append(((row, col), (row + rows - 1, col + cols - 1)))
-                        col += int(e.get(t + "number-columns-repeated") or 1)
+                    elif tag in (t + "table-cell", t + "covered-table-cell"):
+                        if event == "start":
+                            rows = int(e.get(t + "number-rows-spanned") or 1)
+                            cols = int(e.get(t + "number-columns-spanned") or 1)
+                            if rows > 1 or cols > 1:
+                                merges.append(((row, col), (row + rows - 1, col + cols - 1)))
+                            cell_col = col
+                            col += int(e.get(t + "number-columns-repeated") or 1)
+                            continue
+                        text = "".join(e.itertext()).strip() if tag == t + "table-cell" else ""
+                        if e.get(_ODS_CALCEXT + "value-type") == "error" or (
+                                e.get(t + "formula") and e.get(_ODS_OFFICE + "string-value") == ""
+                                and _ODS_ERROR_TEXT.fullmatch(text)):
+                            shown = text if _ODS_ERROR_TEXT.fullmatch(text) else "an error value"
+                            for c in range(cell_col, min(col, cell_col + _ODS_REPEATS_MAX)):
+                                row_errors[c] = shown
     except _BROKEN:
-        return merges
-    return merges
+        return merges, special
+    return merges, special
 
 
 def _number(v: float) -> str:

@@ -182,6 +182,69 @@ def test_error_cells_read_as_their_error_text(tmp_path):
     assert [v for _, v in rows] == [{"Phone": "#N/A", "Name": "Asha"}, {"Phone": "9876543210", "Name": "#REF!"}]
 
 
+def _make_xlsb(path, **kw):
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from make_workbooks import make_xlsb
+    finally:
+        sys.path.remove(str(FIXTURES))
+    make_xlsb(path, **kw)
+    return path
+
+
+def test_error_cells_of_an_xlsb_are_never_sent(cli, tmp_path):
+    # calamine reads an error cell as empty: a #DIV/0! priority would go out as no priority.
+    p = _make_xlsb(tmp_path / "errors.xlsb", errors={(1, 3): (0x07, True), (2, 1): (0x2A, False),
+                                                     (3, 0): (0x17, False)})
+    r = cli("validate", p, "--json", "--no-failures", "--campaign", "camp_a")
+    assert r.exit_code == 1, r.output
+    rows = {x["row"]: (x["cause"], x["message"]) for x in json.loads(r.stdout)["problem_rows"]}
+    assert rows[2][0] == "cell.spreadsheet_error" and rows[2][1].startswith("cell D2 holds #DIV/0!")
+    assert rows[3][0] == "cell.spreadsheet_error" and rows[3][1].startswith("cell B3 holds #N/A")
+    assert rows[4][0] == "phone.spreadsheet_error" and "'#REF!'" in rows[4][1]
+    assert json.loads(r.stdout)["counts"]["valid"] == 3
+
+
+def _ods(path: Path, rows: list[str]) -> Path:
+    """A minimal ODS (mimetype, manifest, content) with these table rows, as other writers save it."""
+    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+               'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+               'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+               'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body>'
+               '<office:spreadsheet><table:table table:name="Leads">' + "".join(rows)
+               + '</table:table></office:spreadsheet></office:body></office:document-content>')
+    manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:'
+                'opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path='
+                '"/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry '
+                'manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>')
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content)
+        z.writestr("META-INF/manifest.xml", manifest)
+    return path
+
+
+def test_error_cells_of_an_ods_without_libreoffices_marks_are_found_through_repeats(cli, tmp_path):
+    def text(v, formula=False, repeat=1):
+        attrs = (' table:formula="of:=1/0" office:string-value=""' if formula else "") + (
+            f' table:number-columns-repeated="{repeat}"' if repeat > 1 else "")
+        return f'<table:table-cell office:value-type="string"{attrs}><text:p>{v}</text:p></table:table-cell>'
+
+    p = _ods(tmp_path / "other.ods", [
+        "<table:table-row>" + text("Phone") + text("Campaign") + text("Name") + text("Ref") + "</table:table-row>",
+        "<table:table-row>" + text("9876543210") + text("Main") + text("#VALUE!", True, 2) + "</table:table-row>",
+        '<table:table-row table:number-rows-repeated="2">' + text("9876543211") + text("Main") + text("Ok")
+        + text("Err:502", True) + "</table:table-row>",
+        "<table:table-row>" + text("9876543212") + text("Main") + text("Fine") + text("#N/A") + "</table:table-row>"])
+    r = cli("validate", p, "--json", "--no-failures")
+    assert r.exit_code == 1, r.output
+    rows = {x["row"]: x["message"] for x in json.loads(r.stdout)["problem_rows"]}
+    assert sorted(rows) == [2, 3, 4]
+    assert "cell C2 holds #VALUE!" in rows[2] and "cell D2 holds #VALUE!" in rows[2]
+    assert rows[3].startswith("cell D3 holds Err:502") and rows[4].startswith("cell D4 holds Err:502")
+    assert json.loads(r.stdout)["counts"]["valid"] == 1  # "#N/A" typed as text is text
+
+
 def test_no_library_warning_reaches_the_user(tmp_path):
     # A stylesheet without named styles (as some exporters write it) made openpyxl print a
     # UserWarning with its site-packages path.
@@ -253,13 +316,8 @@ def test_a_stray_cell_at_xfd1048576_is_refused_in_one_line_at_once(tmp_path):
 
 
 def test_an_xlsb_with_a_stray_cell_far_away_is_refused_too(tmp_path):
-    sys.path.insert(0, str(FIXTURES))
-    try:
-        from make_workbooks import make_xlsb
-    finally:
-        sys.path.remove(str(FIXTURES))
-    make_xlsb(tmp_path / "far.xlsb", far=(1048575, 16383))
-    make_xlsb(tmp_path / "near.xlsb", far=(99, 30))  # a real, if odd, value: read
+    _make_xlsb(tmp_path / "far.xlsb", far=(1048575, 16383))
+    _make_xlsb(tmp_path / "near.xlsb", far=(99, 30))  # a real, if odd, value: read
     # In a child process: were the check missing, calamine would abort the process allocating.
     r = subprocess.run([sys.executable, "-m", "leadpush", "validate", str(tmp_path / "far.xlsb"), "--no-failures"],
                        capture_output=True, text=True, timeout=60)
