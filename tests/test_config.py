@@ -16,6 +16,8 @@ api_key_env = "NIGHTLY_KEY"
 rate = "50/min"
 workers = 2
 campaign = "Nightly"
+[profiles.nightly.map]
+"Mobile No" = "phoneNumber"
 """)
     env = {"NIGHTLY_KEY": KEY, "LEADPUSH_USERNAME": "from-env"}
     r = cli("config", "show", "--profile", "nightly", "--config", cfg, env=env)
@@ -25,6 +27,9 @@ campaign = "Nightly"
     assert "50/min" in lines["rate"] and "profile nightly" in lines["rate"]
     assert lines["workers"].split()[1] == "2" and "profile nightly" in lines["workers"]
     assert "default" in lines["retries"]
+    # By the name the profile gives it, as written there.
+    assert '"Mobile No=phoneNumber"' in lines["map"] and "profile nightly" in lines["map"]
+    assert "map_options" not in r.stdout
     assert "(set, hidden)" in lines["api_key"] and "NIGHTLY_KEY" in lines["api_key"]
     assert KEY not in r.stdout
     r = cli("config", "show", "--profile", "nightly", "--config", cfg, "--username", "from-flag", env=env)
