@@ -91,8 +91,8 @@ def test_config_show_lists_the_file_settings_with_their_source(cli, cfg):
     r = cli("config", "show", "--profile", "nightly", "--config", cfg)
     assert r.exit_code == 0, r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines()}
-    assert '"Customer Mobile=phoneNumber", "Customer=Name", "Note="' in lines["map_options"]
-    assert f"profile nightly ({cfg})" in lines["map_options"]
+    assert '"Customer Mobile=phoneNumber", "Customer=Name", "Note="' in lines["map"]
+    assert f"profile nightly ({cfg})" in lines["map"]
     assert "Leads" in lines["sheet"] and "profile nightly" in lines["sheet"]
     assert "True" in lines["dayfirst"] and "profile nightly" in lines["dayfirst"]
     assert lines["encoding"].split()[1:] == ["(not", "set)", "default"]
