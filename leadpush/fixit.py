@@ -289,8 +289,8 @@ class FixitWriter:
         self.count += 1
         try:
             self._write(o)
-        except OSError as e:  # a full disk here or in the temporary folder the parts are built in
-            raise self._failed(e) from None
+        except OSError as e:  # a full disk in the temporary folder the parts are built in
+            raise self._failed(e, building=True) from None
 
     def _write(self, o: RowOutcome) -> None:
         source = o.source
@@ -306,10 +306,11 @@ class FixitWriter:
             self._start(list(self._columns or []), list(self._keys or self._columns or []))
         self._row(o.row, o.status, str(o.message), o.cause, _problems(o), list(source or []))
 
-    def _failed(self, e: OSError) -> OutputError:
-        """The one-line error for a workbook that cannot be written; everything begun is dropped."""
-        error = OutputError(f"{self.path}: the failures file cannot be written ({e.strerror or e}; its parts are "
-                            f"built in {tempfile.gettempdir()} first)")
+    def _failed(self, e: OSError, *, building: bool) -> OutputError:
+        """The one-line error for a workbook that cannot be written; everything begun is dropped.
+        `building`: while its parts were being built in the temporary folder, not saved beside the path."""
+        where = f"; its parts are built in {tempfile.gettempdir()} first" if building else ""
+        error = OutputError(f"{self.path}: the failures file cannot be written ({e.strerror or e}{where})")
         self.discard(e)
         return error
 
@@ -404,7 +405,10 @@ class FixitWriter:
     def close(self, run_counts: Counter[Status] | None = None) -> None:
         try:
             if self._spool is not None:
-                self._write_spooled()
+                try:
+                    self._write_spooled()
+                except OSError as e:
+                    raise self._failed(e, building=True) from None
             if self.count == 0 or self._wb is None:
                 self._tmp.unlink(missing_ok=True)
                 if not self.keep_existing:  # a failures workbook fed back in stays as it is
@@ -422,7 +426,7 @@ class FixitWriter:
             saved.unlink()
             os.replace(self._tmp, self.path)
         except OSError as e:  # the file at the path, if any, stays as it was
-            raise self._failed(e) from None
+            raise self._failed(e, building=False) from None
         finally:
             self._tmp.unlink(missing_ok=True)
             if self._spool is not None:

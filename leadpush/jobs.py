@@ -138,13 +138,7 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
     try:
         yield recorder, summary
     except BaseException as e:
-        if recorder.log:
-            try:
-                recorder.log.line(f"error leadpush {command} {lead_file.name}: {e or type(e).__name__}")
-            except OutputError:
-                pass
-            recorder.log.close()
-            recorder.log = None
+        log_error(recorder, command, lead_file.name, e)
         raise
     finally:
         recorder.close()
@@ -153,6 +147,17 @@ def recording(opts: InputOptions, lead_file: LeadFile, command: str) -> Iterator
         summary.results_file = str(results.path)
     if failures and failures.count and failures.path not in recorder.broken:
         summary.failures_file = str(failures.path)
+
+
+def log_error(recorder: Recorder, command: str, file: str, e: BaseException) -> None:
+    """The log's last line for a run that stopped on an error (and the log closed)."""
+    if recorder.log:
+        try:
+            recorder.log.line(f"error leadpush {command} {file}: {e or type(e).__name__}")
+        except OutputError:
+            pass
+        recorder.log.close()
+        recorder.log = None
 
 
 def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progress: Any) -> RunSummary:
@@ -186,9 +191,15 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
     if recorder.errors:
         if split:
             split.close(keep=False)
-        raise OutputError(recorder.errors[0])
+        error = OutputError(recorder.errors[0])
+        log_error(recorder, "validate", lead_file.name, error)
+        raise error
     if split:
-        split.close()
+        try:
+            split.close()
+        except OutputError as e:
+            log_error(recorder, "validate", lead_file.name, e)
+            raise
         summary.split_file = str(split.path) if split.count else None
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)

@@ -98,6 +98,11 @@ def local_day(at: float) -> str:
     return dt.datetime.fromtimestamp(at).date().isoformat()
 
 
+def _is_busy(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
+
+
 def local_time(at: float | None) -> str:
     return "" if at is None else dt.datetime.fromtimestamp(at).isoformat(sep=" ", timespec="seconds")
 
@@ -115,19 +120,31 @@ class Ledger:
             self._db = sqlite3.connect(path, timeout=busy, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:
             raise LedgerError(f"{path}: the run ledger cannot be opened ({_reason(e)})") from None
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: each row's commit is on disk before the next row is told done, like the journal.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.Error as e:
-            self._db.close()
-            raise self._error(e) from None
+        deadline = time.monotonic() + busy
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # FULL: each row's commit is on disk before the next row is told done, like the journal.
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+                break
+            except sqlite3.OperationalError as e:
+                # Two runs opening a new ledger at once: SQLite answers "locked" at once, without
+                # waiting, to the one that would deadlock switching it to WAL. The other finishes
+                # in milliseconds; try again (a lock held longer than `busy` is an error).
+                if _is_busy(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._db.close()
+                raise self._error(e) from None
+            except sqlite3.Error as e:
+                self._db.close()
+                raise self._error(e) from None
 
     def _error(self, e: sqlite3.Error) -> LedgerError:
         text = str(e).lower()
-        if "locked" in text or "busy" in text:
+        if _is_busy(e):
             return LedgerError(f"{self.path}: the run ledger is locked by another process (waited "
                                f"{self.busy:g} s); try again when it finishes")
         if isinstance(e, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
@@ -251,7 +268,8 @@ class Ledger:
 
     def leads(self, run_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self._read(
-            "SELECT row, campaign, phone, status, at FROM leads WHERE run_id = ? ORDER BY at, rowid", (run_id,))]
+            "SELECT row, campaign, phone, status, at FROM leads WHERE run_id = ? "
+            "ORDER BY row IS NULL, row, at, rowid", (run_id,))]  # in file order, not the order workers finished
 
     def deleted(self, undo_of: int) -> set[tuple[str, str]]:
         """(campaign, phone) of the leads of run `undo_of` that undo runs have deleted since it added them."""

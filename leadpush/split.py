@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class SplitWriter:
             openpyxl_module()
             self._tmp = temporary_beside(path)
         else:
-            self._out = _AtomicFile(path)
+            self._out = _AtomicFile(path, "the valid rows")
 
     def write(self, body: dict[str, str]) -> None:
         try:
@@ -61,7 +62,8 @@ class SplitWriter:
 
     def _failed(self, e: OSError) -> OutputError:
         """The one-line error for a file that cannot be written; everything begun is dropped."""
-        error = OutputError(f"{self.path}: the valid rows cannot be written ({e.strerror or e})")
+        where = f"; a workbook's sheet is built in {tempfile.gettempdir()} first" if self.fmt == "xlsx" else ""
+        error = OutputError(f"{self.path}: the valid rows cannot be written ({e.strerror or e}{where})")
         self.discard(e)
         return error
 
@@ -118,11 +120,11 @@ class SplitWriter:
 
     def close(self, keep: bool = True) -> None:
         """Move the file into place; with no rows (or keep False) there is none, nor one left from before."""
-        keep = keep and self.count > 0 and not self._discarded
-        if not keep:
-            if not self._discarded:
-                self.discard()
-            self.path.unlink(missing_ok=True)
+        if self._discarded:
+            return  # a write error dropped what was begun; the earlier file, if any, stays
+        if not (keep and self.count > 0):
+            self.discard()
+            self.path.unlink(missing_ok=True)  # no rows, or a run that stopped: none left from before
             return
         try:
             if self.fmt == "xlsx":

@@ -828,6 +828,7 @@ def test_a_full_disk_while_the_fixit_workbook_is_saved_is_one_line(tmp_path, pen
                 self.f, self.room = f, 2048
             def write(self, b):
                 if len(b) > self.room:
+                    self.room = 0  # and full it stays: the zip's finalizer cannot write its end either
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 self.room -= len(b)
                 return self.f.write(b)
@@ -886,12 +887,30 @@ def test_a_full_disk_under_the_valid_rows_file_is_one_line(tmp_path, penv, ext):
     else:
         p = write_csv(tmp_path / "leads.csv", [["phone", "campaign", "name"]]
                       + [[str(9400000000 + i), "Nightly", "n" * 40] for i in range(3000)])
+    earlier = tmp_path / f"{p.name}.valid.{ext}"
+    earlier.write_text("yesterday's valid rows")
     r = _capped("validate", p, "--split", "--table", "none", limit=max(p.stat().st_size, 60_000) + 1, env=penv,
                 tmpdir=tmp_path / "tmp")
     assert r.returncode == 2, r.stderr
-    assert f"{p.name}.valid.{ext}: the valid rows cannot be written (File too large)" in r.stderr
+    assert f"{p.name}.valid.{ext}: the valid rows cannot be written (File too large" in r.stderr
     _one_line_only(r.stderr)
-    assert sorted(f.name for f in tmp_path.iterdir()) == [p.name, "tmp"]
+    assert earlier.read_text() == "yesterday's valid rows"  # never replaced by a partial file, nor removed
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([p.name, earlier.name, "tmp"])
+
+
+def test_a_valid_rows_file_that_fails_at_its_last_write_is_one_line_and_logged(tmp_path, penv):
+    # 55 rows of about 137 bytes: under one write buffer, so the file's only write is its last; the
+    # log, a short line a row, stays under the limit.
+    p = write_csv(tmp_path / "leads.csv", [["phone", "campaign", "name"]]
+                  + [[str(9400000000 + i), "Nightly", "n" * 110] for i in range(55)])
+    log = tmp_path / "run.log"
+    r = _capped("validate", p, "--split", "--log-file", log, limit=6_000, env=penv, tmpdir=tmp_path / "tmp")
+    assert r.returncode == 2, r.stderr
+    assert "leads.csv.valid.csv: the valid rows cannot be written (File too large)" in r.stderr
+    _one_line_only(r.stderr)
+    lines = log.read_text().splitlines()
+    assert "start leadpush validate" in lines[0] and "error leadpush validate" in lines[-1], lines
+    assert not (tmp_path / "leads.csv.valid.csv").exists()
 
 
 @pytest.mark.parametrize("check_duplicate", [True, False])
