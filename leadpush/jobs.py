@@ -178,7 +178,12 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             for outcome, body in checker.check_file(lead_file):
                 if screen and screen(outcome):
                     body = None  # a suppressed row is not among the rows as they would be sent
-                record(outcome)  # a file that cannot be written stops the dry run (OutputError, exit 2)
+                try:
+                    record(outcome)
+                except OutputError:
+                    # The file that failed is dropped (its earlier version stays) and its error kept:
+                    # the dry run goes on, so that every other file holds every row; then exit 2.
+                    pass
                 if body is not None and split:
                     split.write(body)
                 advance()

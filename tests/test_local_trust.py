@@ -207,6 +207,19 @@ class _Filling(io.RawIOBase):
         super().close()
 
 
+def test_a_dry_run_whose_results_file_fails_still_writes_every_row_to_the_failures_file(cli, tmp_path,
+                                                                                          monkeypatch):
+    lines = rows(3000)
+    lines[1::2] = [["12-x", "Nightly"]] * len(lines[1::2])  # every other row invalid
+    p = write_csv(tmp_path / "leads.csv", lines)
+    monkeypatch.setattr(records, "open_output", FullDisk(20_000, "r.csv"))
+    r = cli("validate", p, "--results", tmp_path / "r.csv")
+    assert r.exit_code == 2 and "the results file cannot be written (No space left on device)" in r.stderr
+    failures = read_csv(tmp_path / "leads.csv.failures.csv")
+    assert len(failures) == 1500 and failures[-1]["leadpush_row"] == "3000"  # complete, not cut at the error
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_a_full_disk_under_the_results_file_keeps_the_earlier_file_and_says_so(cli, tmp_path, monkeypatch):
     p = write_csv(tmp_path / "leads.csv", rows(3000))
     results = tmp_path / "r.csv"
