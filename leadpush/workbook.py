@@ -105,7 +105,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         if fmt == "xlsx":
             special = _scan_xlsx_sheet(name, data, index, chosen)
         elif fmt == "xlsb":
-            special = _scan_xlsb_sheet(name, data, index, chosen)
+            special, xlsb_merges = _scan_xlsb_sheet(name, data, index, chosen)
         elif fmt == "xls" and data.startswith(_CFB):
             special = _xls_errors(data, chosen)  # calamine reads an error cell as empty
         try:
@@ -116,7 +116,9 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 raise
             raise InputError(f"{name}: sheet {chosen!r} cannot be read ({_reason(e, data)})") from None
         merges = ws.merged_cell_ranges or []
-        if fmt == "ods":
+        if fmt == "xlsb":
+            merges = xlsb_merges  # calamine does not give them for XLSB
+        elif fmt == "ods":
             merges, special = _ods_extras(data, chosen)  # calamine gives neither for ODS
     finally:
         wb.close()
@@ -503,10 +505,15 @@ def _records(stream: bytes) -> Iterator[tuple[int, int, int]]:
         pos += size
 
 
-def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int, dict[int, Any]]:
-    """The size check of _scan_xlsx_sheet for an XLSB sheet, its rows and cells record by record,
-    and its error cells (which calamine reads as empty)."""
+Merges = list[tuple[tuple[int, int], tuple[int, int]]]  # ((first row, first col), (last row, last col)), 0-based
+
+
+def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> tuple[dict[int, dict[int, Any]], Merges]:
+    """The size check of _scan_xlsx_sheet for an XLSB sheet, its rows and cells record by record;
+    and what calamine does not give for one: its error cells (it reads them as empty) and its
+    merged ranges (BrtMergeCell, after the sheet's data)."""
     special: dict[int, dict[int, Any]] = {}
+    merges: Merges = []
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             with z.open("xl/_rels/workbook.bin.rels") as f:
@@ -519,14 +526,22 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
                     if length != 0xFFFFFFFF:
                         parts.append(book[start + 12:start + 12 + 2 * length].decode("utf-16-le", "replace"))
             if index >= len(parts) or rels.get(parts[index]) is None:
-                return special
+                return special, merges
             stream = z.read("xl/" + rels[parts[index]].lstrip("/").removeprefix("xl/"))
     except _BROKEN:
-        return special  # calamine says what is wrong
+        return special, merges  # calamine says what is wrong
     row = max_row = max_col = 0
     far = ""
+    in_data = True
     for typ, start, end in _records(stream):
-        if typ == 0x0000:  # BrtRowHdr
+        if typ == 0x0092:  # BrtEndSheetData: merged ranges follow
+            in_data = False
+        elif not in_data:
+            if typ == 0x00B0 and end - start >= 16:  # BrtMergeCell: rwFirst, rwLast, colFirst, colLast
+                r0, r1, c0, c1 = struct.unpack_from("<IIII", stream, start)
+                if r0 <= r1 and c0 <= c1:
+                    merges.append(((r0, c0), (r1, c1)))
+        elif typ == 0x0000:  # BrtRowHdr
             row = int.from_bytes(stream[start:start + 4], "little") + 1
         elif 2 <= typ <= 11:  # a cell with a value (1, BrtCellBlank, is kept by no one)
             col = int.from_bytes(stream[start:start + 4], "little") + 1
@@ -535,10 +550,8 @@ def _scan_xlsb_sheet(name: str, data: bytes, index: int, sheet: str) -> dict[int
                 max_row, max_col = max(max_row, row), max(max_col, col)
             if typ in (0x0003, 0x000B) and end - start >= 9:  # BrtCellError, BrtFmlaError: bErr after the cell
                 _error_cell(special, row, col, stream[start + 8])
-        elif typ == 0x0092:  # BrtEndSheetData
-            break
     _too_big(name, sheet, max_row, max_col, far)
-    return special
+    return special, merges
 
 
 # An error cell's code in BIFF8 and XLSB (MS-XLS and MS-XLSB, BErr): the text a spreadsheet shows.

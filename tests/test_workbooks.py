@@ -205,6 +205,15 @@ def test_error_cells_of_an_xlsb_are_never_sent(cli, tmp_path):
     assert json.loads(r.stdout)["counts"]["valid"] == 3
 
 
+def test_merged_cells_of_an_xlsb_give_their_value_to_every_cell_they_cover(cli, tmp_path):
+    # calamine reports no merges for .xlsb: leadpush reads the BrtMergeCell records itself.
+    p = _make_xlsb(tmp_path / "merged.xlsb", merges=[(1, 3, 2, 2), (4, 6, 2, 2)])  # C2:C4, C5:C7
+    _, rows = rows_of(p)
+    assert [v["Campaign"] for _, v in rows] == CAMPAIGNS
+    r = cli("validate", p, "--json", "--no-failures")
+    assert r.exit_code == 0, r.output  # no row without its campaign
+
+
 def _ods(path: Path, rows: list[str]) -> Path:
     """A minimal ODS (mimetype, manifest, content) with these table rows, as other writers save it."""
     content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
