@@ -87,6 +87,10 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         _scan_ods(name, data)  # calamine builds every ODS sheet as it opens the file
     elif fmt == "xls" and data.startswith(_CFB):
         _scan_xls(name, data)  # and every XLS sheet
+        aborted = _aborts_calamine(data)
+        if aborted is not None:
+            raise InputError(f"{name}: not a readable .xls workbook (the workbook reader stopped on a damaged file: "
+                             f"{aborted[:200]}); open it in a spreadsheet and save it again, or save it as CSV")
     try:
         with _rust_quiet(name):
             wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
@@ -233,6 +237,39 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                     sheet_note=sheet_note, cell_problems=problems,
                     notes=title_note(titles, header_number, "row", chosen=header_row is not None),
                     not_lead_rows=not_lead_rows)
+
+
+def _aborts_calamine(data: bytes) -> str | None:
+    """Whether calamine kills the process opening this .xls (on some damaged ones it asks for
+    hundreds of GB and aborts: no Python code can catch that), tried first in a forked child that
+    opens the workbook, builds every sheet and exits; what calamine printed as it died, or None.
+    An .xls holds at most 65,536 rows a sheet: the extra parse costs a fraction of a second."""
+    if not hasattr(os, "fork"):
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its stderr (Rust's last words) to the pipe, nothing to the terminal
+        try:
+            os.close(read_end)
+            os.dup2(write_end, 2)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            from python_calamine import CalamineWorkbook  # noqa: PLC0415
+
+            wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+            for i in range(len(wb.sheet_names)):
+                wb.get_sheet_by_index(i)
+        except BaseException:  # an error is the parent's to report, when it opens the file
+            pass
+        os._exit(0)
+    os.close(write_end)
+    said = b""
+    while chunk := os.read(read_end, 1 << 16):
+        said = (said + chunk)[-(1 << 16):]
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if not os.WIFSIGNALED(status):
+        return None
+    return (said.decode("utf-8", "replace").strip().splitlines() or ["no reason given"])[0]
 
 
 _DONE = b"\x00leadpush: calamine returned\x00"

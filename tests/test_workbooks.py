@@ -293,14 +293,29 @@ def test_a_damaged_workbook_that_makes_calamine_panic_is_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "panicked" not in r.stderr and ".cargo" not in r.stderr
 
 
-def test_a_damaged_workbook_that_makes_calamine_abort_still_says_why_in_one_line(tmp_path):
-    # One byte changed: calamine asks for 275 GB and aborts the process (a calamine bug; nothing
-    # in Python can catch it). The exit is the abort's, but the user learns what happened.
+def test_a_damaged_workbook_that_makes_calamine_abort_is_one_line_and_exit_2(tmp_path):
+    # One byte changed: calamine asks for 275 GB and aborts the process it runs in (a calamine bug;
+    # nothing in Python can catch it). leadpush tries an .xls in a forked child first.
     r = _damaged(tmp_path, [(3718, 205)])
-    assert r.returncode in (-6, 134), r.stderr
-    assert r.stderr.strip() == (f"{tmp_path / 'damaged.xls'}: the workbook reader stopped on a damaged file "
-                                f"(memory allocation of 275146342480 bytes failed); open it in a spreadsheet "
-                                f"and save it again, or save it as CSV")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"Error: {tmp_path / 'damaged.xls'}: not a readable .xls workbook (the workbook "
+                                f"reader stopped on a damaged file: memory allocation of 275146342480 bytes "
+                                f"failed); open it in a spreadsheet and save it again, or save it as CSV")
+
+
+def test_an_upload_of_a_workbook_that_makes_calamine_abort_sends_nothing(tmp_path):
+    data = bytearray((FIXTURES / "leads.xls").read_bytes())
+    data[3718] = 205
+    p = tmp_path / "damaged.xls"
+    p.write_bytes(bytes(data))
+    with Sandbox(CONFIG, rate_limit=0) as sb:
+        env = {**os.environ, "LEADPUSH_BASE_URL": sb.base_url, "LEADPUSH_USERNAME": "demo",
+               "LEADPUSH_API_KEY": "demo-key-7f3a9c", "LEADPUSH_CACHE_DIR": str(tmp_path / "cache"),
+               "LEADPUSH_DATA_DIR": str(tmp_path / "data")}
+        r = subprocess.run([sys.executable, "-m", "leadpush", "upload", str(p), "--campaign", "camp_a"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 2 and "not a readable .xls workbook" in r.stderr, r.stderr
+        assert sb.state.leads_view()["accounts"]["demo"]["campaigns"]["camp_a"]["leads"] == []
 
 
 # ---------------------------------------------------------------------------- workbooks that lie
