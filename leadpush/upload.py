@@ -407,7 +407,10 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         counts = recorder.counts
         if journal:
             try:
-                journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited,
+                # A results or failures file that could not be written leaves the run unfinished:
+                # --resume then skips what was added (a fresh start would send every row again).
+                journal.end(complete=stop.reason is None and not stop.interrupt.is_set() and not limited
+                            and not recorder.errors,
                             unsettled=counts.get(Status.FAILED, 0) + counts.get(Status.ABORTED, 0))
             except OutputError as e:
                 if stop.kind is not StopKind.OUTPUT:

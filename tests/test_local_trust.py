@@ -280,6 +280,23 @@ def test_a_full_disk_under_the_journal_mid_upload_loses_no_row_and_resume_double
     assert all("--resend-unknown" in x["message"] for x in left_alone)
 
 
+def test_a_results_file_that_fails_after_the_last_row_leaves_the_run_for_resume_not_a_resend(up, sb, tmp_path,
+                                                                                           monkeypatch):
+    p = write_csv(tmp_path / "leads.csv", rows(30))
+    monkeypatch.setattr(records, "open_output", FullDisk(0, "r.csv"))  # fails when the file is flushed, at the end
+    r = up(p, "--no-check-duplicate", "--results", tmp_path / "r.csv")
+    assert r.exit_code == 1 and "the results file cannot be written (No space left on device)" in r.stderr, (
+        r.exit_code, r.stderr)
+    assert len(stored(sb)) == 30
+    journal = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
+    assert journal[-1]["type"] == "end" and journal[-1]["complete"] is False
+    monkeypatch.undo()
+    r = up(p, "--no-check-duplicate", "--resume", "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.stderr
+    assert set(stored(sb).values()) == {1}  # nothing sent twice, though checkDuplicate is FALSE
+    assert {x["status"] for x in read_csv(tmp_path / "r.csv")} == {"skipped"}
+
+
 def test_a_full_disk_under_the_log_leaves_whole_lines_and_stops(up, sb, tmp_path, monkeypatch):
     p = write_csv(tmp_path / "leads.csv", rows(20))
     log = tmp_path / "run.log"
