@@ -575,7 +575,7 @@ class Checker:
         """A workbook row with cells leadpush cannot take a value from as written (a formula saved
         without its result, an error cell, a number beyond a float's exact whole numbers): when
         the row sends one, it is invalid, saying so, and its body (returned) is None."""
-        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough}
+        used = {i for i in cmap.field_keys if i is not None} | {i for i, _ in cmap.passthrough} | set(cmap.name_parts)
         phone = cmap.fields.get("phoneNumber")
         # An error cell or an inexact number in the phone column: the phone check refuses it
         # with its own cause (phone.spreadsheet_error, phone.scientific).

@@ -178,14 +178,18 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             for outcome, body in checker.check_file(lead_file):
                 if screen and screen(outcome):
                     body = None  # a suppressed row is not among the rows as they would be sent
+                # A file that cannot be written is dropped (its earlier version stays) and its error
+                # kept: the dry run goes on, so that every other file holds every row; then exit 2.
                 try:
                     record(outcome)
                 except OutputError:
-                    # The file that failed is dropped (its earlier version stays) and its error kept:
-                    # the dry run goes on, so that every other file holds every row; then exit 2.
-                    pass
+                    pass  # in recorder.errors
                 if body is not None and split:
-                    split.write(body)
+                    try:
+                        split.write(body)
+                    except OutputError as e:
+                        recorder.errors.append(str(e))
+                        split = None  # it dropped what it had begun
                 advance()
         except BaseException:
             if split:
@@ -193,19 +197,15 @@ def validate(opts: InputOptions, lead_file: LeadFile, *, today: dt.date, progres
             raise
         summary.column_map = checker.column_map
         note_suppression(opts, summary)
-    if recorder.errors:
+    try:
         if split:
-            split.close(keep=False)
-        error = OutputError(recorder.errors[0])
-        log_error(recorder, "validate", lead_file.name, error)
-        raise error
-    if split:
-        try:
             split.close()
-        except OutputError as e:
-            log_error(recorder, "validate", lead_file.name, e)
-            raise
-        summary.split_file = str(split.path) if split.count else None
+            summary.split_file = str(split.path) if split.count else None
+        if recorder.errors:
+            raise OutputError(recorder.errors[0])
+    except OutputError as e:
+        log_error(recorder, "validate", lead_file.name, e)
+        raise
     summary.exit_code = exit_code_for(recorder.counts)
     log_end(summary)
     return summary

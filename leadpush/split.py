@@ -58,11 +58,13 @@ class SplitWriter:
         try:
             self._write(body)
         except OSError as e:  # a full disk: here, or in the temporary folder a workbook's sheet is built in
-            raise self._failed(e) from None
+            raise self._failed(e, building=True) from None
 
-    def _failed(self, e: OSError) -> OutputError:
-        """The one-line error for a file that cannot be written; everything begun is dropped."""
-        where = f"; a workbook's sheet is built in {tempfile.gettempdir()} first" if self.fmt == "xlsx" else ""
+    def _failed(self, e: OSError, *, building: bool = False) -> OutputError:
+        """The one-line error for a file that cannot be written; everything begun is dropped.
+        `building`: while a workbook's sheet was being built in the temporary folder."""
+        where = f"; a workbook's sheet is built in {tempfile.gettempdir()} first" if building and self.fmt == "xlsx" \
+            else ""
         error = OutputError(f"{self.path}: the valid rows cannot be written ({e.strerror or e}{where})")
         self.discard(e)
         return error

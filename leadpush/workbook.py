@@ -7,6 +7,7 @@ import html
 import io
 import os
 import re
+import signal
 import struct
 import zipfile
 import zlib
@@ -111,7 +112,7 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
         elif fmt == "xlsb":
             special, xlsb_merges = _scan_xlsb_sheet(name, data, index, chosen)
         elif fmt == "xls" and data.startswith(_CFB):
-            special = _xls_errors(data, chosen)  # calamine reads an error cell as empty
+            special = _xls_errors(data, index)  # calamine reads an error cell as empty
         try:
             with _rust_quiet(name):
                 ws = wb.get_sheet_by_index(index)
@@ -207,7 +208,9 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
 
     def sheet_rows() -> Iterator[tuple[int, list[Any]]]:
         pending = list(fills)  # by first row
-        active: list[tuple[int, int, int, Any]] = []  # (last row, first col, last col, value)
+        # (last row, first col, last col, value, what is wrong with the value: an error cell, an
+        # inexact number, a formula without its result — every cell the range covers has it too)
+        active: list[tuple[int, int, int, Any, Any]] = []
         for number, cells in grid():
             if number <= header_number:
                 continue
@@ -217,12 +220,14 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 while pending and pending[0][0] <= number:
                     r0, r1, c0, c1 = pending.pop(0)
                     if r0 == number and 0 <= c0:
-                        active.append((r1, c0, min(c1, n - 1), cells[c0]))
-                for _last, c0, c1, value in active:
+                        active.append((r1, c0, min(c1, n - 1), cells[c0], problems.get(number, {}).get(c0)))
+                for _last, c0, c1, value, problem in active:
                     for c in range(c0, c1 + 1):
                         if cells[c] == "":
                             cells[c] = value
                             spread.append(c)
+                            if problem is not None:
+                                problems.setdefault(number, {})[c] = problem
             if len(cells) > n:
                 extra = [v for v in cells[n:] if v != ""]
                 if extra:
@@ -246,8 +251,16 @@ def _aborts_calamine(data: bytes) -> str | None:
     An .xls holds at most 65,536 rows a sheet: the extra parse costs a fraction of a second."""
     if not hasattr(os, "fork"):
         return None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None  # no descriptors left: no probe (the read itself will say what it can)
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare (EAGAIN, ENOMEM): read without the probe
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid == 0:  # the child: its stderr (Rust's last words) to the pipe, nothing to the terminal
         try:
             os.close(read_end)
@@ -260,15 +273,18 @@ def _aborts_calamine(data: bytes) -> str | None:
                 wb.get_sheet_by_index(i)
         except BaseException:  # an error is the parent's to report, when it opens the file
             pass
-        os._exit(0)
+        finally:
+            os._exit(0)
     os.close(write_end)
     said = b""
-    while chunk := os.read(read_end, 1 << 16):
-        said = (said + chunk)[-(1 << 16):]
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    if not os.WIFSIGNALED(status):
-        return None
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            said = (said + chunk)[-(1 << 16):]
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)  # after Ctrl-C too: no child left behind
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) == signal.SIGKILL:
+        return None  # SIGKILL: the OOM killer, or a user; not what a damaged file does
     return (said.decode("utf-8", "replace").strip().splitlines() or ["no reason given"])[0]
 
 
@@ -285,8 +301,19 @@ def _rust_quiet(name: str) -> Iterator[None]:
     if not hasattr(os, "fork"):
         yield
         return
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = -1
+    try:
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+    except OSError:
+        pass
+    if pid < 0:  # no descriptor or process to spare: calamine's words, if any, reach stderr as they are
+        yield
+        return
     if pid == 0:  # the watcher: it owns nothing but the pipe and the real stderr
         os.close(write_end)
         said = b""
@@ -697,10 +724,15 @@ def _cfb_stream(data: bytes, wanted: tuple[str, ...]) -> bytes | None:
     if not entries:
         return None
     root = entries[0]
-    for e in entries:
+
+    def rank(e: bytes) -> int:  # the first of `wanted` that the file has, as calamine chooses
         length = int.from_bytes(e[64:66], "little")
-        if e[66] != 2 or e[:max(length - 2, 0)].decode("utf-16-le", "replace") not in wanted:
-            continue
+        named = e[:max(length - 2, 0)].decode("utf-16-le", "replace")
+        return wanted.index(named) if e[66] == 2 and named in wanted else len(wanted)
+
+    for e in sorted(entries, key=rank):
+        if rank(e) == len(wanted):
+            break
         start, length = int.from_bytes(e[116:120], "little"), int.from_bytes(e[120:124], "little")
         if length >= cutoff:
             return b"".join(sector(i) for i in chain(start, fat) if i < sectors)[:length]
@@ -777,24 +809,24 @@ def _xls_grids(data: bytes) -> tuple[int, str]:
     return total, biggest[1]
 
 
-def _xls_errors(data: bytes, sheet: str) -> dict[int, dict[int, Any]]:
-    """The error cells of one .xls sheet: BOOLERR records that hold an error, and FORMULA records
-    whose cached result is one (MS-XLS 2.4.24, 2.4.127), found through the sheet's BoundSheet8."""
+def _xls_errors(data: bytes, index: int) -> dict[int, dict[int, Any]]:
+    """The error cells of the .xls sheet at `index` (in BoundSheet order, calamine's): BOOLERR
+    records that hold an error, and FORMULA records whose cached result is one (MS-XLS 2.4.24,
+    2.4.127; the same places in BIFF5), found through the sheet's BoundSheet record."""
     special: dict[int, dict[int, Any]] = {}
     try:
         stream = _cfb_stream(data, ("Workbook", "Book"))
         if stream is None:
             return special
         header = struct.Struct("<HH").unpack_from
-        pos, n, start = 0, len(stream), -1
+        pos, n, start, seen = 0, len(stream), -1, 0
         while pos + 4 <= n and start < 0:  # the globals: where the sheet's substream begins
             typ, size = header(stream, pos)
             at, pos = pos + 4, pos + 4 + size
-            if typ == 0x0085 and size >= 8:  # BoundSheet8: lbPlyPos, state, type, name
-                cch, high = stream[at + 6], stream[at + 7] & 1
-                raw = stream[at + 8:at + 8 + cch * (2 if high else 1)]
-                if raw.decode("utf-16-le" if high else "latin-1", "replace") == sheet:
+            if typ == 0x0085 and size >= 6:  # BoundSheet: lbPlyPos first (BIFF5 and BIFF8 alike)
+                if seen == index:
                     start = int.from_bytes(stream[at:at + 4], "little")
+                seen += 1
             elif typ == 0x000A:  # EOF of the globals: no such sheet
                 break
         pos, depth = max(start, 0), 0
@@ -876,7 +908,7 @@ _ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _ODS_CALCEXT = "{urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0}"
 _ODS_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _ODS_ERROR_TEXT = re.compile(r"#(?:NULL!|DIV/0!|VALUE!|REF!|NAME\?|NUM!|N/A)|Err:[0-9]{3}")
-_ODS_REPEATS_MAX = 1024  # an error cell's copies noted, across and down: a sheet of them is refused at any rate
+_ODS_MARKS = (b"-spanned=", b'value-type="error"', b'string-value=""')  # what makes _ods_extras look closer
 
 
 def _ods_extras(data: bytes, sheet: str) -> tuple[list[tuple[tuple[int, int], tuple[int, int]]],
@@ -894,8 +926,11 @@ def _ods_extras(data: bytes, sheet: str) -> tuple[list[tuple[tuple[int, int], tu
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             with z.open("content.xml") as f:
-                if not any(b"-spanned=" in chunk or b'value-type="error"' in chunk or b'string-value=""' in chunk
-                           for chunk in iter(lambda: f.read(_CHUNK), b"")):
+                tail, marked = b"", False
+                while not marked and (chunk := f.read(_CHUNK)):
+                    seen, tail = tail + chunk, chunk[-32:]  # a mark may straddle two reads
+                    marked = any(mark in seen for mark in _ODS_MARKS)
+                if not marked:
                     return merges, special
             with z.open("content.xml") as f:
                 inside, row, col, cell_col = False, -1, 0, 0
@@ -915,7 +950,9 @@ def _ods_extras(data: bytes, sheet: str) -> tuple[list[tuple[tuple[int, int], tu
                             row, col, row_errors = row + 1, 0, {}
                         else:
                             repeats = int(e.get(t + "number-rows-repeated") or 1)
-                            for r in range(row + 1, row + 1 + min(repeats, _ODS_REPEATS_MAX)):
+                            # Every copy: the sheet's size was checked before (_scan_ods), and
+                            # calamine builds each of these rows as well.
+                            for r in range(row + 1, row + 1 + repeats if row_errors else row + 1):
                                 for c, shown in row_errors.items():
                                     special.setdefault(r, {})[c] = ErrorCell(shown, f"{_col_letters(c + 1)}{r}")
                             row += repeats - 1
@@ -934,7 +971,7 @@ def _ods_extras(data: bytes, sheet: str) -> tuple[list[tuple[tuple[int, int], tu
                                 e.get(t + "formula") and e.get(_ODS_OFFICE + "string-value") == ""
                                 and _ODS_ERROR_TEXT.fullmatch(text)):
                             shown = text if _ODS_ERROR_TEXT.fullmatch(text) else "an error value"
-                            for c in range(cell_col, min(col, cell_col + _ODS_REPEATS_MAX)):
+                            for c in range(cell_col, col):
                                 row_errors[c] = shown
     except _BROKEN:
         return merges, special

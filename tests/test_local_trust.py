@@ -220,6 +220,27 @@ def test_a_dry_run_whose_results_file_fails_still_writes_every_row_to_the_failur
     assert not (tmp_path / "r.csv").exists()
 
 
+def test_a_dry_run_whose_split_file_fails_mid_file_still_writes_every_row_elsewhere(cli, tmp_path, monkeypatch):
+    from leadpush import split as split_module
+
+    lines = rows(3000)
+    lines[1::2] = [["12-x", "Nightly"]] * len(lines[1::2])  # every other row invalid
+    p = write_csv(tmp_path / "leads.csv", lines)
+    real, written = split_module.SplitWriter._write, Counter()
+
+    def write(self, body):
+        written["n"] += 1
+        if written["n"] > 500:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(self, body)
+
+    monkeypatch.setattr(split_module.SplitWriter, "_write", write)
+    r = cli("validate", p, "--split", "--results", tmp_path / "r.csv")
+    assert r.exit_code == 2 and "leads.csv.valid.csv: the valid rows cannot be written (No space left" in r.stderr
+    assert len(read_csv(tmp_path / "r.csv")) == 3000 and len(read_csv(tmp_path / "leads.csv.failures.csv")) == 1500
+    assert not (tmp_path / "leads.csv.valid.csv").exists()
+
+
 def test_a_full_disk_under_the_results_file_keeps_the_earlier_file_and_says_so(cli, tmp_path, monkeypatch):
     p = write_csv(tmp_path / "leads.csv", rows(3000))
     results = tmp_path / "r.csv"
@@ -845,46 +866,67 @@ def test_a_full_disk_while_the_fixit_workbook_is_built_is_one_line_and_keeps_the
     assert not list((tmp_path / "tmp").iterdir())
 
 
+FULL_ON_SAVE = textwrap.dedent("""
+    import errno, io, os, sys
+    real_open = io.open
+    full_on = os.environ["FULL_ON"]  # the ending of the one file whose disk is full
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.room = f, 2048
+        def write(self, b):
+            if len(b) > self.room:
+                self.room = 0  # and full it stays: the zip's finalizer cannot write its end either
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.room -= len(b)
+            return self.f.write(b)
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def open_(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Full(f) if str(file).endswith(full_on) and "w" in mode else f
+
+    io.open = open_  # zipfile opens the workbook it writes with io.open
+    from leadpush.cli import main
+    sys.argv[0] = "leadpush"
+    main()
+""")
+
+
 def test_a_full_disk_while_the_fixit_workbook_is_saved_is_one_line(tmp_path, penv):
     """The sheet is built; the save into the failures file's folder hits the full disk."""
     pytest.importorskip("openpyxl")
     script = tmp_path / "full_on_save.py"
-    script.write_text(textwrap.dedent("""
-        import errno, io, os, sys
-        real_open = io.open
-
-        class Full:
-            def __init__(self, f):
-                self.f, self.room = f, 2048
-            def write(self, b):
-                if len(b) > self.room:
-                    self.room = 0  # and full it stays: the zip's finalizer cannot write its end either
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                self.room -= len(b)
-                return self.f.write(b)
-            def __getattr__(self, name):
-                return getattr(self.f, name)
-
-        def open_(file, mode="r", *args, **kwargs):
-            f = real_open(file, mode, *args, **kwargs)
-            return Full(f) if str(file).endswith(".plain") and "w" in mode else f
-
-        io.open = open_  # zipfile opens the workbook it writes with io.open
-        from leadpush.cli import main
-        sys.argv[0] = "leadpush"
-        main()
-    """))
+    script.write_text(FULL_ON_SAVE)
     bad = [["phone", "campaign"]] + [[f"12-x{i}", "Nightly"] for i in range(500)]
     p = write_csv(tmp_path / "leads.csv", bad)
     earlier = tmp_path / "fix.xlsx"
     earlier.write_bytes(b"yesterday's workbook")
-    r = subprocess.run([sys.executable, str(script), "validate", str(p), "--failures", str(earlier)], env=penv,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, str(script), "validate", str(p), "--failures", str(earlier)],
+                       env={**penv, "FULL_ON": ".plain"}, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert f"{earlier}: the failures file cannot be written (No space left on device" in r.stderr
+    assert f"{earlier}: the failures file cannot be written (No space left on device)" in r.stderr  # its folder's
     _one_line_only(r.stderr)
     assert earlier.read_bytes() == b"yesterday's workbook"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["fix.xlsx", "full_on_save.py", "leads.csv"]
+
+
+def test_a_full_disk_while_the_split_workbook_is_saved_names_its_folder_not_the_temporary_one(tmp_path, penv):
+    openpyxl = pytest.importorskip("openpyxl")
+    script = tmp_path / "full_on_save.py"
+    script.write_text(FULL_ON_SAVE)
+    wb = openpyxl.Workbook()
+    wb.active.append(["phone", "campaign"])
+    for i in range(500):
+        wb.active.append([str(9400000000 + i), "Nightly"])
+    wb.save(tmp_path / "leads.xlsx")
+    r = subprocess.run([sys.executable, str(script), "validate", str(tmp_path / "leads.xlsx"), "--split"],
+                       env={**penv, "FULL_ON": ".tmp"}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "leads.xlsx.valid.xlsx: the valid rows cannot be written (No space left on device)" in r.stderr
+    _one_line_only(r.stderr)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["full_on_save.py", "leads.xlsx"]
 
 
 def test_a_full_disk_under_the_fixit_workbook_mid_upload_keeps_the_run_exit_code(sb, tmp_path, penv):

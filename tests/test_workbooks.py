@@ -214,9 +214,30 @@ def test_merged_cells_of_an_xlsb_give_their_value_to_every_cell_they_cover(cli, 
     assert r.exit_code == 0, r.output  # no row without its campaign
 
 
-def _ods(path: Path, rows: list[str]) -> Path:
-    """A minimal ODS (mimetype, manifest, content) with these table rows, as other writers save it."""
-    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+@pytest.mark.parametrize("biff5", [False, True])
+def test_error_cells_of_an_xls_are_never_sent_biff8_and_biff5(cli, tmp_path, biff5):
+    # A BOOLERR error (as Excel writes a typed #DIV/0!) and a FORMULA whose cached result is #N/A;
+    # BIFF5 (Excel 95, a "Book" stream) keeps its sheets' names without BIFF8's flag byte.
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from make_biff import build
+    finally:
+        sys.path.remove(str(FIXTURES))
+    p = tmp_path / "old.xls"
+    p.write_bytes(build(biff5=biff5))
+    r = cli("validate", p, "--json", "--no-failures")
+    assert r.exit_code == 1, r.output
+    rows = {x["row"]: x["message"] for x in json.loads(r.stdout)["problem_rows"]}
+    assert sorted(rows) == [3, 4]
+    assert rows[3].startswith("cell C3 holds #DIV/0!") and rows[4].startswith("cell D4 holds #N/A")
+
+
+def _ods(path: Path, rows: list[str], calcext: bool = False) -> Path:
+    """A minimal ODS (mimetype, manifest, content) with these table rows, as other writers save it
+    (`calcext`: with LibreOffice's calcext namespace declared)."""
+    ns = ('xmlns:calcext="urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0" '
+          if calcext else "")
+    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content ' + ns +
                'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
                'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
                'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body>'
@@ -252,6 +273,123 @@ def test_error_cells_of_an_ods_without_libreoffices_marks_are_found_through_repe
     assert "cell C2 holds #VALUE!" in rows[2] and "cell D2 holds #VALUE!" in rows[2]
     assert rows[3].startswith("cell D3 holds Err:502") and rows[4].startswith("cell D4 holds Err:502")
     assert json.loads(r.stdout)["counts"]["valid"] == 1  # "#N/A" typed as text is text
+
+
+def _problem_rows(cli, p, *args):
+    r = cli("validate", p, "--json", "--no-failures", *args)
+    summary = json.loads(r.stdout)
+    return r.exit_code, {x["row"]: x["message"] for x in summary["problem_rows"]}, summary["counts"]["valid"]
+
+
+def test_a_merged_range_whose_value_cannot_be_sent_refuses_every_row_it_covers(cli, tmp_path):
+    # Name C2:C4 merged, its value an error; Ref D5:D6 merged, an 18-digit number (inexact).
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in (["Phone", "Campaign", "Name", "Ref"], [9876543210, "Main", "#DIV/0!", 1],
+                [9876543211, "Main", None, 2], [9876543212, "Main", None, 3],
+                [9876543213, "Main", "Anu", 123456789012345678], [9876543214, "Main", "Bob", None],
+                [9876543215, "Main", "Cara", 4]):
+        ws.append(row)
+    ws.merge_cells("C2:C4")
+    ws.merge_cells("D5:D6")
+    wb.save(tmp_path / "merged.xlsx")
+    code, rows, valid = _problem_rows(cli, tmp_path / "merged.xlsx")
+    assert code == 1 and sorted(rows) == [2, 3, 4, 5, 6] and valid == 1
+    assert all(rows[n].startswith("cell C2 holds #DIV/0!") for n in (2, 3, 4))
+    assert all(rows[n].startswith("cell D5 holds the number") for n in (5, 6))
+
+
+def test_a_merged_error_cell_of_an_xlsb_or_ods_refuses_every_row_it_covers(cli, tmp_path):
+    # Campaign C2:C4 merged (C3 and C4 empty, as a merge leaves them), its value #N/A.
+    xlsb = _make_xlsb(tmp_path / "m.xlsb", errors={(1, 2): (0x2A, True)}, merges=[(1, 3, 2, 2)])
+    code, rows, _ = _problem_rows(cli, xlsb, "--campaign", "camp_a")
+    assert code == 1 and sorted(rows) == [2, 3, 4] and all(m.startswith("cell C2 holds #N/A") for m in rows.values())
+
+    def text(v, attrs=""):
+        return f'<table:table-cell office:value-type="string"{attrs}><text:p>{v}</text:p></table:table-cell>'
+
+    spanned = ' table:formula="of:=1/0" office:string-value="" table:number-rows-spanned="2"'
+    ods = _ods(tmp_path / "m.ods", [
+        "<table:table-row>" + text("Phone") + text("Campaign") + text("Name") + "</table:table-row>",
+        "<table:table-row>" + text("9876543210") + text("Main") + text("#DIV/0!", spanned) + "</table:table-row>",
+        "<table:table-row>" + text("9876543211") + text("Main") + "<table:covered-table-cell/></table:table-row>",
+        "<table:table-row>" + text("9876543212") + text("Main") + text("Ok") + "</table:table-row>"])
+    code, rows, valid = _problem_rows(cli, ods)
+    assert code == 1 and sorted(rows) == [2, 3] and valid == 1
+    assert all(m.startswith("cell C2 holds #DIV/0!") for m in rows.values())
+
+
+def test_error_cells_in_first_and_last_name_columns_are_never_sent_inside_name(cli, tmp_path):
+    p = workbook(tmp_path, [["Phone", "Campaign", "First Name", "Last Name"], [9876543210, "Main", "#N/A", "Kumar"],
+                            [9876543211, "Main", "Meera", "#DIV/0!"], [9876543212, "Main", "Asha", "Rao"]])
+    code, rows, valid = _problem_rows(cli, p)
+    assert code == 1 and valid == 1
+    assert rows[2].startswith("cell C2 holds #N/A") and rows[3].startswith("cell D3 holds #DIV/0!")
+
+
+def test_error_cells_on_a_sheet_that_does_not_start_at_a1(cli, tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for r, row in enumerate([["Phone", "Campaign", "Name"], [9876543210, "Main", "#REF!"], [9876543211, "Main", "Ok"]]):
+        for c, value in enumerate(row):
+            ws.cell(row=3 + r, column=3 + c, value=value)  # from C3
+    wb.save(tmp_path / "offset.xlsx")
+    xls = _biff(tmp_path)  # the BIFF8 file's errors are at C3 and D4, its sheet from A1
+    for p, expected in ((tmp_path / "offset.xlsx", {4: "cell E4 holds #REF!"}),
+                        (xls, {3: "cell C3 holds #DIV/0!", 4: "cell D4 holds #N/A"})):
+        code, rows, _ = _problem_rows(cli, p)
+        assert code == 1 and sorted(rows) == sorted(expected), rows
+        assert all(rows[n].startswith(text) for n, text in expected.items())
+
+
+def _biff(tmp_path, biff5=False):
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from make_biff import build
+    finally:
+        sys.path.remove(str(FIXTURES))
+    p = tmp_path / ("old5.xls" if biff5 else "old.xls")
+    p.write_bytes(build(biff5=biff5))
+    return p
+
+
+def test_an_ods_error_row_repeated_over_a_thousand_times_is_refused_on_every_copy(cli, tmp_path):
+    def text(v, attrs=""):
+        return f'<table:table-cell office:value-type="string"{attrs}><text:p>{v}</text:p></table:table-cell>'
+
+    p = _ods(tmp_path / "rep.ods", [
+        "<table:table-row>" + text("Phone") + text("Campaign") + text("Name") + "</table:table-row>",
+        '<table:table-row table:number-rows-repeated="1100">' + text("9876543210") + text("Main")
+        + text("#N/A", ' table:formula="of:=NA()" office:string-value=""') + "</table:table-row>"])
+    code, rows, valid = _problem_rows(cli, p, "--keep-duplicates")
+    assert code == 1 and valid == 0 and len(rows) >= 1  # the table lists some; the counts say all
+    summary = json.loads(cli("validate", p, "--json", "--no-failures", "--keep-duplicates").stdout)
+    assert summary["counts"]["invalid"] == 1100
+
+
+def test_an_ods_whose_only_error_mark_straddles_a_read_boundary_is_still_seen(cli, tmp_path):
+    from leadpush.workbook import _CHUNK
+
+    def text(v, attrs=""):
+        return f'<table:table-cell office:value-type="string"{attrs}><text:p>{v}</text:p></table:table-cell>'
+
+    head = "<table:table-row>" + text("Phone") + text("Campaign") + text("Name") + "</table:table-row>"
+    error = text("#N/A", ' table:formula="of:=NA()" calcext:value-type="error"')  # its one mark
+
+    def build(pad: int) -> Path:
+        filler = "<table:table-row>" + text("9876543211") + text("Main") + text("x" * pad) + "</table:table-row>"
+        row = "<table:table-row>" + text("9876543210") + text("Main") + error + "</table:table-row>"
+        return _ods(tmp_path / "straddle.ods", [head, filler, row], calcext=True)
+
+    with zipfile.ZipFile(build(0)) as z:
+        at = z.read("content.xml").find(b'value-type="error"')
+    p = build(_CHUNK - 8 - at)  # the mark now starts 8 bytes before the first read ends
+    with zipfile.ZipFile(p) as z:
+        content = z.read("content.xml")
+    mark = content.find(b'value-type="error"')
+    assert mark < _CHUNK < mark + len(b'value-type="error"') and b'string-value=""' not in content
+    code, rows, _ = _problem_rows(cli, p)
+    assert code == 1 and rows[3].startswith("cell C3 holds #N/A")
 
 
 def test_no_library_warning_reaches_the_user(tmp_path):
@@ -301,6 +439,16 @@ def test_a_damaged_workbook_that_makes_calamine_abort_is_one_line_and_exit_2(tmp
     assert r.stderr.strip() == (f"Error: {tmp_path / 'damaged.xls'}: not a readable .xls workbook (the workbook "
                                 f"reader stopped on a damaged file: memory allocation of 275146342480 bytes "
                                 f"failed); open it in a spreadsheet and save it again, or save it as CSV")
+
+
+def test_an_xls_is_read_without_the_probe_when_no_process_can_be_forked(cli, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    r = cli("validate", FIXTURES / "leads.xls", "--no-failures", "--json")
+    assert r.exit_code == 0, r.output  # an ordinary fault: not "a bug in leadpush" (exit 70)
+    assert json.loads(r.stdout)["counts"]["valid"] == 6
 
 
 def test_an_upload_of_a_workbook_that_makes_calamine_abort_sends_nothing(tmp_path):
