@@ -159,8 +159,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 if v.__class__ is not str:
                     cells[i] = _cell(v)
                     if v.__class__ is float and not -exact < v < exact:
-                        cells[i] = InexactNumber(cells[i], v, f"{_col_letters(left + i + 1)}{number}")
-                        problems.setdefault(number, {})[i] = cells[i].message
+                        inexact = cells[i] = InexactNumber(_number(v), v, f"{_col_letters(left + i + 1)}{number}")
+                        problems.setdefault(number, {})[i] = inexact.message
             extra = special.get(number)
             if extra:
                 for col, value in extra.items():
