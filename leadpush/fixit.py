@@ -19,6 +19,7 @@ from .files import let_go, temporary_beside
 from .mapping import IGNORED_PREFIX, build_column_map
 from .outcomes import STATUS_ORDER, ConfigError, InputError, OutputError, RowOutcome, Status, counted
 from .records import cell_text
+from .workbook import CellProblem, ErrorCell, InexactNumber
 
 UNKNOWN_NOTE = ("Outcome unknown: CloudAgent may already hold this lead. Check the campaign in CloudAgent before "
                 "sending this row again (delete the row if the number is there); fed back as it is, leadpush "
@@ -40,6 +41,16 @@ _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Characters an .xlsx cannot hold (XML 1.0 forbids them); a cell is limited to 32,767 characters.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _CELL_MAX = 32767
+# The error values an .xlsx cell can hold (openpyxl writes no others); any other error read (an
+# ODS "Err:502", a "#GETTING_DATA") is written as #VALUE!, its comment naming what it was.
+XLSX_ERRORS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
+# In place of a formula saved without its result: a formula without a result again (so it is refused
+# again, cell.no_value), one that Excel or LibreOffice calculates to an error (so it is refused
+# then too). Never the input's own formula: calculated here, its references would read this
+# sheet's rows, another lead's cells, and a wrong value would go out once the workbook was saved.
+NO_VALUE_FORMULA = "=NA()"
+NO_VALUE_NOTE = ("This workbook holds =NA() in its place, not that formula (calculated here, it would read "
+                 "this sheet's rows, not the input's): type the cell's value here.")
 
 
 class Unstorable(ValueError):
@@ -101,12 +112,18 @@ class CellStyles:
                     cell.alignment = Alignment(vertical="center")
                 self.styles[mark, fmt] = cell._style
 
-    def cell(self, value: Any, fmt: str, mark: str = "plain", *, exact: bool = False) -> Any:
+    def cell(self, value: Any, fmt: str, mark: str = "plain", *, exact: bool = False, data_type: str = "") -> Any:
         """A cell holding `value`; one it cannot hold exactly is made storable (see `storable`), or
-        with `exact` refused (Unstorable)."""
+        with `exact` refused (Unstorable). A text is always a text cell, unless `data_type` says it
+        is an error value ("e": one of XLSX_ERRORS) or a formula ("f": leadpush's own, never a
+        value read)."""
         c = self._cell(self.ws)
         c._style = self.styles[mark, fmt]
-        if isinstance(value, str):
+        if data_type:
+            assert (data_type, value) in (("f", NO_VALUE_FORMULA), *(("e", e) for e in XLSX_ERRORS)), value
+            c.value = value
+            c.data_type = data_type
+        elif isinstance(value, str):
             value, why = storable(value)
             if why and exact:
                 raise Unstorable(why)
@@ -221,6 +238,22 @@ def unknown_outcome(status: Status | str, cause: str) -> bool:
 def _problems(o: RowOutcome) -> list[tuple[str, str]]:
     """(cause, message) of each of an invalid row's problems."""
     return [(p.cause, str(p)) for p in o.problems]
+
+
+def _unsendable(value: Any) -> tuple[Any, str, str] | None:
+    """A cell read as one leadpush cannot send as written → (what the fix-it cell holds, its data
+    type, what its comment adds), written so that reading the workbook back refuses it again with
+    the same cause until it is fixed; None for any other value."""
+    if isinstance(value, ErrorCell):  # cell.spreadsheet_error (phone.spreadsheet_error in the phone column)
+        if value in XLSX_ERRORS:
+            return str(value), "e", ""
+        return "#VALUE!", "e", (f"The input's cell held {str(value)!r}, an error value an .xlsx cell cannot "
+                                f"hold: #VALUE! here.")
+    if isinstance(value, InexactNumber):  # cell.inexact_number (phone.scientific): the same number again
+        return value.number, "n", ""
+    if isinstance(value, CellProblem):  # cell.no_value
+        return NO_VALUE_FORMULA, "f", NO_VALUE_NOTE
+    return None
 
 
 def _as_cell(value: Any, is_date_column: bool) -> tuple[Any, str]:
@@ -367,9 +400,13 @@ class FixitWriter:
         unknown = unknown_outcome(status, cause)
         whole = None if status is Status.INVALID else ("bad" if status is Status.REJECTED or unknown else "again")
         notes: dict[int, list[str]] = {}
+        # The cells read as ones leadpush cannot send as written, by their problem's message.
+        special = {n: s for n, i in enumerate(self._keep) if i < len(values)
+                   and (s := _unsendable(values[i])) is not None}
+        at_cell = {str(values[self._keep[n]].message): n for n in special}
         if whole is None:
             for code, text in problems or [(c, message) for c in causes_of(cause)]:
-                col = self._field_col.get(describe(code).field or "", self._error_col)
+                col = self._field_col.get(describe(code).field or "", at_cell.get(text, self._error_col))
                 notes.setdefault(col, []).append(text)
             if not notes:
                 notes[self._error_col] = [message]
@@ -382,6 +419,13 @@ class FixitWriter:
                 self.again += 1
         cells = []
         for n, i in enumerate(self._keep):
+            if n in special:
+                value, data_type, said = special[n]
+                if said and n in notes:
+                    notes[n].append(said)
+                mark = whole or ("bad" if n in notes else "plain")
+                cells.append(st.cell(value, "General", mark, data_type=data_type if data_type != "n" else ""))
+                continue
             value, fmt = _as_cell(values[i] if i < len(values) else None, n == self._date_col)
             _, altered = storable(value)
             if altered:

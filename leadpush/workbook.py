@@ -160,7 +160,8 @@ def open_workbook(name: str, opener: Callable[[], IO[bytes]], fmt: str, *, sheet
                 if v.__class__ is not str:
                     cells[i] = _cell(v)
                     if v.__class__ is float and not -exact < v < exact:
-                        problems.setdefault(number, {})[i] = _inexact(v, f"{_col_letters(left + i + 1)}{number}")
+                        inexact = cells[i] = InexactNumber(_number(v), v, f"{_col_letters(left + i + 1)}{number}")
+                        problems.setdefault(number, {})[i] = inexact.message
             extra = special.get(number)
             if extra:
                 for col, value in extra.items():
@@ -364,6 +365,21 @@ class ErrorCell(str):
 
 
 _EXACT = 2.0 ** 53  # a float holds every whole number below this, and not all above
+
+
+class InexactNumber(str):
+    """A number cell beyond a float's exact whole numbers: reads as its digits as calamine gave
+    them (scientific notation, so a phone check says digits were lost), and keeps the `number`, so
+    the fix-it workbook writes it back as that number; a row that sends it is refused with `message`."""
+
+    number: float
+    message: Problem
+
+    def __new__(cls, text: str, number: float, ref: str) -> InexactNumber:
+        self = super().__new__(cls, text)
+        self.number = number
+        self.message = _inexact(number, ref)
+        return self
 
 
 def _inexact(v: float, ref: str) -> Problem:

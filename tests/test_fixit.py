@@ -306,3 +306,97 @@ def test_the_summary_gives_no_advice_for_rows_it_does_not_hold(cli, tmp_path):
     wb = openpyxl.load_workbook(tmp_path / "bad.xlsx.failures.xlsx")
     text = " ".join(str(c.value) for row in wb["Summary"].iter_rows() for c in row if c.value is not None)
     assert "amber" not in text.lower() and "outcome unknown" not in text  # invalid rows only: red cells
+
+
+# Cells refused for what they hold (an error value, a number beyond a float's exact whole numbers,
+# a formula saved without its result) are written so that, fed back unfixed, the row is refused
+# again for the same cause; once the user types a value there, it goes through.
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def exact_values_xlsx(path):
+    """tests/test_review_reading.py's exact_values_xlsx, with a City column: #REF! in it, and a
+    formula saved without its result (openpyxl writes no result, and #DIV/0!, #N/A, #REF! as error cells)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [["Name", "Phone", "Ref", "City"], ["Ravi", 9876543210, 123456789012345678, "Pune"],
+                ["Anu", 9876543211, 42, "#REF!"], ["Bob", 9876543212, "#DIV/0!", "Goa"],
+                ["Cara", "#N/A", 7, "Agra"], ["Dev", 9876543213, 8, "=B6*2"], ["Esha", 9876543214, 9, "Delhi"]]:
+        ws.append(row)
+    wb.save(path)
+    return path
+
+
+EXACT_CAUSES = {2: "cell.inexact_number", 4: "cell.spreadsheet_error", 5: "phone.spreadsheet_error"}
+EXACT_XLSX_CAUSES = {**EXACT_CAUSES, 3: "cell.spreadsheet_error", 6: "cell.no_value"}
+
+
+def _verdicts(cli, path):
+    r = cli("validate", path, "--campaign", "Main", "--json", "--table", "none")
+    return r, {p["row"]: p["cause"] for p in json.loads(r.stdout)["problem_rows"]}
+
+
+@pytest.mark.parametrize("suffix", ["xlsx", "xls", "ods"])
+def test_cells_refused_for_what_they_hold_are_refused_again_until_fixed(cli, tmp_path, suffix):
+    pytest.importorskip("python_calamine")
+    src = tmp_path / f"exact_values.{suffix}"
+    if suffix == "xlsx":
+        exact_values_xlsx(src)
+    else:
+        src.write_bytes((FIXTURES / src.name).read_bytes())
+    expected = EXACT_XLSX_CAUSES if suffix == "xlsx" else EXACT_CAUSES
+    r, first = _verdicts(cli, src)
+    assert r.exit_code == 1 and first == expected, r.output
+    fixit = tmp_path / f"{src.name}.failures.xlsx"
+    # Fed back unfixed: the same rows (by their leadpush_row) refused for the same causes.
+    r, again = _verdicts(cli, fixit)
+    assert r.exit_code == 1 and again == expected, r.output
+    ws = openpyxl.load_workbook(fixit).worksheets[0]
+    header = [c.value for c in ws[1]]
+    rows = {r[header.index("leadpush_row")].value: {h: c for h, c in zip(header, r, strict=True)}
+            for r in ws.iter_rows(min_row=2)}
+    assert sorted(rows) == sorted(expected)
+    # Each such cell is what it was, marked red with its reason: an error cell, a number, a formula.
+    for row, column, data_type in [(4, "Ref", "e"), (5, "Phone", "e"), (2, "Ref", "n")] + (
+            [(3, "City", "e"), (6, "City", "f")] if suffix == "xlsx" else []):
+        cell = rows[row][column]
+        assert cell.data_type == data_type and fill(cell) == BAD_FILL and cell.comment, (row, column)
+    assert rows[4]["Ref"].value == "#DIV/0!" and rows[5]["Phone"].value == "#N/A"
+    assert rows[2]["Ref"].value > 2 ** 53 and "beyond the digits" in rows[2]["Ref"].comment.text
+    if suffix == "xlsx":
+        assert rows[3]["City"].value == "#REF!" and rows[6]["City"].value == "=NA()"
+        assert "(=B6*2)" in rows[6]["City"].comment.text and "type the cell's value" in rows[6]["City"].comment.text
+    # Fixed in the workbook (values typed as text): every row goes through.
+    wb = openpyxl.load_workbook(fixit)
+    ws = wb.worksheets[0]
+    for row in ws.iter_rows(min_row=2):
+        cells = dict(zip(header, row, strict=True))
+        cells["Phone"].value, cells["Ref"].value = f"98765432{cells['leadpush_row'].value:02d}", "42"
+        if "City" in cells:
+            cells["City"].value = "Pune"
+    wb.save(fixit)
+    r = cli("validate", fixit, "--campaign", "Main", "--table", "none", "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_error_values_an_xlsx_cannot_hold_are_written_as_value_errors(cli, tmp_path):
+    """An ODS Err:502 (or an error of a newer Excel) has no code openpyxl writes: #VALUE!, saying
+    what it was; a text that looks like an error or a formula stays text."""
+    from leadpush.workbook import ErrorCell
+
+    columns = ["phone", "campaign", "city", "note"]
+    writer = FixitWriter(tmp_path / "f.xlsx", columns=columns, keys=columns)
+    for n, city in enumerate([ErrorCell("Err:502", "C2"), ErrorCell("#GETTING_DATA", "C3")], start=2):
+        problem = city.message
+        writer.write(RowOutcome(n, Status.INVALID, str(problem), source=["9845012345", "demo", city, "=1+2"],
+                                cause=problem.cause, problems=(problem,)))
+    writer.close(Counter({Status.INVALID: 2}))
+    ws = openpyxl.load_workbook(tmp_path / "f.xlsx").worksheets[0]
+    for row, shown in zip(ws.iter_rows(min_row=2), ["Err:502", "#GETTING_DATA"], strict=True):
+        assert (row[2].value, row[2].data_type, fill(row[2])) == ("#VALUE!", "e", BAD_FILL)
+        assert f"cell C{row[4].value} holds {shown}" in row[2].comment.text
+        assert f"The input's cell held '{shown}'" in row[2].comment.text
+        assert (row[3].value, row[3].data_type) == ("=1+2", "s")
+    r, again = _verdicts(cli, tmp_path / "f.xlsx")
+    assert r.exit_code == 1 and again == {2: "cell.spreadsheet_error", 3: "cell.spreadsheet_error"}, r.output
