@@ -246,9 +246,10 @@ def test_round_trip_alters_no_value(tmp_path_factory, rows):
     with open_lead_file(folder / "f.xlsx") as back:
         assert back.columns[:3] == columns
         got = [values[:3] for _, values in back.rows()]
-    # Every row comes back (its leadpush_* cells are never empty); a cell of white space only reads
-    # as empty, as in any sheet (leadpush treats both alike: the row default applies).
-    assert got == [[v.replace("\r\n", "\n") if v.strip() else "" for v in r] for r in rows]
+    # Every row comes back (its leadpush_* cells are never empty); a cell of XML white space only
+    # (space, tab, line breaks) reads as empty, as in any sheet (leadpush treats both alike: the row
+    # default applies). A no-break space is not XML white space: it comes back as it was.
+    assert got == [[v.replace("\r\n", "\n") if v.strip(" \t\r\n") else "" for v in r] for r in rows]
 
 
 def test_no_failures_leaves_no_workbook(cli, tmp_path):
