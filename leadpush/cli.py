@@ -45,6 +45,7 @@ from .settings import (
     masked,
     resolve,
     resolve_api_key,
+    shown_api_key,
 )
 from .suppress import load_suppression
 from .template import TemplateFormat, write_template
@@ -845,11 +846,10 @@ def config_show(
 
     def body() -> ExitCode:
         s, loaded = _resolve(ctx, env, ProfileArgs(profile, config), ConnectionArgs(base_url, username))
-        key = resolve_api_key(loaded, os.environ)
         # Each by the name a profile gives it (`map`, not the field's name `map_options`).
         as_written = {field: key for key, field in PROFILE_NAMES.items()}
         shown = {as_written.get(name, name): Setting(getattr(s, name), s.source(name)) for name in SETTING_NAMES}
-        shown["api_key"] = key or Setting(None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+        shown["api_key"] = shown_api_key(loaded, os.environ)
         for name, value in loaded.smtp.items():  # the [smtp] table: a password is only ever named (password_env)
             shown[f"smtp.{name}"] = Setting(value, f"[smtp] ({loaded.path})")
         path = config or default_config_path()

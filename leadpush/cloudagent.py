@@ -706,6 +706,18 @@ class TokenUnavailable(LeadpushError):
     """No token could be had for reasons that may pass (network, server errors)."""
 
 
+class NoToken(LeadpushError):
+    """No token could be had for a lead's next request: `refusal` (an AccountRefusal or a
+    TokenUnavailable) says why. `maybe_stored`: an earlier attempt of this lead may have stored it;
+    False where none could have (no request went out, or each one was answered without storing:
+    never reached, 429, 503, Token Expired)."""
+
+    def __init__(self, refusal: AccountRefusal | TokenUnavailable, *, maybe_stored: bool) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+        self.maybe_stored = maybe_stored
+
+
 def _transport_reason(e: requests.RequestException) -> str:
     if isinstance(e, requests.ConnectTimeout):
         return "connection timed out"
@@ -797,7 +809,8 @@ class Sender:
         connect timeout, 429, 503). Faults where the lead may be stored (read timeout, the total
         deadline passed, dropped connection, 500, 502, 504) are resent only with checkDuplicate
         TRUE, where a resend at worst answers `Number Already Exist`. An answer leadpush cannot
-        recognise is never resent. A resend after `Token Expired` is not a retry.
+        recognise is never resent. A resend after `Token Expired` is not a retry. No token to be
+        had raises NoToken.
         """
         payload = json.dumps({**body, "userName": self.conn.username}).encode()
         campaign = body.get("campaignName", "")
@@ -808,7 +821,10 @@ class Sender:
         while True:
             if stop():
                 return self._not_sent(attempts, last_status, maybe_stored)
-            token = self.tokens.current()
+            try:
+                token = self.tokens.current()
+            except (AccountRefusal, TokenUnavailable) as e:
+                raise NoToken(e, maybe_stored=maybe_stored) from e
             if not self.pacer.wait(stop):
                 return self._not_sent(attempts, last_status, maybe_stored)
             attempts += 1
@@ -822,7 +838,10 @@ class Sender:
                     return Sent(Status.FAILED, "CloudAgent kept answering 'Token Expired' to fresh tokens "
                                                "(is another program generating tokens for this account?)",
                                 attempts, last_status, cause="send.token")
-                self.tokens.expired(token)
+                try:
+                    self.tokens.expired(token)
+                except (AccountRefusal, TokenUnavailable) as e:
+                    raise NoToken(e, maybe_stored=maybe_stored) from e
                 continue
             self.tokens.used(token)
             if verdict.kind is VerdictKind.ADDED:

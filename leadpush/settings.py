@@ -349,6 +349,17 @@ def resolve_api_key(profile: Profile, env: Mapping[str, str]) -> Setting | None:
     return None
 
 
+def shown_api_key(profile: Profile, env: Mapping[str, str]) -> Setting:
+    """The api_key row of `config show`: the key resolve_api_key finds, or why there is none. A
+    profile's api_key_env naming a variable that is not set is said here, not refused: this is
+    the command that helps find it (upload and auth check still refuse)."""
+    var = profile.values.get("api_key_env")
+    if var and not env.get("LEADPUSH_API_KEY") and not env.get(var):
+        return Setting(None, f"api_key_env {var} is not set (named by {profile.label})")
+    return resolve_api_key(profile, env) or Setting(
+        None, "not set: LEADPUSH_API_KEY, api_key_env or api_key in a profile")
+
+
 def masked(name: str, value: Any) -> str:
     if name == SECRET or name.endswith("token"):
         return "(set, hidden)" if value else "(not set)"

@@ -22,7 +22,7 @@ import requests
 
 from .causes import UNKNOWN_CAUSES, Problem, causes_of
 from .checks import Checker
-from .cloudagent import Connection, Sender, TokenKeeper, TokenStore, TokenUnavailable, VerdictKind
+from .cloudagent import Connection, NoToken, Sender, TokenKeeper, TokenStore, VerdictKind
 from .files import identity
 from .jobs import (
     InputOptions,
@@ -243,12 +243,17 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         sent_any.set()
         try:
             sent = sender.send(body, stop.is_set)
-        except AccountRefusal as e:
-            stop.run(StopKind.ACCOUNT, str(e))
-            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
-        except TokenUnavailable as e:
-            stop.run(StopKind.TOKEN, str(e))
-            return _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
+        except NoToken as e:
+            stop.run(StopKind.ACCOUNT if isinstance(e.refusal, AccountRefusal) else StopKind.TOKEN, str(e))
+            _abort(outcome, Problem("not_sent.stopped", f"not sent: {e}"))
+            if journal and not e.maybe_stored and not quitting:
+                try:
+                    # Its send line is on record, but its lead is certainly not in CloudAgent: without
+                    # this verdict --resume would hold it back as outcome unknown (checkDuplicate FALSE).
+                    journal.row(outcome)
+                except OutputError as oe:
+                    stop.run(StopKind.OUTPUT, str(oe))
+            return outcome
         if sent.stop is VerdictKind.ACCOUNT:
             stop.run(StopKind.ACCOUNT, sent.message)
         elif sent.stop is VerdictKind.CAMPAIGN:
@@ -269,7 +274,7 @@ def upload(opts: InputOptions, settings: UploadSettings, lead_file: LeadFile, *,
         # journal whatever befalls the ledger: a ledger that cannot be written stops dispatching.
         if ledger and not quitting and not ledger.row(outcome, after_attempt=after_attempt):
             stop.run(StopKind.LEDGER, ledger.failure_note(journal.path if journal else None) or "")
-        if journal and sent.attempts and not quitting:
+        if journal and not quitting:  # its send line is on record: so is its verdict (aborted too, for --resume)
             try:
                 journal.row(outcome)  # on disk the moment it is known, not when its turn to be reported comes
             except OutputError as e:

@@ -10,8 +10,13 @@ import pytest
 
 from leadpush.cloudagent import (
     Connection,
+    NoToken,
+    Sender,
     TokenKeeper,
     TokenStore,
+    TokenUnavailable,
+    Verdict,
+    VerdictKind,
     check_base_url,
     check_secret,
     classify,
@@ -209,6 +214,49 @@ def test_wrong_key_is_an_account_refusal_without_the_key(sb, tmp_path):
         with pytest.raises(AccountRefusal) as e:
             k.current()
         assert "Invalid userName or apiKey" in str(e.value) and "wrong-key-XYZ" not in str(e.value)
+
+
+class _NoSecondToken:
+    """A token keeper whose first token is the last one to be had."""
+
+    def __init__(self, refusal):
+        self.refusal, self.given = refusal, 0
+
+    def current(self):
+        self.given += 1
+        if self.given > 1:
+            raise self.refusal
+        return "eyJh.eyJi.c2ln"
+
+    def expired(self, token):
+        raise self.refusal
+
+    def used(self, token):
+        pass
+
+
+@pytest.mark.parametrize(("answers", "check_duplicate", "maybe_stored"), [
+    ([], "FALSE", False),  # no request went out
+    ([VerdictKind.TOKEN_EXPIRED], "FALSE", False),  # refused unread: nothing stored
+    ([VerdictKind.TRANSIENT], "FALSE", False),  # never reached (or 429, 503): nothing stored
+    ([VerdictKind.AMBIGUOUS], "TRUE", True),  # perhaps stored; resent, but no token for the resend
+])
+@pytest.mark.parametrize("refusal", [AccountRefusal("the cap"), TokenUnavailable("no answer")])
+def test_no_token_says_whether_an_earlier_attempt_may_have_stored_the_lead(answers, check_duplicate,
+                                                                           maybe_stored, refusal):
+    clock = FakeClock()
+    tokens = _NoSecondToken(refusal)
+    if not answers:
+        tokens.given = 1
+    sender = Sender(None, Connection("http://127.0.0.1:9", "demo", "k"), tokens,
+                    Pacer(None, clock=clock, sleep=clock.sleep), clock=clock, sleep=clock.sleep, timeout=5,
+                    retries=3)
+    script = iter(answers)
+    sender._exchange = lambda payload, token, campaign="": Verdict(next(script), "said")
+    with pytest.raises(NoToken) as e:
+        sender.send({"phoneNumber": "9100000001", "campaignName": "Main", "checkDuplicate": check_duplicate},
+                    lambda: False)
+    assert e.value.refusal is refusal and e.value.maybe_stored is maybe_stored and str(e.value) == str(refusal)
 
 
 def test_session_pool_is_sized_to_the_workers():

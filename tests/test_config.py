@@ -54,3 +54,27 @@ def test_key_in_a_config_file_readable_by_others_is_warned_about(cli, tmp_path):
     assert "secret-in-file-123" not in r.stdout + r.stderr
     cfg.chmod(0o600)
     assert "Warning" not in cli("config", "show", "--profile", "p", "--config", cfg).stderr
+
+
+def test_an_unset_api_key_env_is_shown_not_refused_while_upload_and_auth_check_still_refuse(cli, tmp_path, sb):
+    cfg = write_config(tmp_path / "config.toml", f"""
+[profiles.nightly]
+base_url = "{sb.base_url}"
+username = "ops"
+api_key_env = "ACME_CLOUDAGENT_KEY"
+rate = "100/min"
+campaign = "Nightly"
+""")
+    env = {"LEADPUSH_API_KEY": None, "ACME_CLOUDAGENT_KEY": None}  # unset
+    r = cli("config", "show", "--config", cfg, "--profile", "nightly", env=env)
+    assert r.exit_code == 0, r.output
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    assert lines["api_key"].split(None, 1)[1].startswith("(not set)")
+    assert "api_key_env ACME_CLOUDAGENT_KEY is not set" in lines["api_key"] and "profile nightly" in lines["api_key"]
+    assert "100/min" in lines["rate"] and "Nightly" in lines["campaign"]  # every other setting listed
+    assert "Error" not in r.stderr
+    leads = tmp_path / "leads.csv"
+    leads.write_text("phone\n9100000001\n")
+    for args in (("upload", leads), ("auth", "check")):
+        r = cli(*args, "--config", cfg, "--profile", "nightly", env=env)
+        assert r.exit_code == 2 and "api_key_env names ACME_CLOUDAGENT_KEY, which is not set" in r.stderr, r.output

@@ -401,6 +401,58 @@ def test_rows_in_flight_at_a_crash_are_counted_and_not_resent_without_check_dupl
     assert "2 row(s) were in flight when the earlier run stopped" in r.stdout  # in the printed summary
 
 
+@pytest.mark.parametrize("cached_token", [None, "eyJh.eyJi.c2ln"], ids=["no-token", "token-expired"])
+def test_rows_a_token_stop_kept_from_going_out_are_sent_by_resume_not_held_back(up, sb, tmp_path, cached_token):
+    """The hourly cap reached: the rows whose send line is written get no token (or only a 'Token
+    Expired' answer, which stores nothing). Their lead is certainly not in CloudAgent, so the journal
+    says so and --resume sends them, even with checkDuplicate FALSE."""
+    from leadpush.cloudagent import TokenStore
+    p = write_csv(tmp_path / "leads.csv", rows(6))
+    now = __import__("time").time()
+    cached = {"generations": [now - 60 - i for i in range(10)]}
+    TokenStore(tmp_path / "cache", sb.base_url, "ops").save({**cached, "token": cached_token} if cached_token
+                                                              else cached)
+    r = up(p, "--no-check-duplicate", "--workers", "4")
+    assert r.exit_code == 3 and "CloudAgent's cap" in r.stderr, r.stderr
+    assert not stored(sb)
+    expired = sb.state.stats_view()["requests"]["AddCampaignData"].get("token-expired", 0)
+    assert (expired > 0) == bool(cached_token)
+    lines = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
+    sent = {x["row"] for x in lines if x["type"] == "send"}
+    assert sent  # each worker's row had its send line written before the token was asked for
+    assert {x["row"]: x["status"] for x in lines if x["type"] == "row"} == dict.fromkeys(sent, "aborted")
+    assert not any(x.get("unknown") for x in lines if x["type"] == "row")
+
+    r = up(p, "--no-check-duplicate", "--resume", "--json", env={"LEADPUSH_CACHE_DIR": str(tmp_path / "fresh")})
+    assert r.exit_code == 0, r.stderr
+    counts = json.loads(r.stdout)["counts"]
+    assert counts["added"] == 6 and counts["failed"] == 0, counts
+    assert "in flight" not in r.stderr
+    assert set(stored(sb).values()) == {1} and len(stored(sb)) == 6
+
+
+def test_a_row_the_stop_caught_after_its_send_line_is_sent_by_resume(up, sb, tmp_path, monkeypatch):
+    """A stop (Ctrl-C, another worker's refusal) seen between a row's send line and its first request:
+    the row is aborted unsent, and its verdict is in the journal, so --resume sends it."""
+    from leadpush.cloudagent import Sender
+    p = write_csv(tmp_path / "leads.csv", rows(3))
+    real = Sender.send
+
+    def send(self, body, stop):  # the stop comes for the second row just after its send line
+        return real(self, body, (lambda: True) if body["phoneNumber"] == "9400000001" else stop)
+
+    monkeypatch.setattr(Sender, "send", send)
+    r = up(p, "--no-check-duplicate", "--workers", "1")
+    assert r.exit_code == 1, r.stderr
+    lines = read_jsonl(tmp_path / "leads.csv.leadpush-journal.jsonl")
+    assert [(x["type"], x["row"]) for x in lines if x["type"] in ("send", "row")][2:4] == [("send", 3), ("row", 3)]
+    monkeypatch.undo()
+    r = up(p, "--no-check-duplicate", "--resume", "--results", tmp_path / "r.csv")
+    assert r.exit_code == 0, r.stderr
+    assert [x["status"] for x in read_csv(tmp_path / "r.csv")] == ["skipped", "added", "skipped"]
+    assert set(stored(sb).values()) == {1} and len(stored(sb)) == 3
+
+
 # ---------------------------------------------------------------------------- 5. one lock per file, not per name
 
 def test_the_input_lock_is_by_device_and_inode(tmp_path):
