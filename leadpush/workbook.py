@@ -250,18 +250,10 @@ def _aborts_calamine(data: bytes) -> str | None:
     hundreds of GB and aborts: no Python code can catch that), tried first in a forked child that
     opens the workbook, builds every sheet and exits; what calamine printed as it died, or None.
     An .xls holds at most 65,536 rows a sheet: the extra parse costs a fraction of a second."""
-    if not hasattr(os, "fork"):
-        return None
-    try:
-        read_end, write_end = os.pipe()
-    except OSError:
-        return None  # no descriptors left: no probe (the read itself will say what it can)
-    try:
-        pid = os.fork()
-    except OSError:  # no process to spare (EAGAIN, ENOMEM): read without the probe
-        os.close(read_end)
-        os.close(write_end)
-        return None
+    forked = _fork_with_pipe()
+    if forked is None:
+        return None  # no probe: the read itself will say what it can
+    pid, read_end, write_end = forked
     if pid == 0:  # the child: its stderr (Rust's last words) to the pipe, nothing to the terminal
         try:
             os.close(read_end)
@@ -277,15 +269,42 @@ def _aborts_calamine(data: bytes) -> str | None:
         finally:
             os._exit(0)
     os.close(write_end)
-    said = b""
     try:
-        while chunk := os.read(read_end, 1 << 16):
-            said = (said + chunk)[-(1 << 16):]
+        said = _last_words(read_end)
     finally:
         os.close(read_end)
         _, status = os.waitpid(pid, 0)  # after Ctrl-C too: no child left behind
     if not os.WIFSIGNALED(status) or os.WTERMSIG(status) == signal.SIGKILL:
         return None  # SIGKILL: the OOM killer, or a user; not what a damaged file does
+    return _first_line(said)
+
+
+def _fork_with_pipe() -> tuple[int, int, int] | None:
+    """fork() with a fresh pipe both sides hold: (pid, read end, write end); None without fork, or
+    with no descriptor or process to spare (EAGAIN, ENOMEM): the caller then does without."""
+    if not hasattr(os, "fork"):
+        return None
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None
+    try:
+        return os.fork(), read_end, write_end
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+
+
+def _last_words(fd: int) -> bytes:
+    """What a pipe carries until it closes, its last 64 KB."""
+    said = b""
+    while chunk := os.read(fd, 1 << 16):
+        said = (said + chunk)[-(1 << 16):]
+    return said
+
+
+def _first_line(said: bytes) -> str:
     return (said.decode("utf-8", "replace").strip().splitlines() or ["no reason given"])[0]
 
 
@@ -299,31 +318,17 @@ def _rust_quiet(name: str) -> Iterator[None]:
     exception, which becomes one line. What it prints goes to a pipe read by a forked watcher,
     which drops it when calamine returns; if calamine instead aborts the process (it does on some
     damaged .xls files, asking for hundreds of GB), the watcher says so in one line."""
-    if not hasattr(os, "fork"):
+    forked = _fork_with_pipe()
+    if forked is None:  # calamine's words, if any, reach stderr as they are
         yield
         return
-    pid = -1
-    try:
-        read_end, write_end = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read_end)
-            os.close(write_end)
-    except OSError:
-        pass
-    if pid < 0:  # no descriptor or process to spare: calamine's words, if any, reach stderr as they are
-        yield
-        return
+    pid, read_end, write_end = forked
     if pid == 0:  # the watcher: it owns nothing but the pipe and the real stderr
         os.close(write_end)
-        said = b""
-        while chunk := os.read(read_end, 1 << 16):
-            said = (said + chunk)[-(1 << 16):]
+        said = _last_words(read_end)
         if not said.endswith(_DONE):
-            first = said.decode("utf-8", "replace").strip().splitlines()[:1] or ["no reason given"]
-            os.write(2, f"{name}: the workbook reader stopped on a damaged file ({first[0][:200]}); open it "
-                        f"in a spreadsheet and save it again, or save it as CSV\n".encode())
+            os.write(2, f"{name}: the workbook reader stopped on a damaged file ({_first_line(said)[:200]}); open "
+                        f"it in a spreadsheet and save it again, or save it as CSV\n".encode())
         os._exit(0)
     os.close(read_end)
     saved = os.dup(2)
